@@ -1,0 +1,343 @@
+"""TFM101: a Python list or tuple of layers on an nn.Module becomes an ``nn.ModuleList``."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from torchfix_mod.analysis import ContainerUses
+from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
+from torchfix_mod.rule import FixCase, KeepCase
+
+HEADER = "import torch\nimport torch.nn as nn\n\n"
+
+
+def _case(body: str) -> str:
+    return HEADER + body
+
+
+class ModuleListRule(ContainerRule):
+    """
+    ## What it does
+    Finds nn.Modules kept in a Python list or tuple attribute of an nn.Module:
+    a list literal, a list comprehension, an empty list filled with
+    `append`/`extend`/`+=`, or a local list assigned to the attribute.
+
+    ## Why is this bad?
+    PyTorch only registers submodules assigned directly or held in its own
+    containers. Layers in a Python list are missing from `parameters()` (the
+    optimizer never trains them), `state_dict()` (they are never saved),
+    `.to(device)`, `.train()`/`.eval()` and `apply()`.
+
+    ## Example
+    ```python
+    self.layers = []
+    for _ in range(n):
+        self.layers.append(nn.Linear(d, d))
+    ```
+
+    ## Use instead
+    ```python
+    self.layers = nn.ModuleList()
+    for _ in range(n):
+        self.layers.append(nn.Linear(d, d))
+    ```
+
+    ## Fix safety
+    Safe. The fix is only offered when every element is a module construction
+    (a `torch.nn` class or an nn.Module class of the same file) and every use of
+    the attribute in the file works on `nn.ModuleList` too.
+
+    ## Known problems
+    Left alone: elements that are not module constructions (`None`, tensors,
+    modules passed in from outside, such as a frozen teacher, and existing
+    attributes like `[self.a, self.b]`, which are registered already); lists
+    handed to other code (`nn.Sequential(*self.layers)` registers them there);
+    lists assigned more than once. Reported without a fix: lists that use what
+    `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
+    `clear`, `copy`, `other + self.layers`, `==`, `isinstance(..., list)`), and
+    lists assigned before `nn.Module.__init__` runs.
+    """
+
+    code = "TFM101"
+    name = "module-list"
+    summary = "Python list of nn.Modules is not registered; use nn.ModuleList"
+    kind = "list"
+    container = "ModuleList"
+
+    fixes = (
+        FixCase(
+            _case(
+                "class Decoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.dec_layers = []\n"
+                "        for i in range(n):\n"
+                "            self.dec_layers.append(nn.Linear(4, 4))\n"
+            ),
+            _case(
+                "class Decoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.dec_layers = nn.ModuleList()\n"
+                "        for i in range(n):\n"
+                "            self.dec_layers.append(nn.Linear(4, 4))\n"
+            ),
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Block(nn.Module):\n    pass\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super(Net, self).__init__()\n"
+            "        self.blocks = [Block() for _ in range(3)]  # keep me\n",
+            "from torch import nn\n\nclass Block(nn.Module):\n    pass\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super(Net, self).__init__()\n"
+            "        self.blocks = nn.ModuleList([Block() for _ in range(3)])  # keep me\n",
+        ),
+        FixCase(
+            "import torch\n\nclass Net(torch.nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.heads = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)\n",
+            "import torch\n\nclass Net(torch.nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.heads = torch.nn.ModuleList((torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)))\n",
+        ),
+        FixCase(
+            "from torch.nn import Module, Linear\n\nclass Net(Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = []\n"
+            "        for _ in range(2):\n"
+            "            layer = Linear(2, 2)\n"
+            "            layers.append(layer)\n"
+            "        self.layers = layers\n",
+            "from torch.nn import ModuleList, Module, Linear\n\nclass Net(Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = []\n"
+            "        for _ in range(2):\n"
+            "            layer = Linear(2, 2)\n"
+            "            layers.append(layer)\n"
+            "        self.layers = ModuleList(layers)\n",
+        ),
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self.layers = [nn.Linear(2, 2)]\n"
+                "        self.layers += [nn.ReLU()]\n"
+                "        self.layers.extend([nn.Linear(2, 2), nn.Tanh()])\n"
+                "    def forward(self, x):\n"
+                "        for i, layer in enumerate(self.layers):\n"
+                "            x = layer(x)\n"
+                "        return self.layers[-1](x) if len(self.layers) else x\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self.layers = nn.ModuleList([nn.Linear(2, 2)])\n"
+                "        self.layers += [nn.ReLU()]\n"
+                "        self.layers.extend([nn.Linear(2, 2), nn.Tanh()])\n"
+                "    def forward(self, x):\n"
+                "        for i, layer in enumerate(self.layers):\n"
+                "            x = layer(x)\n"
+                "        return self.layers[-1](x) if len(self.layers) else x\n"
+            ),
+        ),
+    )
+    keeps = (
+        # a teacher passed in from outside is deliberately not registered
+        KeepCase(_case(
+            "class Distiller(nn.Module):\n"
+            "    def __init__(self, teacher):\n"
+            "        super().__init__()\n"
+            "        self.teachers = [teacher]\n"
+        )),
+        # already registered under their own names
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.a = nn.Linear(2, 2)\n"
+            "        self.b = nn.Linear(2, 2)\n"
+            "        self.both = [self.a, self.b]\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.items = [nn.Linear(2, 2), None]\n"
+            "        self.sizes = [1, 2, 3]\n"
+            "        self.masks = [torch.zeros(2)]\n"
+        )),
+        # registered through nn.Sequential: converting would name them twice
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "        self.seq = nn.Sequential(*self.layers)\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "    def forward(self, x):\n"
+            "        self.layers.reverse()\n"
+            "        return x\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        assert isinstance(self.layers, list)\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        everything = [nn.ReLU()] + self.layers\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        super().__init__()\n"
+        ), reported=True),
+        # not an nn.Module: a dataset keeping transforms
+        KeepCase(_case(
+            "class Data(torch.utils.data.Dataset):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+        )),
+        KeepCase(
+            "class nn:\n    Module = object\n    Linear = list\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear()]\n"
+        ),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = [nn.Linear(2, 2)]\n"
+            "        self.layers = layers\n"
+            "        self.head = nn.Sequential(*layers)\n"
+        ), reported=True),
+    )
+
+    def check(self, site: SelfAssignment) -> None:
+        value = site.value
+        uses = ContainerUses(self.facts, "list", site.target, self.module_value)
+        message = (
+            f"`{site.self_arg}.{site.attr}` keeps nn.Modules in a Python {'tuple' if isinstance(value, cst.Tuple) else 'list'}: "
+            "PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.ModuleList"
+        )
+        if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+            if not uses.modules_iterable(value):
+                return
+            self.conclude(site, uses, message, wrap_call)
+        elif isinstance(value, cst.ListComp):
+            if not self.facts.is_module_construction(value.elt):
+                return
+            self.conclude(site, uses, message, wrap_call)
+        elif isinstance(value, cst.List):
+            if not self._filled_with_modules(site):
+                return
+            self.conclude(site, uses, message, lambda func, _value: wrap_call(func, None))
+        elif isinstance(value, cst.Name):
+            verdict = self._local_list(site, value)
+            if verdict is None:
+                return
+            if verdict:
+                self.conclude(site, uses, message, wrap_call)
+            else:
+                self.report(site.assign, f"{message} (not fixed: the local list `{value.value}` is used elsewhere)")
+
+    def _filled_with_modules(self, site: SelfAssignment) -> bool:
+        """``self.x = []`` followed in the same method by appends of modules."""
+        start = self.facts.start(site.assign)
+        for use in self.facts.attributes.get(site.attr, ()):
+            if use is site.target or self.facts.enclosing_function(use) is not site.method:
+                continue
+            if not (isinstance(use.value, cst.Name) and use.value.value == site.self_arg):
+                continue
+            if self.facts.start(use) <= start:
+                continue
+            parent = self.facts.parent(use)
+            if isinstance(parent, cst.Attribute) and parent.attr.value in {"append", "extend", "insert"}:
+                return True
+            if isinstance(parent, cst.AugAssign) and parent.target is use:
+                return True
+        return False
+
+    def _local_list(self, site: SelfAssignment, name: cst.Name) -> bool | None:
+        """``layers = []; layers.append(Block()); self.x = layers``.
+
+        None: not a list of modules. False: a list of modules the fix cannot take
+        (used after or besides being filled). True: convertible.
+        """
+        facts = self.facts
+        scope = facts.scope(name)
+        if scope is None or scope is scope.globals or name.value not in scope:
+            return None
+        uses = ContainerUses(facts, "list", site.target, self.module_value)
+        has_module = False
+        for assignment in scope.assignments[name.value]:
+            holder = facts.parent(assignment.node)
+            if isinstance(holder, cst.AssignTarget):
+                assign = facts.parent(holder)
+                if len(assign.targets) != 1 or not isinstance(assign.value, (cst.List, cst.ListComp)):
+                    return None
+                if isinstance(assign.value, cst.ListComp):
+                    if not facts.is_module_construction(assign.value.elt):
+                        return None
+                    has_module = True
+                elif not uses.modules_iterable(assign.value):
+                    return None
+                has_module = has_module or bool(getattr(assign.value, "elements", ()))
+            elif isinstance(holder, cst.AugAssign) and isinstance(holder.operator, cst.AddAssign):
+                if not uses.modules_iterable(holder.value):
+                    return None
+                has_module = True
+            else:
+                return None
+        if len([a for a in scope.assignments[name.value] if isinstance(facts.parent(a.node), cst.AssignTarget)]) != 1:
+            return None
+        end = facts.start(site.assign)
+        fine = True
+        for access in scope.accesses[name.value]:
+            node = access.node
+            if node is name:
+                continue
+            parent = facts.parent(node)
+            call = facts.parent(parent) if isinstance(parent, cst.Attribute) else None
+            if (
+                isinstance(parent, cst.Attribute)
+                and parent.value is node
+                and parent.attr.value in {"append", "extend"}
+                and isinstance(call, cst.Call)
+                and call.func is parent
+                and facts.start(node) < end
+            ):
+                if not (
+                    uses.modules_iterable(call.args[0].value)
+                    if parent.attr.value == "extend"
+                    else self.module_value(call.args[0].value)
+                ):
+                    return None
+                has_module = True
+                continue
+            fine = False
+        if not has_module:
+            return None
+        return fine
+

@@ -1,0 +1,174 @@
+"""The pure core: source text in, fixed text and diagnostics out. No I/O here."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import MetadataWrapper
+
+from torchfix_mod.analysis import FileFacts
+from torchfix_mod.rule import Finding, ImportNeed, NodeEdit, Rule, RuleOptions
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding. Lines are 1-based, columns 1-based (as Ruff and flake8 print them)."""
+
+    code: str
+    message: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    fix_available: bool = False  # a fix applicable under this run's settings
+    unsafe_fix: bool = False  # a fix exists but needs --unsafe-fixes
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class SourceError:
+    line: int
+    column: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    rules: tuple[type[Rule], ...]
+    unsafe_fixes: bool = False
+    apply_fixes: bool = True
+    rule_options: RuleOptions = field(default_factory=RuleOptions)
+
+
+@dataclass
+class FileResult:
+    source: str
+    new_source: str
+    diagnostics: list[Diagnostic]
+    errors: list[SourceError]
+
+    @property
+    def changed(self) -> bool:
+        return self.new_source != self.source
+
+
+class _ApplyEdits(cst.CSTTransformer):
+    def __init__(self, edits: dict[cst.CSTNode, list[NodeEdit]]) -> None:
+        super().__init__()
+        self.edits = edits
+
+    def on_leave(self, original_node, updated_node):
+        for edit in self.edits.get(original_node, ()):
+            updated_node = edit(updated_node)
+        return updated_node
+
+
+def syntax_error(source: str) -> SourceError | None:
+    """CPython's own verdict on the source, with its line and column."""
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
+    except ValueError as exc:  # e.g. null bytes
+        return SourceError(1, 1, f"cannot parse: {exc}")
+    return None
+
+
+def _collect(module: cst.Module, rules: Sequence[Rule], facts: FileFacts) -> None:
+    MetadataWrapper(module, unsafe_skip_copy=True).visit_batched([facts, *rules])
+
+
+def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list[SourceError]]:
+    """All rules in one traversal; if one raises, re-run each alone so the others' work survives."""
+    facts = FileFacts()
+    rules = [cls(facts, settings.rule_options) for cls in settings.rules]
+    try:
+        _collect(module, rules, facts)
+        return rules, []
+    except Exception:
+        pass
+    survivors, errors = [], []
+    for cls in settings.rules:
+        facts = FileFacts()
+        rule = cls(facts, settings.rule_options)
+        try:
+            _collect(module, [rule], facts)
+        except Exception as exc:  # a rule bug must not cost the file its other fixes
+            errors.append(SourceError(1, 1, f"internal error in rule {cls.code}: {type(exc).__name__}: {exc}"))
+            continue
+        survivors.append(rule)
+    return survivors, errors
+
+
+def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
+    edits: dict[cst.CSTNode, list[NodeEdit]] = defaultdict(list)
+    imports: dict[ImportNeed, None] = {}
+    for finding in fixes:
+        assert finding.fix is not None
+        for node, edit in finding.fix.edits.items():
+            edits[node].append(edit)
+        imports.update(dict.fromkeys(finding.fix.imports))
+    new_module = module.visit(_ApplyEdits(edits))
+    if imports:
+        context = CodemodContext()
+        for need in imports:
+            AddImportsVisitor.add_needed_import(context, need.module, need.name)
+        new_module = AddImportsVisitor(context).transform_module(new_module)
+    return new_module
+
+
+def transform_source(source: str, settings: Settings) -> FileResult:
+    """Run the selected rules on one file's text and apply the fixes they allow."""
+    error = syntax_error(source)
+    if error is not None:
+        return FileResult(source, source, [], [error])
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        return FileResult(source, source, [], [SourceError(exc.raw_line, exc.raw_column + 1, exc.message)])
+
+    rules, errors = _run_rules(module, settings)
+    findings = [f for rule in rules for f in rule.findings]
+
+    def applicable(finding: Finding) -> bool:
+        return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)
+
+    to_apply = [f for f in findings if applicable(f)] if settings.apply_fixes else []
+    new_source = source
+    if to_apply:
+        try:
+            new_source = _apply(module, to_apply).code
+        except Exception as exc:
+            errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
+            to_apply = []
+        else:
+            broken = syntax_error(new_source)
+            if broken is not None:
+                errors.append(
+                    SourceError(broken.line, broken.column, f"fixes would produce invalid code ({broken.message}); file left unchanged")
+                )
+                new_source, to_apply = source, []
+
+    applied = {id(f) for f in to_apply}
+    diagnostics = [
+        Diagnostic(
+            code=f.code,
+            message=f.message,
+            line=f.position.start.line,
+            column=f.position.start.column + 1,
+            end_line=f.position.end.line,
+            end_column=f.position.end.column + 1,
+            fix_available=applicable(f),
+            unsafe_fix=f.fix is not None and f.fix.unsafe and not settings.unsafe_fixes,
+            fixed=id(f) in applied,
+        )
+        for f in findings
+    ]
+    diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    return FileResult(source, new_source, diagnostics, errors)
