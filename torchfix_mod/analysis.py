@@ -431,6 +431,7 @@ class ContainerUses:
         self.dict_keys: list[cst.BaseExpression] = []
 
     def check(self, attr: str) -> str:
+        self.dict_keys = []
         verdict = Verdict.OK
         for node in self.facts.attributes.get(attr, ()):
             result = self._use(node)
@@ -467,6 +468,8 @@ class ContainerUses:
                 return self._fail(f"`.{method}()` adds a value not known to be an nn.Module")
             if method == "extend" and not (len(call.args) == 1 and self.modules_iterable(call.args[0].value)):
                 return self._fail("`.extend()` adds values not known to be nn.Modules")
+            if method in {"values", "items"} and self._spread(call):
+                return Verdict.ELSEWHERE
             return Verdict.OK
         if isinstance(parent, cst.AugAssign) and parent.target is node:
             if is_list and isinstance(parent.operator, cst.AddAssign) and self.modules_iterable(parent.value):
@@ -502,9 +505,19 @@ class ContainerUses:
             return Verdict.ELSEWHERE
         return self._fail("it is used in a way the nn container does not support")
 
+    def _spread(self, expr: cst.CSTNode) -> bool:
+        """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
+        parent = self.facts.parent(expr)
+        if isinstance(parent, cst.Arg) and parent.star:
+            self.reason = "its modules are handed to other code"
+            return True
+        return False
+
     def _subscript_use(self, sub: cst.Subscript) -> str:
         facts = self.facts
         holder = facts.parent(sub)
+        if self._spread(sub):
+            return Verdict.ELSEWHERE
         stored = isinstance(holder, cst.AssignTarget)
         if isinstance(holder, cst.AugAssign) and holder.target is sub:
             return Verdict.OK  # updates the element, not the container
