@@ -1,0 +1,593 @@
+"""TFM201: an in-place ``x += y`` in ``forward`` that autograd cannot survive becomes ``x = x + y``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from torchfix_mod.analysis import FileFacts, class_methods, self_name
+from torchfix_mod.containers import self_assignments
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+
+# Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
+RESULT_KEPT_OPS = frozenset(
+    {"sigmoid", "tanh", "exp", "exp2", "expm1", "relu", "softmax", "log_softmax", "sqrt", "rsqrt", "reciprocal", "cumprod"}
+)
+RESULT_KEPT_MODULES = frozenset({"Sigmoid", "Tanh", "ReLU", "Softmax", "LogSoftmax"})
+# Results that share storage with their input.
+VIEW_METHODS = frozenset(
+    {
+        "view", "view_as", "reshape", "reshape_as", "transpose", "permute", "squeeze", "unsqueeze",
+        "expand", "expand_as", "narrow", "select", "t", "contiguous", "detach", "flatten", "unflatten",
+        "as_strided", "diagonal", "to", "float", "double", "half", "bfloat16", "type", "type_as",
+        "cpu", "cuda", "movedim", "swapaxes", "swapdims", "real", "imag", "view_as_real",
+    }
+)
+# Reads that autograd never saves.
+METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "layout", "grad_fn"})
+METADATA_METHODS = frozenset({"size", "dim", "numel", "stride", "is_contiguous", "is_floating_point", "element_size", "nelement", "get_device"})
+METADATA_BUILTINS = frozenset({"len", "isinstance", "type", "id"})
+NON_TENSOR_RESULTS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "round", "abs"})
+NON_TENSOR_METHODS = frozenset({"item", "tolist", "size", "dim", "numel", "stride", "keys", "items", "values"})
+NO_GRAD = frozenset(
+    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
+     "torch.autograd.grad_mode.inference_mode"}
+)
+NON_TENSOR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "list", "tuple", "dict", "set", "List", "Tuple", "Dict"})
+
+PARAM, FRESH, KEPT, ALIAS, SCALAR, UNKNOWN = "param", "fresh", "kept", "alias", "scalar", "unknown"
+TENSOR_KINDS = frozenset({PARAM, FRESH, KEPT})
+
+BINARY_FOR = {
+    cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
+    cst.DivideAssign: cst.Divide, cst.MatrixMultiplyAssign: cst.MatrixMultiply,
+    cst.FloorDivideAssign: cst.FloorDivide, cst.ModuloAssign: cst.Modulo, cst.PowerAssign: cst.Power,
+    cst.BitAndAssign: cst.BitAnd, cst.BitOrAssign: cst.BitOr, cst.BitXorAssign: cst.BitXor,
+    cst.LeftShiftAssign: cst.LeftShift, cst.RightShiftAssign: cst.RightShift,
+}
+PRECEDENCE = {
+    cst.BitOr: 1, cst.BitXor: 2, cst.BitAnd: 3, cst.LeftShift: 4, cst.RightShift: 4,
+    cst.Add: 5, cst.Subtract: 5, cst.Multiply: 6, cst.Divide: 6, cst.FloorDivide: 6,
+    cst.Modulo: 6, cst.MatrixMultiply: 6, cst.Power: 8,
+}
+NON_TENSOR_LITERALS = (
+    cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp, cst.SetComp, cst.DictComp,
+    cst.SimpleString, cst.ConcatenatedString, cst.FormattedString,
+)
+
+
+def out_of_place(aug: cst.AugAssign) -> cst.Assign:
+    """``x op= y`` as ``x = x op y``, parenthesizing ``y`` where precedence needs it."""
+    op = BINARY_FOR[type(aug.operator)]
+    right = aug.value
+    needs_parens = isinstance(right, (cst.BooleanOperation, cst.Comparison, cst.IfExp, cst.Lambda, cst.NamedExpr)) or (
+        isinstance(right, cst.UnaryOperation) and isinstance(right.operator, cst.Not)
+    )
+    if isinstance(right, cst.BinaryOperation) and not right.lpar:
+        needs_parens = PRECEDENCE[type(right.operator)] <= PRECEDENCE[op]
+    if needs_parens and not getattr(right, "lpar", ()):
+        right = right.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return cst.Assign(
+        targets=[cst.AssignTarget(target=aug.target)],
+        value=cst.BinaryOperation(left=aug.target.deep_clone(), operator=op(), right=right),
+    )
+
+
+@dataclass
+class NameState:
+    kinds: frozenset[str]
+    read: bool = False
+
+
+State = dict[str, NameState]
+
+
+def merge(*states: State) -> State:
+    merged: State = {}
+    for name in set().union(*states):
+        present = [s[name] for s in states if name in s]
+        kinds = frozenset().union(*(p.kinds for p in present))
+        if len(present) < len(states):
+            kinds |= {UNKNOWN}
+        merged[name] = NameState(kinds, any(p.read for p in present))
+    return merged
+
+
+class _Reads(cst.CSTVisitor):
+    """Names an expression reads in a way autograd may save (metadata reads excluded)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.append(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        if not (isinstance(node.value, cst.Name) and node.attr.value in METADATA_ATTRIBUTES):
+            node.value.visit(self)
+        return False
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        func = node.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value in METADATA_METHODS:
+            pass
+        elif isinstance(func, cst.Name) and func.value in METADATA_BUILTINS:
+            pass
+        else:
+            func.visit(self)
+            for arg in node.args:
+                arg.value.visit(self)
+            return False
+        for arg in node.args:
+            if not isinstance(arg.value, cst.Name):
+                arg.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Comparison(self, node: cst.Comparison) -> bool:
+        identity = all(isinstance(t.operator, (cst.Is, cst.IsNot)) for t in node.comparisons)
+        if not (identity and isinstance(node.left, cst.Name)):
+            node.left.visit(self)
+        for target in node.comparisons:
+            target.comparator.visit(self)
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        node.body.visit(self)
+        return False
+
+
+def reads(node: cst.CSTNode | None) -> list[str]:
+    if node is None:
+        return []
+    visitor = _Reads()
+    node.visit(visitor)
+    return visitor.names
+
+
+class InplaceForwardRule(Rule):
+    """
+    ## What it does
+    Finds augmented assignments (`+=`, `-=`, `*=`, `/=`, `@=`, ...) on a local
+    name in `forward` of an nn.Module where the in-place update can break
+    autograd, and rewrites them out of place.
+
+    ## Why is this bad?
+    `x += y` on a tensor is `x.add_(y)`. When autograd saved the old `x` for
+    backward (it was fed to a layer that keeps its input, or it is the result
+    of an op whose backward needs its output: `sigmoid`, `tanh`, `exp`, `relu`,
+    `softmax`, `log_softmax`, `sqrt`, ...), `backward()` fails with "one of the
+    variables needed for gradient computation has been modified by an inplace
+    operation". On an argument of `forward` it also changes the caller's tensor.
+
+    ## Example
+    ```python
+    output_ = self.ffn(output)
+    output += output_
+    ```
+
+    ## Use instead
+    ```python
+    output_ = self.ffn(output)
+    output = output + output_
+    ```
+
+    ## Fix safety
+    Safe: for tensors `x = x + y` computes the same values without touching
+    the old tensor. It is only offered for names whose every reaching binding
+    is a tensor computed in `forward` or an argument of `forward`.
+
+    ## Known problems
+    Left alone: pure accumulators (`out = self.fc(x); out += x`, `total +=
+    layer(x)`), which are correct and save memory; names holding numbers, lists
+    or strings; aliases of other tensors (`x = self.buf`, `x = y.view(...)`),
+    whose in-place update may be intended; attribute and subscript targets
+    (`self.w += ...` on a Parameter would raise, `x[0] = x[0] + 1` is still in
+    place); code under `torch.no_grad()`/`torch.inference_mode()`; code outside
+    `forward`.
+    """
+
+    code = "TFM201"
+    name = "inplace-in-forward"
+    summary = "In-place update in forward breaks autograd; use an out-of-place op"
+
+    fixes = (
+        FixCase(
+            "import torch.nn as nn\n\nclass EncoderLayer(nn.Module):\n"
+            "    def forward(self, input):\n"
+            "        output = self.attention(input)\n"
+            "        output = self.layerNorm(output)\n"
+            "        output_ = self.ffn(output)\n"
+            "        output += output_  # residual\n"
+            "        return output\n",
+            "import torch.nn as nn\n\nclass EncoderLayer(nn.Module):\n"
+            "    def forward(self, input):\n"
+            "        output = self.attention(input)\n"
+            "        output = self.layerNorm(output)\n"
+            "        output_ = self.ffn(output)\n"
+            "        output = output + output_  # residual\n"
+            "        return output\n",
+        ),
+        FixCase(
+            "import torch\nimport torch.nn.functional as F\n\nclass Gate(torch.nn.Module):\n"
+            "    def forward(self, x, a, b):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= a + b\n"
+            "        h = F.softmax(x, dim=-1)\n"
+            "        h /= h.sum(-1, keepdim=True)\n"
+            "        return g, h\n",
+            "import torch\nimport torch.nn.functional as F\n\nclass Gate(torch.nn.Module):\n"
+            "    def forward(self, x, a, b):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * (a + b)\n"
+            "        h = F.softmax(x, dim=-1)\n"
+            "        h = h / h.sum(-1, keepdim=True)\n"
+            "        return g, h\n",
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Res(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        for block in self.blocks:\n"
+            "            x -= block(x) * 2\n"
+            "        return x\n",
+            "from torch import nn\n\nclass Res(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        for block in self.blocks:\n"
+            "            x = x - block(x) * 2\n"
+            "        return x\n",
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Act(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.act = nn.Tanh()\n"
+            "    def forward(self, h):\n"
+            "        y = self.act(self.proj(h))\n"
+            "        y += 1\n"
+            "        return y\n",
+            "from torch import nn\n\nclass Act(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.act = nn.Tanh()\n"
+            "    def forward(self, h):\n"
+            "        y = self.act(self.proj(h))\n"
+            "        y = y + 1\n"
+            "        return y\n",
+        ),
+    )
+    keeps = (
+        KeepCase(
+            "import torch.nn as nn\n\nclass Block(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        out = self.fc(x)\n"
+            "        out += x\n"
+            "        total = 0\n"
+            "        for layer in self.layers:\n"
+            "            total += layer(x)\n"
+            "        n = x.size(0)\n"
+            "        n += 1\n"
+            "        feats = []\n"
+            "        feats += [out]\n"
+            "        return out, total, n, feats\n"
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Stats(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        self.count += 1\n"
+            "        x[:, 0] += 1\n"
+            "        buf = self.running\n"
+            "        print(buf)\n"
+            "        buf += x.mean()\n"
+            "        with torch.no_grad():\n"
+            "            y = torch.sigmoid(x)\n"
+            "            y += 1\n"
+            "        return x\n"
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Eval(nn.Module):\n"
+            "    @torch.no_grad()\n"
+            "    def forward(self, x):\n"
+            "        x += 1\n"
+            "        return x\n"
+            "    def loss(self, x):\n"
+            "        y = torch.exp(x)\n"
+            "        y += 1\n"
+            "        return y\n"
+        ),
+        KeepCase(
+            "import torch\n\nclass NotAModule:\n"
+            "    def forward(self, x):\n"
+            "        x += 1\n"
+            "        return x\n"
+        ),
+        KeepCase(
+            "import torch.nn as nn\n\nclass Scaled(nn.Module):\n"
+            "    def forward(self, x, scale: float = 1.0, steps=3):\n"
+            "        scale *= 2\n"
+            "        steps -= 1\n"
+            "        return x * scale\n"
+        ),
+    )
+
+    def __init__(self, facts: FileFacts, options) -> None:
+        super().__init__(facts, options)
+        self.forwards: list[tuple[cst.ClassDef, cst.FunctionDef, str]] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        if not self.facts.is_module_class(node):
+            return
+        for method in class_methods(node):
+            self_arg = self_name(method)
+            if method.name.value == "forward" and self_arg is not None and not self._no_grad_decorated(method):
+                self.forwards.append((node, method, self_arg))
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for cls, method, self_arg in self.forwards:
+            _ForwardAnalysis(self, cls, method, self_arg).run()
+
+    def _no_grad_decorated(self, func: cst.FunctionDef) -> bool:
+        for deco in func.decorators:
+            target = deco.decorator.func if isinstance(deco.decorator, cst.Call) else deco.decorator
+            if self.facts.qualified_names(target) & NO_GRAD:
+                return True
+        return False
+
+
+class _ForwardAnalysis:
+    """Walks one ``forward`` in execution order, tracking what each local name holds."""
+
+    def __init__(self, rule: InplaceForwardRule, cls: cst.ClassDef, func: cst.FunctionDef, self_arg: str) -> None:
+        self.rule = rule
+        self.facts = rule.facts
+        self.cls = cls
+        self.func = func
+        self.self_arg = self_arg
+        self.decisions: dict[cst.AugAssign, str | None] = {}
+        self.kept_attributes = self._result_kept_attributes()
+
+    def _result_kept_attributes(self) -> set[str]:
+        kept: dict[str, bool] = {}
+        for site in self_assignments(self.facts, self.cls):
+            qnames = self.facts.qualified_names(site.value.func) if isinstance(site.value, cst.Call) else set()
+            is_kept = bool(qnames) and all(q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES and q.startswith("torch.nn.") for q in qnames)
+            kept[site.attr] = kept.get(site.attr, True) and is_kept
+        return {name for name, ok in kept.items() if ok}
+
+    def run(self) -> None:
+        state: State = {}
+        params = self.func.params
+        for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
+            name = param.name.value
+            if name == self.self_arg:
+                continue
+            state[name] = NameState(frozenset({SCALAR if self._non_tensor_param(param) else PARAM}))
+        for star in (params.star_arg, params.star_kwarg):
+            if isinstance(star, cst.Param):
+                state[star.name.value] = NameState(frozenset({UNKNOWN}))
+        self.block(self.func.body, state, no_grad=False)
+        for aug, reason in self.decisions.items():
+            if reason is None:
+                continue
+            fix = Fix({aug: lambda updated: out_of_place(updated)})
+            self.rule.report(aug, reason, fix)
+
+    @staticmethod
+    def _non_tensor_param(param: cst.Param) -> bool:
+        if param.default is not None and not (isinstance(param.default, cst.Name) and param.default.value == "None"):
+            return True
+        annotation = param.annotation.annotation if param.annotation else None
+        base = annotation.value if isinstance(annotation, cst.Subscript) else annotation
+        return isinstance(base, cst.Name) and base.value in NON_TENSOR_ANNOTATIONS
+
+    # -- statements -----------------------------------------------------------
+    def block(self, body, state: State, no_grad: bool) -> State:
+        statements = body.body if isinstance(body, cst.IndentedBlock) else [body]
+        for stmt in statements:
+            state = self.statement(stmt, state, no_grad)
+        return state
+
+    def statement(self, stmt: cst.CSTNode, state: State, no_grad: bool) -> State:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                state = self.small(small, state, no_grad)
+            return state
+        if isinstance(stmt, cst.SimpleStatementSuite):
+            for small in stmt.body:
+                state = self.small(small, state, no_grad)
+            return state
+        if isinstance(stmt, cst.If):
+            self.read(stmt.test, state)
+            taken = self.block(stmt.body, dict(state), no_grad)
+            other = self.statement(stmt.orelse, dict(state), no_grad) if stmt.orelse else state
+            return merge(taken, other)
+        if isinstance(stmt, cst.Else):
+            return self.block(stmt.body, state, no_grad)
+        if isinstance(stmt, (cst.For, cst.While)):
+            return self.loop(stmt, state, no_grad)
+        if isinstance(stmt, cst.With):
+            inner = no_grad or any(self._disables_grad(item.item) for item in stmt.items)
+            for item in stmt.items:
+                self.read(item.item, state)
+                if item.asname is not None:
+                    self.bind_targets(item.asname.name, state, UNKNOWN)
+            return self.block(stmt.body, state, inner)
+        if isinstance(stmt, cst.Try):
+            after_body = self.block(stmt.body, dict(state), no_grad)
+            branches = [after_body]
+            for handler in stmt.handlers:
+                branches.append(self.block(handler.body, merge(state, after_body), no_grad))
+            result = merge(*branches)
+            if stmt.orelse:
+                result = merge(result, self.block(stmt.orelse.body, dict(after_body), no_grad))
+            if stmt.finalbody:
+                result = self.block(stmt.finalbody.body, result, no_grad)
+            return result
+        # nested functions and classes, match statements, ...: every name they mention is read
+        for name in reads(stmt):
+            self._mark_read(name, state)
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            state[stmt.name.value] = NameState(frozenset({UNKNOWN}))
+        return state
+
+    def loop(self, stmt: cst.For | cst.While, state: State, no_grad: bool) -> State:
+        entry = dict(state)
+        if isinstance(stmt, cst.For):
+            self.read(stmt.iter, entry)
+            self.bind_targets(stmt.target, entry, UNKNOWN)
+        else:
+            self.read(stmt.test, entry)
+        end = self.block(stmt.body, dict(entry), no_grad)
+        again = merge(entry, end)
+        if isinstance(stmt, cst.For):
+            self.bind_targets(stmt.target, again, UNKNOWN)
+        end = self.block(stmt.body, again, no_grad)  # second pass sees values from the back edge
+        result = merge(state, end)
+        if stmt.orelse:
+            result = self.block(stmt.orelse.body, result, no_grad)
+        return result
+
+    def small(self, small: cst.CSTNode, state: State, no_grad: bool) -> State:
+        if isinstance(small, cst.Assign):
+            self.read(small.value, state)
+            kind = self.classify(small.value, state)
+            for target in small.targets:
+                self.bind_targets(target.target, state, kind)
+        elif isinstance(small, cst.AnnAssign):
+            self.read(small.value, state)
+            self.bind_targets(small.target, state, self.classify(small.value, state) if small.value else UNKNOWN)
+        elif isinstance(small, cst.AugAssign):
+            self.augmented(small, state, no_grad)
+        elif isinstance(small, cst.Del):
+            for name in reads(small.target):
+                state[name] = NameState(frozenset({UNKNOWN}))
+        else:
+            self.read(small, state)
+        return state
+
+    def augmented(self, aug: cst.AugAssign, state: State, no_grad: bool) -> None:
+        self.read(aug.value, state)
+        target = aug.target
+        if not isinstance(target, cst.Name):
+            self.read_target_base(target, state)
+            return
+        name = target.value
+        current = state.get(name)
+        reason = None
+        if current is not None and not no_grad and not isinstance(aug.value, NON_TENSOR_LITERALS):
+            reason = self.reason(name, current)
+        self.decisions[aug] = reason
+        if reason is not None:
+            state[name] = NameState(frozenset({FRESH}))
+
+    def reason(self, name: str, current: NameState) -> str | None:
+        if not current.kinds <= TENSOR_KINDS:
+            return None
+        if KEPT in current.kinds:
+            return (
+                f"in-place update of `{name}`, the result of an op whose backward needs its output "
+                "(sigmoid, tanh, exp, relu, softmax, ...): backward() fails; use an out-of-place op"
+            )
+        if current.read:
+            return (
+                f"in-place update of `{name}` after it was used: autograd may have saved it, "
+                "and backward() fails on the modified tensor; use an out-of-place op"
+            )
+        if PARAM in current.kinds:
+            return (
+                f"in-place update of `{name}`, an argument of forward: it modifies the caller's tensor "
+                "(and fails on a leaf that requires grad); use an out-of-place op"
+            )
+        return None
+
+    # -- expressions ----------------------------------------------------------
+    def read(self, node: cst.CSTNode | None, state: State) -> None:
+        for name in reads(node):
+            self._mark_read(name, state)
+
+    def read_target_base(self, target: cst.CSTNode, state: State) -> None:
+        if isinstance(target, cst.Subscript):
+            for element in target.slice:
+                self.read(element, state)
+
+    @staticmethod
+    def _mark_read(name: str, state: State) -> None:
+        if name in state:
+            state[name] = NameState(state[name].kinds, True)
+
+    def bind_targets(self, target: cst.CSTNode, state: State, kind: str) -> None:
+        if isinstance(target, cst.Name):
+            state[target.value] = NameState(frozenset({kind}))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self.bind_targets(element.value, state, UNKNOWN)
+        elif isinstance(target, cst.StarredElement):
+            self.bind_targets(target.value, state, UNKNOWN)
+        else:
+            self.read_target_base(target, state)
+
+    def classify(self, value: cst.BaseExpression, state: State) -> str:
+        if isinstance(value, cst.Name):
+            if value.value in {"None", "True", "False"}:
+                return SCALAR
+            return ALIAS
+        if isinstance(value, (cst.Attribute, cst.Subscript)):
+            return ALIAS
+        if isinstance(value, (cst.Integer, cst.Float, cst.Imaginary, *NON_TENSOR_LITERALS, cst.GeneratorExp)):
+            return SCALAR
+        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
+            return FRESH
+        if isinstance(value, cst.IfExp):
+            kinds = {self.classify(value.body, state), self.classify(value.orelse, state)}
+            return kinds.pop() if len(kinds) == 1 else UNKNOWN
+        if isinstance(value, cst.Call):
+            return self.classify_call(value, state)
+        return UNKNOWN
+
+    def classify_call(self, call: cst.Call, state: State) -> str:
+        func = call.func
+        qnames = self.facts.qualified_names(func)
+        if isinstance(func, cst.Name) and qnames == {f"builtins.{func.value}"}:
+            return SCALAR if func.value in NON_TENSOR_RESULTS else UNKNOWN
+        if qnames:
+            short = {q.rsplit(".", 1)[-1] for q in qnames}
+            torch_op = all(q.startswith("torch.") for q in qnames)
+            if torch_op and short <= RESULT_KEPT_OPS:
+                return KEPT
+            if torch_op:
+                return FRESH
+            if any(q.startswith(("math.", "builtins.")) for q in qnames):
+                return SCALAR
+            if not isinstance(func, cst.Attribute) or not any("<locals>" in q for q in qnames):
+                return UNKNOWN
+        if isinstance(func, cst.Attribute):
+            method = func.attr.value
+            receiver = func.value
+            if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
+                return KEPT if method in self.kept_attributes else FRESH
+            if method in NON_TENSOR_METHODS:
+                return SCALAR
+            if method in RESULT_KEPT_OPS:
+                return KEPT
+            if method in VIEW_METHODS:
+                base = self.classify(receiver, state)
+                if isinstance(receiver, cst.Name) and receiver.value in state:
+                    return ALIAS
+                return base if base in {FRESH, KEPT} else ALIAS
+            return FRESH
+        return UNKNOWN
+
+    def _disables_grad(self, expr: cst.BaseExpression) -> bool:
+        target = expr.func if isinstance(expr, cst.Call) else expr
+        if self.facts.qualified_names(target) & NO_GRAD:
+            return True
+        return (
+            isinstance(expr, cst.Call)
+            and self.facts.qualified_names(expr.func) == {"torch.set_grad_enabled"}
+            and bool(expr.args)
+            and isinstance(expr.args[0].value, cst.Name)
+            and expr.args[0].value.value == "False"
+        )
