@@ -1,0 +1,5 @@
+"""``python -m torchfix_mod``."""
+
+from torchfix_mod.cli import main
+
+main()

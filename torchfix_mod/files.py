@@ -1,0 +1,159 @@
+"""File I/O: finding the Python files of a run, reading them with their encoding, writing atomically."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import tokenize
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from torchfix_mod.engine import SourceError
+
+# Directories never worth descending into (Ruff and Black skip the same ones).
+SKIPPED_DIRS = frozenset(
+    {
+        ".git", ".hg", ".svn", ".bzr", ".venv", "venv", ".tox", ".nox", ".eggs", "build", "dist",
+        "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages",
+        "__pypackages__", ".ipynb_checkpoints", ".torchfix_mod_cache",
+    }
+)
+
+
+class SourceReadError(Exception):
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    text: str
+    encoding: str  # as Python names it; "utf-8-sig" keeps a BOM
+
+
+def _is_skipped_dir(path: Path) -> bool:
+    return path.name in SKIPPED_DIRS or path.name.endswith(".egg-info") or (path / "pyvenv.cfg").exists()
+
+
+def _gitignore(directory: Path) -> pathspec.PathSpec | None:
+    ignore_file = directory / ".gitignore"
+    if not ignore_file.is_file():
+        return None
+    try:
+        lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _parent_ignores(directory: Path) -> list[tuple[Path, pathspec.PathSpec]]:
+    """The .gitignore files above ``directory`` up to the repository root."""
+    found = []
+    for parent in directory.resolve().parents:
+        spec = _gitignore(parent)
+        if spec is not None:
+            found.append((parent, spec))
+        if (parent / ".git").exists():
+            break
+    return found
+
+
+def _ignored(path: Path, is_dir: bool, specs: Iterable[tuple[Path, pathspec.PathSpec]]) -> bool:
+    resolved = path.resolve()
+    for base, spec in specs:
+        try:
+            rel = resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+        if spec.match_file(rel + ("/" if is_dir else "")):
+            return True
+    return False
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Python files under ``paths`` (sorted, unique) and the paths that do not exist.
+
+    A file named explicitly is always taken; inside directories, virtualenvs,
+    build output, VCS folders and what .gitignore ignores are skipped.
+    """
+    files: set[Path] = set()
+    missing: list[tuple[Path, str]] = []
+    for root in paths:
+        if root.is_file():
+            files.add(root)
+            continue
+        if not root.is_dir():
+            missing.append((root, "No such file or directory"))
+            continue
+        specs = _parent_ignores(root)
+        stack = [(root, specs)]
+        while stack:
+            directory, inherited = stack.pop()
+            own = _gitignore(directory)
+            active = inherited + ([(directory.resolve(), own)] if own else [])
+            try:
+                entries = sorted(directory.iterdir())
+            except OSError as exc:
+                missing.append((directory, exc.strerror or str(exc)))
+                continue
+            for entry in entries:
+                if entry.is_dir() and not entry.is_symlink():
+                    if not _is_skipped_dir(entry) and not _ignored(entry, True, active):
+                        stack.append((entry, active))
+                elif entry.suffix == ".py" and entry.is_file() and not _ignored(entry, False, active):
+                    files.add(entry)
+    return sorted(files, key=lambda p: p.as_posix()), missing
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """Text and encoding of Python source bytes (PEP 263 cookie, BOM), newlines untouched."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        raise SourceReadError(SourceError(1, 1, f"cannot decode: {exc}")) from None
+    try:
+        return data.decode(encoding), encoding
+    except UnicodeDecodeError as exc:
+        line, column = _line_col(data, exc.start)
+        raise SourceReadError(SourceError(line, column, f"cannot decode as {encoding}: {exc.reason}")) from None
+
+
+def read_source(path: Path) -> SourceFile:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceReadError(SourceError(1, 1, f"cannot read: {exc.strerror or exc}")) from None
+    text, encoding = decode(data)
+    return SourceFile(path, text, encoding)
+
+
+def write_atomic(path: Path, text: str, encoding: str) -> None:
+    """Replace ``path`` with ``text``: temp file in the same directory, fsync, rename; mode kept."""
+    data = text.encode(encoding)
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
