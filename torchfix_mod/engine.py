@@ -69,10 +69,14 @@ class _ApplyEdits(cst.CSTTransformer):
         return updated_node
 
 
-def syntax_error(source: str) -> SourceError | None:
-    """CPython's own verdict on the source, with its line and column."""
+def syntax_error(source: str, full_compile: bool = False) -> SourceError | None:
+    """CPython's own verdict on the source, with its line and column. ``full_compile``
+    also runs the compiler's checks (``return`` outside a function, ...)."""
     try:
-        ast.parse(source)
+        if full_compile:
+            compile(source, "<torchfix-mod output>", "exec", dont_inherit=True)
+        else:
+            ast.parse(source)
     except SyntaxError as exc:
         return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
     except ValueError as exc:  # e.g. null bytes
@@ -148,7 +152,7 @@ def transform_source(source: str, settings: Settings) -> FileResult:
             errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
             to_apply = []
         else:
-            broken = syntax_error(new_source)
+            broken = syntax_error(new_source, full_compile=True)
             if broken is not None:
                 errors.append(
                     SourceError(broken.line, broken.column, f"fixes would produce invalid code ({broken.message}); file left unchanged")

@@ -62,19 +62,28 @@ class EncoderLayer(nn.Module):
         return output
 
 
-class GatedPooling(nn.Module):
-    """Pools a sequence with softmax attention weights and a sigmoid gate."""
+class AttentionPooling(nn.Module):
+    """Pools a sequence with softmax attention weights, zeroing padded positions."""
 
     def __init__(self, hidden_dim):
         super().__init__()
         self.score = nn.Linear(hidden_dim, 1)
-        self.gate = nn.Linear(hidden_dim, hidden_dim)
 
     def forward(self, x, keep):
         # x : (bs, seq_len, hidden_dim), keep : (bs, seq_len) of 0/1
         weights = torch.softmax(self.score(x).squeeze(-1), dim=-1)
         weights *= keep
-        pooled = (weights.unsqueeze(-1) * x).sum(dim=1)
-        gate = torch.sigmoid(self.gate(pooled))
+        return (weights.unsqueeze(-1) * x).sum(dim=1)
+
+
+class SigmoidGate(nn.Module):
+    """Scales features by a learned gate in (0, 2)."""
+
+    def __init__(self, hidden_dim):
+        super().__init__()
+        self.gate = nn.Linear(hidden_dim, hidden_dim)
+
+    def forward(self, x):
+        gate = torch.sigmoid(self.gate(x))
         gate *= 2.0
-        return pooled * gate
+        return x * gate

@@ -25,13 +25,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.out = nn.Linear(hidden_dim, hidden_dim)
         self.scale = hidden_dim**-0.5
-        self.mask = torch.tril(torch.ones(max_len, max_len)).view(1, max_len, max_len)
+        self.mask = torch.tril(torch.ones(max_len, max_len))
 
     def forward(self, x):
         seq_len = x.size(1)
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         scores = q @ k.transpose(-2, -1) * self.scale
-        scores = scores.masked_fill(self.mask[:, :seq_len, :seq_len] == 0, float("-inf"))
+        scores = scores.masked_fill(self.mask[:seq_len, :seq_len] == 0, float("-inf"))
         return self.out(torch.softmax(scores, dim=-1) @ v)
 
 

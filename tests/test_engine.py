@@ -1,0 +1,197 @@
+"""The pure core: name resolution, imports, newlines, isolation of failing rules,
+and the torch facts the rules rely on, checked against the installed torch."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import libcst as cst
+import pytest
+import torch
+import torch.nn as nn
+
+from codemods.module_dict import key_problem
+from conftest import ALL_RULES, transform
+from torchfix_mod import torch_facts
+from torchfix_mod.rule import Fix, Rule
+
+LIST_BODY = (
+    "class Net({base}):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.layers = [{layer}(2, 2), {layer}(2, 2)]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "base", "layer", "expected"),
+    [
+        ("import torch.nn as nn\n", "nn.Module", "nn.Linear", "nn.ModuleList(["),
+        ("import torch.nn as tnn\n", "tnn.Module", "tnn.Linear", "tnn.ModuleList(["),
+        ("import torch\n", "torch.nn.Module", "torch.nn.Linear", "torch.nn.ModuleList(["),
+        ("import torch.nn\n", "torch.nn.Module", "torch.nn.Linear", "torch.nn.ModuleList(["),
+        ("from torch import nn\n", "nn.Module", "nn.Linear", "nn.ModuleList(["),
+        ("from torch.nn import Module, Linear, ModuleList\n", "Module", "Linear", "self.layers = ModuleList(["),
+    ],
+)
+def test_module_list_uses_the_files_own_binding(header, base, layer, expected):
+    source = header + "\n" + LIST_BODY.format(base=base, layer=layer)
+    result = transform(source)
+    assert expected in result.new_source
+    assert result.new_source.count("import") == source.count("import"), "no import may be added"
+
+
+def test_import_added_in_the_files_style_when_needed():
+    source = "from torch.nn import Module, Linear\n\n" + LIST_BODY.format(base="Module", layer="Linear")
+    result = transform(source)
+    tree = ast.parse(result.new_source)
+    imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert imported == {"Module", "Linear", "ModuleList"}
+    assert "self.layers = ModuleList([Linear(2, 2), Linear(2, 2)])" in result.new_source
+
+
+def test_no_fix_when_every_spelling_would_shadow_a_local_name():
+    source = (
+        "from torch.nn import Module, Linear\n\n"
+        "torch = ModuleList = None\n\n" + LIST_BODY.format(base="Module", layer="Linear")
+    )
+    result = transform(source)
+    assert result.new_source == source
+    assert [d.code for d in result.diagnostics] == ["TFM101"]
+    assert not result.diagnostics[0].fix_available
+
+
+def test_a_local_named_nn_is_not_torch_nn():
+    source = (
+        "import torch\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, nn):\n"
+        "        super().__init__()\n"
+        "        self.layers = [nn.Linear(2, 2)]\n"
+    )
+    assert transform(source).diagnostics == []
+
+
+def test_modules_from_other_classes_of_the_file_count():
+    source = (
+        "import torch.nn as nn\n\n"
+        "class Block(nn.Module):\n    pass\n\n"
+        "class Deeper(Block):\n    pass\n\n"
+        "class Plain:\n    pass\n\n"
+        "class Net(Deeper):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.blocks = [Block(), Deeper()]\n"
+        "        self.plain = [Plain()]\n"
+    )
+    result = transform(source)
+    assert "self.blocks = nn.ModuleList([Block(), Deeper()])" in result.new_source
+    assert "self.plain = [Plain()]" in result.new_source
+
+
+def test_crlf_and_comments_are_kept():
+    source = (
+        "import torch.nn as nn\r\n\r\n"
+        "class Net(nn.Module):  # the model\r\n"
+        "    def __init__(self):\r\n"
+        "        super().__init__()\r\n"
+        "        # layers\r\n"
+        "        self.layers = [nn.Linear(2, 2)]  # two\r\n"
+    )
+    result = transform(source)
+    assert result.new_source == source.replace("[nn.Linear(2, 2)]", "nn.ModuleList([nn.Linear(2, 2)])")
+    assert "\n" not in result.new_source.replace("\r\n", "")
+
+
+def test_added_import_follows_crlf():
+    source = "from torch.nn import Module, Linear\r\n\r\n" + LIST_BODY.format(base="Module", layer="Linear").replace("\n", "\r\n")
+    result = transform(source)
+    assert result.changed
+    assert "\n" not in result.new_source.replace("\r\n", "")
+
+
+def test_syntax_error_is_an_error_with_position():
+    result = transform("import torch\n\ndef f(:\n    pass\n")
+    assert result.new_source == result.source
+    assert len(result.errors) == 1
+    assert result.errors[0].line == 3
+
+
+class _Crashes(Rule):
+    code = "TFM999"
+    name = "crashes"
+    summary = "always raises"
+
+    def visit_Name(self, node):
+        raise RuntimeError("boom")
+
+
+class _BreaksCode(Rule):
+    code = "TFM998"
+    name = "breaks"
+    summary = "produces invalid code"
+
+    def visit_Return(self, node):
+        self.report(node, "bad", Fix({node: lambda updated: cst.Expr(cst.Name("lambda"))}))
+
+
+INPLACE = next(r for r in ALL_RULES if r.code == "TFM201")
+
+
+def test_a_crashing_rule_does_not_cost_the_other_rules_their_fixes():
+    source = INPLACE.fixes[0].before
+    result = transform(source, rules=[INPLACE, _Crashes])
+    assert result.new_source == INPLACE.fixes[0].after
+    assert any("TFM999" in e.message and "boom" in e.message for e in result.errors)
+
+
+def test_output_that_does_not_compile_is_refused():
+    source = "class A:\n    def f(self):\n        return 1\n"
+    result = transform(source, rules=[_BreaksCode])
+    assert result.new_source == source
+    assert result.errors and "invalid code" in result.errors[0].message
+    assert not any(d.fixed for d in result.diagnostics)
+
+
+def test_torch_facts_match_the_installed_torch():
+    classes = {n for n in dir(nn) if inspect.isclass(getattr(nn, n)) and issubclass(getattr(nn, n), nn.Module)}
+    assert torch_facts.NN_MODULE_CLASSES == classes
+    assert torch_facts.MODULE_ATTRIBUTES == set(dir(nn.Module()))
+    assert torch_facts.MODULE_DICT_ATTRIBUTES == set(dir(nn.ModuleDict()))
+
+
+KEY_CANDIDATES = sorted(torch_facts.MODULE_DICT_ATTRIBUTES) + ["cls", "box", "layer_1", "a.b", "", "Type", "add2"]
+
+
+@pytest.mark.parametrize("key", KEY_CANDIDATES)
+def test_module_dict_key_check_agrees_with_torch(key):
+    accepted = key_problem(cst.parse_expression(repr(key))) is None
+    try:
+        nn.ModuleDict({key: nn.Identity()})
+    except (KeyError, TypeError):
+        constructs = False
+    else:
+        constructs = True
+    assert accepted == constructs
+
+
+def test_module_list_lacks_what_the_rule_refuses():
+    from torchfix_mod.analysis import LIST_METHODS, DICT_METHODS
+
+    assert all(hasattr(nn.ModuleList, name) for name in LIST_METHODS)
+    assert all(hasattr(nn.ModuleDict, name) for name in DICT_METHODS)
+    for missing in ("sort", "remove", "index", "count", "reverse", "clear", "copy"):
+        assert not hasattr(nn.ModuleList, missing)
+    for missing in ("get", "copy", "setdefault", "popitem", "fromkeys"):
+        assert not hasattr(nn.ModuleDict, missing)
+    with pytest.raises(TypeError):
+        [nn.ReLU()] + nn.ModuleList([nn.ReLU()])
+
+
+def test_register_buffer_rejects_the_names_the_rule_avoids():
+    module = nn.Module()
+    for name in ("training", "forward", "to"):
+        assert name in torch_facts.MODULE_ATTRIBUTES
+        with pytest.raises(KeyError):
+            module.register_buffer(name, torch.zeros(1))
