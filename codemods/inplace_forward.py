@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from torchfix_mod.analysis import FileFacts, class_methods, self_name
+from torchfix_mod.analysis import FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 
@@ -219,14 +219,18 @@ class InplaceForwardRule(Rule):
             "        g *= a + b\n"
             "        h = F.softmax(x, dim=-1)\n"
             "        h /= h.sum(-1, keepdim=True)\n"
-            "        return g, h\n",
+            "        w = torch.softmax(x, -1).squeeze(-1)\n"
+            "        w *= 2\n"
+            "        return g, h, w\n",
             "import torch\nimport torch.nn.functional as F\n\nclass Gate(torch.nn.Module):\n"
             "    def forward(self, x, a, b):\n"
             "        g = torch.sigmoid(x)\n"
             "        g = g * (a + b)\n"
             "        h = F.softmax(x, dim=-1)\n"
             "        h = h / h.sum(-1, keepdim=True)\n"
-            "        return g, h\n",
+            "        w = torch.softmax(x, -1).squeeze(-1)\n"
+            "        w = w * 2\n"
+            "        return g, h, w\n",
         ),
         FixCase(
             "from torch import nn\n\nclass Res(nn.Module):\n"
@@ -549,7 +553,8 @@ class _ForwardAnalysis:
 
     def classify_call(self, call: cst.Call, state: State) -> str:
         func = call.func
-        qnames = self.facts.qualified_names(func)
+        # `torch.softmax(x).squeeze()` is a method of the softmax result, not a torch function
+        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
         if isinstance(func, cst.Name) and qnames == {f"builtins.{func.value}"}:
             return SCALAR if func.value in NON_TENSOR_RESULTS else UNKNOWN
         if qnames:

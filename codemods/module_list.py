@@ -250,7 +250,7 @@ class ModuleListRule(ContainerRule):
                 return
             self.conclude(site, uses, message, wrap_call)
         elif isinstance(value, cst.List):
-            if not self._filled_with_modules(site):
+            if not self._filled_with_modules(site, uses):
                 return
             self.conclude(site, uses, message, lambda func, _value: wrap_call(func, None))
         elif isinstance(value, cst.Name):
@@ -262,7 +262,7 @@ class ModuleListRule(ContainerRule):
             else:
                 self.report(site.assign, f"{message} (not fixed: the local list `{value.value}` is used elsewhere)")
 
-    def _filled_with_modules(self, site: SelfAssignment) -> bool:
+    def _filled_with_modules(self, site: SelfAssignment, uses: ContainerUses) -> bool:
         """``self.x = []`` followed in the same method by appends of modules."""
         start = self.facts.start(site.assign)
         for use in self.facts.attributes.get(site.attr, ()):
@@ -273,9 +273,14 @@ class ModuleListRule(ContainerRule):
             if self.facts.start(use) <= start:
                 continue
             parent = self.facts.parent(use)
-            if isinstance(parent, cst.Attribute) and parent.attr.value in {"append", "extend", "insert"}:
-                return True
-            if isinstance(parent, cst.AugAssign) and parent.target is use:
+            call = self.facts.parent(parent)
+            if isinstance(parent, cst.Attribute) and isinstance(call, cst.Call) and call.args:
+                added = call.args[-1].value
+                if parent.attr.value in {"append", "insert"} and self.module_value(added):
+                    return True
+                if parent.attr.value == "extend" and uses.modules_iterable(added):
+                    return True
+            if isinstance(parent, cst.AugAssign) and parent.target is use and uses.modules_iterable(parent.value):
                 return True
         return False
 

@@ -111,6 +111,10 @@ class RegisterBufferRule(Rule):
             ),
         ),
         FixCase(
+            _init("self.bias = torch.tril(torch.ones(n, n)).view(1, 1, n, n)"),
+            _init('self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n), persistent=False)'),
+        ),
+        FixCase(
             _init("self.scale = torch.tensor([7.0]) * 2"),
             _init('self.register_buffer("scale", torch.tensor([7.0]) * 2, persistent=True)'),
             options={"buffer_persistent": True},

@@ -101,6 +101,7 @@ class FileFacts(cst.BatchableCSTVisitor):
         self.attributes: dict[str, list[cst.Attribute]] = defaultdict(list)
         self.names_used: set[str] = set()
         self.module: cst.Module | None = None
+        self.memo: dict[object, object] = {}  # per-file results shared between rules
 
     # -- collection --------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
@@ -364,7 +365,8 @@ class TensorExpressions:
         if isinstance(expr, cst.Call):
             if any(arg.star for arg in expr.args):
                 return False
-            qname = facts.torch_qualified(expr.func)
+            # a method called on a call's result (`torch.tril(a).view(...)`) is not a torch function
+            qname = facts.torch_qualified(expr.func) if dotted_name(expr.func) is not None else None
             if qname is not None and qname.count(".") == 1:
                 fname = qname.split(".")[1]
                 if fname in TENSOR_FACTORIES:
@@ -410,6 +412,7 @@ class Verdict:
     """Outcome of checking how a container attribute is used."""
 
     OK = "ok"
+    NOT_MODULES = "not-modules"  # something else is added: not a container of modules
     UNSUPPORTED = "unsupported"  # a real bug, but the container cannot be converted
     ELSEWHERE = "elsewhere"  # handed to other code: it may be registered there on purpose
 
@@ -435,7 +438,7 @@ class ContainerUses:
         verdict = Verdict.OK
         for node in self.facts.attributes.get(attr, ()):
             result = self._use(node)
-            if result == Verdict.ELSEWHERE:
+            if result in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
                 return result
             if result == Verdict.UNSUPPORTED:
                 verdict = result
@@ -465,15 +468,15 @@ class ContainerUses:
             if method not in allowed:
                 return self._fail(f"`.{method}()` is not available on nn.Module{'List' if is_list else 'Dict'}")
             if method in {"append", "insert"} and not (call.args and self.module_value(call.args[-1].value)):
-                return self._fail(f"`.{method}()` adds a value not known to be an nn.Module")
+                return Verdict.NOT_MODULES
             if method == "extend" and not (len(call.args) == 1 and self.modules_iterable(call.args[0].value)):
-                return self._fail("`.extend()` adds values not known to be nn.Modules")
+                return Verdict.NOT_MODULES
             if method in {"values", "items"} and self._spread(call):
                 return Verdict.ELSEWHERE
             return Verdict.OK
         if isinstance(parent, cst.AugAssign) and parent.target is node:
-            if is_list and isinstance(parent.operator, cst.AddAssign) and self.modules_iterable(parent.value):
-                return Verdict.OK
+            if is_list and isinstance(parent.operator, cst.AddAssign):
+                return Verdict.OK if self.modules_iterable(parent.value) else Verdict.NOT_MODULES
             return self._fail("it is updated with an augmented assignment")
         if isinstance(parent, (cst.For, cst.CompFor)) and parent.iter is node:
             return Verdict.OK
@@ -529,7 +532,7 @@ class ContainerUses:
         if stored:
             assign = facts.parent(holder)
             if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1 and self.module_value(assign.value)):
-                return self._fail("an item is set to a value not known to be an nn.Module")
+                return Verdict.NOT_MODULES
         return Verdict.OK
 
     def modules_iterable(self, expr: cst.BaseExpression) -> bool:

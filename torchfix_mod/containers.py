@@ -39,8 +39,15 @@ class SelfAssignment:
         return self.assign.value
 
 
-def self_assignments(facts: FileFacts, cls: cst.ClassDef) -> Iterator[SelfAssignment]:
+def self_assignments(facts: FileFacts, cls: cst.ClassDef) -> list[SelfAssignment]:
     """Every ``self.x = value`` (single target) directly inside a method of ``cls``."""
+    key = ("self_assignments", cls)
+    if key not in facts.memo:
+        facts.memo[key] = list(_find_self_assignments(facts, cls))
+    return facts.memo[key]
+
+
+def _find_self_assignments(facts: FileFacts, cls: cst.ClassDef) -> Iterator[SelfAssignment]:
     for method in class_methods(cls):
         self_arg = self_name(method)
         if self_arg is None:
@@ -88,8 +95,8 @@ class ContainerRule(Rule):
     def conclude(self, site: SelfAssignment, uses: ContainerUses, message: str, fix_value, unsafe: bool = False) -> None:
         """Report the finding, with a fix when every use of the attribute allows one."""
         verdict = uses.check(site.attr)
-        if verdict == Verdict.ELSEWHERE:
-            return  # the modules may be registered by the code it is handed to
+        if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
+            return  # registered by the code it is handed to, or not a container of modules
         if verdict == Verdict.UNSUPPORTED:
             self.report(site.assign, f"{message} (not fixed: {uses.reason})")
             return

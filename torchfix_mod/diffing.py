@@ -23,11 +23,14 @@ def unified_diff(display_path: str, old: str, new: str) -> str:
     """A unified diff with ``a/``/``b/`` headers; empty when nothing changed."""
     if old == new:
         return ""
+    # like git, end a header holding a space with a tab so `patch` reads the whole name
+    tail = "\t" if " " in display_path else ""
     lines = difflib.unified_diff(
         split_lines(old),
         split_lines(new),
-        fromfile=f"a/{display_path}",
-        tofile=f"b/{display_path}",
+        fromfile=f"a/{display_path}{tail}",
+        tofile=f"b/{display_path}{tail}",
+        lineterm="\n",
     )
     out = []
     for line in lines:

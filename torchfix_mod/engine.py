@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper
 
 from torchfix_mod.analysis import FileFacts
@@ -120,6 +118,9 @@ def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
         imports.update(dict.fromkeys(finding.fix.imports))
     new_module = module.visit(_ApplyEdits(edits))
     if imports:
+        from libcst.codemod import CodemodContext  # slow to import; most runs add no import
+        from libcst.codemod.visitors import AddImportsVisitor
+
         context = CodemodContext()
         for need in imports:
             AddImportsVisitor.add_needed_import(context, need.module, need.name)

@@ -53,27 +53,34 @@ def _gitignore(directory: Path) -> pathspec.PathSpec | None:
 
 
 def _parent_ignores(directory: Path) -> list[tuple[Path, pathspec.PathSpec]]:
-    """The .gitignore files above ``directory`` up to the repository root."""
+    """The .gitignore files above ``directory`` up to its repository root, outermost first."""
+    directory = directory.resolve()
+    if (directory / ".git").exists():
+        return []
     found = []
-    for parent in directory.resolve().parents:
+    for parent in directory.parents:
         spec = _gitignore(parent)
         if spec is not None:
             found.append((parent, spec))
         if (parent / ".git").exists():
             break
-    return found
+    return found[::-1]
 
 
 def _ignored(path: Path, is_dir: bool, specs: Iterable[tuple[Path, pathspec.PathSpec]]) -> bool:
+    """Git's rule: the last matching pattern decides, deeper .gitignore files last,
+    so a ``!pattern`` in a subdirectory re-includes what a parent ignored."""
     resolved = path.resolve()
+    verdict = None
     for base, spec in specs:
         try:
             rel = resolved.relative_to(base).as_posix()
         except ValueError:
             continue
-        if spec.match_file(rel + ("/" if is_dir else "")):
-            return True
-    return False
+        result = spec.check_file(rel + ("/" if is_dir else ""))
+        if result.include is not None:
+            verdict = result.include
+    return bool(verdict)
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -82,11 +89,15 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
     A file named explicitly is always taken; inside directories, virtualenvs,
     build output, VCS folders and what .gitignore ignores are skipped.
     """
-    files: set[Path] = set()
+    files: dict[Path, Path] = {}  # real path -> path as first reached, so a file is done once
     missing: list[tuple[Path, str]] = []
+
+    def take(path: Path) -> None:
+        files.setdefault(path.resolve(), path)
+
     for root in paths:
         if root.is_file():
-            files.add(root)
+            take(root)
             continue
         if not root.is_dir():
             missing.append((root, "No such file or directory"))
@@ -107,8 +118,8 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
                     if not _is_skipped_dir(entry) and not _ignored(entry, True, active):
                         stack.append((entry, active))
                 elif entry.suffix == ".py" and entry.is_file() and not _ignored(entry, False, active):
-                    files.add(entry)
-    return sorted(files, key=lambda p: p.as_posix()), missing
+                    take(entry)
+    return sorted(files.values(), key=lambda p: p.as_posix()), missing
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
@@ -122,7 +133,12 @@ def decode(data: bytes) -> tuple[str, str]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
-        raise SourceReadError(SourceError(1, 1, f"cannot decode: {exc}")) from None
+        line, column = 1, 1
+        try:  # detect_encoding reads two lines; point at the byte that failed
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            line, column = _line_col(data, bad.start)
+        raise SourceReadError(SourceError(line, column, f"cannot decode: {exc}")) from None
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
@@ -142,6 +158,7 @@ def read_source(path: Path) -> SourceFile:
 def write_atomic(path: Path, text: str, encoding: str) -> None:
     """Replace ``path`` with ``text``: temp file in the same directory, fsync, rename; mode kept."""
     data = text.encode(encoding)
+    path = path.resolve()  # write through a symlink to the file it names
     mode = path.stat().st_mode & 0o7777
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

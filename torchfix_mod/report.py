@@ -58,6 +58,7 @@ def summary(reports: Sequence[FileReport], mode: str) -> str:
     remaining = [d for d in diagnostics if not d.fixed]
     fixable = sum(d.fix_available for d in remaining)
     hidden = sum(d.unsafe_fix for d in remaining)
+    scanned = sum(r.scanned for r in reports)
     parts = []
     if mode == "write":
         changed = sum(r.changed for r in reports)
@@ -66,9 +67,9 @@ def summary(reports: Sequence[FileReport], mode: str) -> str:
         files, added, removed = diff_stats(b"".join(r.diff for r in reports).decode("utf-8", "replace"))
         parts.append(f"Would fix {_plural(fixed, 'finding')} in {_plural(files, 'file')} (+{added} -{removed} lines), {len(remaining)} remaining.")
     elif diagnostics:
-        parts.append(f"Found {_plural(len(diagnostics), 'finding')} in {_plural(len(reports), 'file')} scanned ({fixable} fixable with --write).")
+        parts.append(f"Found {_plural(len(diagnostics), 'finding')} in {_plural(scanned, 'file')} scanned ({fixable} fixable with --write).")
     else:
-        parts.append(f"No findings in {_plural(len(reports), 'file')} scanned.")
+        parts.append(f"No findings in {_plural(scanned, 'file')} scanned.")
     if hidden:
         parts.append(f"{hidden} more {'fix' if hidden == 1 else 'fixes'} available with --unsafe-fixes.")
     if errors:

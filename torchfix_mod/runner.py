@@ -28,6 +28,7 @@ class FileReport:
     errors: list[SourceError] = field(default_factory=list)
     diff: bytes = b""
     changed: bool = False
+    scanned: bool = True  # False for a path that does not exist
 
 
 def display_path(path: Path, cwd: Path) -> str:
@@ -87,7 +88,7 @@ def run(paths: Sequence[Path], rules: Sequence[type[Rule]], options: RunOptions,
     """Process every Python file under ``paths``; reports come back in path order."""
     cwd = Path(os.path.abspath(cwd or Path.cwd()))
     files, missing = discover(paths)
-    reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)]) for p, msg in missing]
+    reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
     for path in files:
         reports.append(process_file(path, display_path(path, cwd), rules, options))
     reports.sort(key=lambda r: r.display)
