@@ -195,3 +195,12 @@ def test_register_buffer_rejects_the_names_the_rule_avoids():
         assert name in torch_facts.MODULE_ATTRIBUTES
         with pytest.raises(KeyError):
             module.register_buffer(name, torch.zeros(1))
+
+
+def test_readme_rules_table_is_current():
+    from pathlib import Path
+
+    from torchfix_mod.docs import rules_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert rules_table() in readme, "regenerate the README table with `python -m torchfix_mod.docs`"
