@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.screen import methods
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
 RESULT_KEPT_OPS = frozenset(
@@ -316,6 +319,15 @@ class InplaceForwardRule(Rule):
             "        return x * scale\n"
         ),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        for method, _ in methods(tree):
+            if method.name == "forward" and any(
+                isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) for node in ast.walk(method)
+            ):
+                return True
+        return False
 
     def __init__(self, facts: FileFacts, options) -> None:
         super().__init__(facts, options)

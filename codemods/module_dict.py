@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import ContainerUses, Verdict
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.screen import methods, self_stores
 from torchfix_mod.torch_facts import MODULE_DICT_ATTRIBUTES
 
 HEADER = "import torch.nn as nn\n\n"
@@ -109,6 +112,14 @@ class ModuleDictRule(ContainerRule):
         KeepCase(_init("self.heads = {'cls': nn.Linear(4, 4)}", "self.both = nn.ModuleDict(self.heads)")),
         KeepCase(_init("self.lookup = {}", "self.lookup['x'] = names")),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        for method, self_arg in methods(tree):
+            for value in self_stores(method, self_arg):
+                if isinstance(value, (ast.Dict, ast.DictComp)):
+                    return True
+        return False
 
     def check(self, site: SelfAssignment) -> None:
         value = site.value

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import ContainerUses
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.screen import bound_names, may_build_module, methods, self_stores
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
@@ -233,6 +236,45 @@ class ModuleListRule(ContainerRule):
             "        self.head = nn.Sequential(*layers)\n"
         ), reported=True),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        # elements are calls, or locals bound to calls; an empty or local list is filled by calls
+        shadowed = bound_names(tree)
+        for method, self_arg in methods(tree):
+            stores = [
+                (node.targets[0].id, node.value)
+                for node in ast.walk(method)
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            ]
+            call_bound = {name for name, value in stores if isinstance(value, ast.Call)}
+            list_bound = {name for name, value in stores if isinstance(value, (ast.List, ast.ListComp))}
+            added = [
+                arg
+                for node in ast.walk(method)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"append", "insert", "extend"} and node.args
+                for arg in ([node.args[-1]] if node.func.attr != "extend" else getattr(node.args[0], "elts", [node.args[0]]))
+            ] + [
+                element
+                for node in ast.walk(method)
+                if isinstance(node, ast.AugAssign)
+                for element in getattr(node.value, "elts", [node.value])
+            ]
+            fills = any(
+                may_build_module(getattr(e, "elt", e), call_bound, shadowed) for e in added
+            )
+            for value in self_stores(method, self_arg):
+                if isinstance(value, ast.ListComp) and may_build_module(value.elt, call_bound, shadowed):
+                    return True
+                if isinstance(value, ast.Name) and value.id in list_bound:
+                    return True
+                if isinstance(value, (ast.List, ast.Tuple)) and (
+                    (not value.elts and fills)
+                    or any(may_build_module(e, call_bound, shadowed) for e in value.elts)
+                ):
+                    return True
+        return False
 
     def check(self, site: SelfAssignment) -> None:
         value = site.value

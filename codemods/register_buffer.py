@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import (
+    TENSOR_FACTORIES,
+    TENSOR_FUNCTIONS,
     TENSOR_METHODS,
     TORCH_MODULE_BASE,
     TensorExpressions,
@@ -14,6 +18,7 @@ from torchfix_mod.analysis import (
 )
 from torchfix_mod.containers import SelfAssignment, self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule, RuleOptions
+from torchfix_mod.screen import TensorScreen, methods, self_stores
 from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
@@ -143,6 +148,16 @@ class RegisterBufferRule(Rule):
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        tensors = TensorScreen(tree, TENSOR_FACTORIES, TENSOR_FUNCTIONS, TENSOR_METHODS)
+        for method, self_arg in methods(tree):
+            if method.name == "__init__":
+                tainted = tensors.tainted_locals(method)
+                if any(tensors.may_be_tensor(value, tainted) for value in self_stores(method, self_arg)):
+                    return True
+        return False
 
     def __init__(self, facts, options: RuleOptions) -> None:
         super().__init__(facts, options)

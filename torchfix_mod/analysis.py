@@ -545,9 +545,9 @@ class ContainerUses:
         return False
 
 
-def module_valued_local(facts: FileFacts, expr: cst.BaseExpression, use: cst.CSTNode) -> bool:
+def module_valued_local(facts: FileFacts, expr: cst.BaseExpression) -> bool:
     """``expr`` is a local name bound only to module constructions and used
-    nowhere but in ``use`` and as the receiver of attribute reads."""
+    nowhere else but as the receiver of attribute reads (``layer.weight``)."""
     if not isinstance(expr, cst.Name):
         return False
     scope = facts.scope(expr)

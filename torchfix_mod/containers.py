@@ -87,7 +87,7 @@ class ContainerRule(Rule):
                 self.check(site)
 
     def module_value(self, expr: cst.BaseExpression) -> bool:
-        return self.facts.is_module_construction(expr) or module_valued_local(self.facts, expr, expr)
+        return self.facts.is_module_construction(expr) or module_valued_local(self.facts, expr)
 
     def check(self, site: SelfAssignment) -> None:
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper
@@ -41,6 +41,7 @@ class Settings:
     rules: tuple[type[Rule], ...]
     unsafe_fixes: bool = False
     apply_fixes: bool = True
+    screen: bool = True  # skip rules whose ast screen rules the file out
     rule_options: RuleOptions = field(default_factory=RuleOptions)
 
 
@@ -67,18 +68,24 @@ class _ApplyEdits(cst.CSTTransformer):
         return updated_node
 
 
-def syntax_error(source: str, full_compile: bool = False) -> SourceError | None:
-    """CPython's own verdict on the source, with its line and column. ``full_compile``
-    also runs the compiler's checks (``return`` outside a function, ...)."""
+def parse_python(source: str) -> ast.Module | SourceError:
+    """CPython's own verdict on the source: its tree, or the error with line and column."""
     try:
-        if full_compile:
-            compile(source, "<torchfix-mod output>", "exec", dont_inherit=True)
-        else:
-            ast.parse(source)
+        return ast.parse(source)
     except SyntaxError as exc:
         return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
     except ValueError as exc:  # e.g. null bytes
         return SourceError(1, 1, f"cannot parse: {exc}")
+
+
+def compile_error(source: str) -> SourceError | None:
+    """What the full compiler rejects, beyond parsing (``return`` outside a function, ...)."""
+    try:
+        compile(source, "<torchfix-mod output>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
+    except ValueError as exc:
+        return SourceError(1, 1, f"cannot compile: {exc}")
     return None
 
 
@@ -130,9 +137,13 @@ def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
 
 def transform_source(source: str, settings: Settings) -> FileResult:
     """Run the selected rules on one file's text and apply the fixes they allow."""
-    error = syntax_error(source)
-    if error is not None:
-        return FileResult(source, source, [], [error])
+    tree = parse_python(source)
+    if isinstance(tree, SourceError):
+        return FileResult(source, source, [], [tree])
+    if settings.screen:
+        settings = replace(settings, rules=tuple(r for r in settings.rules if r.screen(tree)))
+        if not settings.rules:
+            return FileResult(source, source, [], [])
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -153,7 +164,7 @@ def transform_source(source: str, settings: Settings) -> FileResult:
             errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
             to_apply = []
         else:
-            broken = syntax_error(new_source, full_compile=True)
+            broken = compile_error(new_source)
             if broken is not None:
                 errors.append(
                     SourceError(broken.line, broken.column, f"fixes would produce invalid code ({broken.message}); file left unchanged")

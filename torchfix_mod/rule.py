@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import enum
 import importlib
 import inspect
@@ -110,6 +111,11 @@ class Rule(cst.BatchableCSTVisitor):
         self.facts = facts
         self.options = options
         self.findings: list[Finding] = []
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        """Could this file hold a finding? Must never say no when the rule would report."""
+        return True
 
     def report(self, node: cst.CSTNode, message: str, fix: Fix | None = None) -> None:
         position = self.get_metadata(PositionProvider, node)
