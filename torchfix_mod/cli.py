@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from torchfix_mod import __version__
+from torchfix_mod.docs import rule_safety
 from torchfix_mod.report import error_lines, finding_lines, findings_json, summary
 from torchfix_mod.rule import RuleOptions, load_rules, select_rules
 from torchfix_mod.runner import RunOptions, run
@@ -49,11 +50,16 @@ def torchfix_mod(
     buffer_persistent: Annotated[
         bool, typer.Option("--buffer-persistent", help="TFM301 registers persistent buffers (adds state_dict keys).")
     ] = False,
+    list_rules: Annotated[bool, typer.Option("--list-rules", help="List every rule: code, name, fix safety, summary.")] = False,
     explain: Annotated[Optional[str], typer.Option("--explain", metavar="CODE", help="Print a rule's documentation and exit.")] = None,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     """Find and fix nn.Module mistakes that silently break PyTorch training."""
     all_rules = load_rules()
+    if list_rules:
+        for rule in all_rules:
+            typer.echo(f"{rule.code}  {rule.name:<24} {rule_safety(rule):<28} {rule.summary}")
+        return
     if explain is not None:
         rule = next((r for r in all_rules if r.code == explain.strip().upper()), None)
         if rule is None:

@@ -12,6 +12,7 @@ from libcst.metadata import MetadataWrapper
 
 from torchfix_mod.analysis import FileFacts
 from torchfix_mod.rule import Finding, ImportNeed, NodeEdit, Rule, RuleOptions
+from torchfix_mod.suppress import is_suppressed, noqa_codes, skips_file
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,16 @@ def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
     return new_module
 
 
+def _reported_lines(finding: Finding) -> range:
+    """A ``# noqa`` counts on the first or last line of what was reported (as in Ruff)."""
+    first, last = finding.position.start.line, finding.position.end.line
+    return range(first, first + 1) if first == last else range(first, last + 1, last - first)
+
+
 def transform_source(source: str, settings: Settings) -> FileResult:
     """Run the selected rules on one file's text and apply the fixes they allow."""
+    if skips_file(source):
+        return FileResult(source, source, [], [])
     tree = parse_python(source)
     if isinstance(tree, SourceError):
         return FileResult(source, source, [], [tree])
@@ -151,6 +160,13 @@ def transform_source(source: str, settings: Settings) -> FileResult:
 
     rules, errors = _run_rules(module, settings)
     findings = [f for rule in rules for f in rule.findings]
+    if findings:
+        suppressed = noqa_codes(source)
+        findings = [
+            f
+            for f in findings
+            if not is_suppressed(suppressed, f.code, _reported_lines(f))
+        ]
 
     def applicable(finding: Finding) -> bool:
         return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)

@@ -1,0 +1,68 @@
+"""``# noqa`` and ``# torchfix-mod: skip-file``: suppressed findings are neither reported nor fixed."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import transform
+
+BUGGY = (
+    "import torch\n"
+    "import torch.nn as nn\n\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.layers = [nn.Linear(2, 2)]{list_comment}\n"
+    "        self.mask = torch.ones(2){mask_comment}\n"
+)
+
+
+def run(list_comment="", mask_comment="", prefix=""):
+    source = prefix + BUGGY.format(list_comment=list_comment, mask_comment=mask_comment)
+    return source, transform(source)
+
+
+def test_without_comments_both_are_fixed():
+    source, result = run()
+    assert sorted(d.code for d in result.diagnostics) == ["TFM101", "TFM301"]
+    assert "nn.ModuleList" in result.new_source and "register_buffer" in result.new_source
+
+
+@pytest.mark.parametrize("comment", ["  # noqa: TFM101", "  # NOQA:TFM101,TFM999", "  # noqa: TFM999 TFM101", "  # noqa"])
+def test_noqa_suppresses_report_and_fix(comment):
+    source, result = run(list_comment=comment)
+    assert [d.code for d in result.diagnostics] == ["TFM301"]
+    assert "self.layers = [nn.Linear(2, 2)]" + comment in result.new_source
+    assert "register_buffer" in result.new_source
+
+
+def test_noqa_for_another_code_does_not_suppress():
+    source, result = run(list_comment="  # noqa: TFM301")
+    assert sorted(d.code for d in result.diagnostics) == ["TFM101", "TFM301"]
+
+
+def test_noqa_inside_a_string_is_not_a_comment():
+    source = BUGGY.format(list_comment="", mask_comment="").replace(
+        "[nn.Linear(2, 2)]", '[nn.Linear(2, 2)]; note = "# noqa"'
+    )
+    result = transform(source)
+    assert "TFM101" in [d.code for d in result.diagnostics]
+
+
+def test_noqa_on_last_line_of_a_multiline_statement():
+    source = (
+        "import torch.nn as nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.layers = [\n"
+        "            nn.Linear(2, 2),\n"
+        "        ]  # noqa: TFM101\n"
+    )
+    result = transform(source)
+    assert result.diagnostics == [] and result.new_source == source
+
+
+def test_skip_file():
+    source, result = run(prefix="# torchfix-mod: skip-file\n")
+    assert result.diagnostics == [] and result.new_source == source
