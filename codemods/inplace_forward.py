@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import ast
 
 import libcst as cst
+import libcst.matchers as m
 
 from torchfix_mod.analysis import FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
@@ -25,6 +26,16 @@ VIEW_METHODS = frozenset(
         "expand", "expand_as", "narrow", "select", "t", "contiguous", "detach", "flatten", "unflatten",
         "as_strided", "diagonal", "to", "float", "double", "half", "bfloat16", "type", "type_as",
         "cpu", "cuda", "movedim", "swapaxes", "swapdims", "real", "imag", "view_as_real",
+    }
+)
+# torch functions whose result shares storage with an argument.
+TORCH_VIEW_FUNCTIONS = frozenset(
+    {
+        "narrow", "select", "transpose", "permute", "squeeze", "unsqueeze", "reshape", "view_as_real",
+        "view_as_complex", "flatten", "unflatten", "diagonal", "t", "as_strided", "movedim", "moveaxis",
+        "swapaxes", "swapdims", "split", "chunk", "unbind", "detach", "real", "imag", "broadcast_to",
+        "atleast_1d", "atleast_2d", "atleast_3d", "tensor_split", "hsplit", "vsplit", "dsplit", "expand",
+        "index_select", "take", "narrow_copy",
     }
 )
 # Reads that autograd never saves.
@@ -54,6 +65,7 @@ PRECEDENCE = {
     cst.Add: 5, cst.Subtract: 5, cst.Multiply: 6, cst.Divide: 6, cst.FloorDivide: 6,
     cst.Modulo: 6, cst.MatrixMultiply: 6, cst.Power: 8,
 }
+CONTAINER_BUILTINS = frozenset({"tuple", "list", "map", "filter", "zip", "reversed", "sorted", "range", "set", "dict", "enumerate", "iter", "str"})
 NON_TENSOR_LITERALS = (
     cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp, cst.SetComp, cst.DictComp,
     cst.SimpleString, cst.ConcatenatedString, cst.FormattedString,
@@ -81,6 +93,7 @@ def out_of_place(aug: cst.AugAssign) -> cst.Assign:
 class NameState:
     kinds: frozenset[str]
     read: bool = False
+    aliased: bool = False
 
 
 State = dict[str, NameState]
@@ -93,63 +106,121 @@ def merge(*states: State) -> State:
         kinds = frozenset().union(*(p.kinds for p in present))
         if len(present) < len(states):
             kinds |= {UNKNOWN}
-        merged[name] = NameState(kinds, any(p.read for p in present))
+        merged[name] = NameState(kinds, any(p.read for p in present), any(p.aliased for p in present))
     return merged
 
 
-class _Reads(cst.CSTVisitor):
-    """Names an expression reads in a way autograd may save (metadata reads excluded)."""
+# Tensor methods and torch functions that compute a new tensor (no view, no in-place).
+PURE_OPS = frozenset(
+    {
+        "sum", "mean", "exp", "exp2", "expm1", "log", "log1p", "log2", "sqrt", "rsqrt", "softmax", "log_softmax",
+        "sigmoid", "tanh", "relu", "gelu", "silu", "matmul", "mm", "bmm", "pow", "abs", "neg", "norm", "amax",
+        "amin", "argmax", "argmin", "std", "var", "cumsum", "cumprod", "clamp", "clip", "masked_fill", "add",
+        "sub", "mul", "div", "linear", "layer_norm", "group_norm", "dropout", "softplus", "elu", "leaky_relu",
+        "mish", "hardswish", "hardsigmoid", "normalize", "cat", "stack", "einsum", "where", "reciprocal",
+        "sin", "cos", "erf", "square", "outer", "conv1d", "conv2d", "conv3d", "scaled_dot_product_attention",
+        "clone", "logsumexp", "prod", "any", "all", "eq", "ne", "gt", "lt", "ge", "le", "isnan", "isinf",
+    }
+)
 
-    def __init__(self) -> None:
-        self.names: list[str] = []
 
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.append(node.value)
+class Reads:
+    """Which names an expression reads, and whether a read may keep a reference to
+    the tensor (an alias: ``skip = h``, ``[h]``, ``h.view(...)``, unknown calls):
+    an in-place update is visible through an alias, so rewriting it would change values."""
 
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        if not (isinstance(node.value, cst.Name) and node.attr.value in METADATA_ATTRIBUTES):
-            node.value.visit(self)
-        return False
+    def __init__(self, facts: FileFacts, self_arg: str) -> None:
+        self.facts = facts
+        self.self_arg = self_arg
+        self.found: dict[str, bool] = {}  # name -> read through a possible alias
 
-    def visit_Call(self, node: cst.Call) -> bool:
-        func = node.func
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value in METADATA_METHODS:
-            pass
-        elif isinstance(func, cst.Name) and func.value in METADATA_BUILTINS:
-            pass
+    def name(self, name: str, alias: bool) -> None:
+        self.found[name] = self.found.get(name, False) or alias
+
+    def visit(self, node: cst.CSTNode | None, alias: bool) -> None:
+        if node is None:
+            return
+        if isinstance(node, cst.Name):
+            self.name(node.value, alias)
+        elif isinstance(node, (cst.BinaryOperation, cst.UnaryOperation)):
+            self.children(node, False)
+        elif isinstance(node, cst.Comparison):
+            identity = all(isinstance(t.operator, (cst.Is, cst.IsNot)) for t in node.comparisons)
+            if not (identity and isinstance(node.left, cst.Name)):
+                self.visit(node.left, False)
+            for target in node.comparisons:
+                self.visit(target.comparator, False)
+        elif isinstance(node, cst.IfExp):
+            self.visit(node.test, False)
+            self.visit(node.body, alias)
+            self.visit(node.orelse, alias)
+        elif isinstance(node, cst.Attribute):
+            if not (isinstance(node.value, cst.Name) and node.attr.value in METADATA_ATTRIBUTES):
+                self.visit(node.value, True)  # `h.data`, `h.T`, ... share storage
+        elif isinstance(node, cst.Subscript):
+            self.visit(node.value, True)  # indexing may return a view
+            for element in node.slice:
+                self.children(element, False)
+        elif isinstance(node, cst.Call):
+            self.call(node)
+        elif isinstance(node, cst.Lambda):
+            self.visit(node.body, True)
         else:
-            func.visit(self)
-            for arg in node.args:
-                arg.value.visit(self)
+            self.children(node, alias if not isinstance(node, (cst.BaseList, cst.BaseSet, cst.BaseDict, cst.Tuple, cst.BaseComp)) else True)
+
+    def children(self, node: cst.CSTNode, alias: bool) -> None:
+        for child in node.children:
+            self.visit(child, alias)
+
+    def call(self, node: cst.Call) -> None:
+        func = node.func
+        args = [arg.value for arg in node.args]
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value in METADATA_METHODS:
+            for arg in args:
+                self.visit(arg, False)
+            return
+        if isinstance(func, cst.Name) and func.value in METADATA_BUILTINS:
+            for arg in args:
+                if not isinstance(arg, cst.Name):
+                    self.visit(arg, False)
+            return
+        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
+        if qnames and all(q.startswith("torch.") for q in qnames):
+            pure = {q.rsplit(".", 1)[-1] for q in qnames} <= PURE_OPS
+            for arg in args:
+                self.visit(arg, not pure)
+            return
+        if isinstance(func, cst.Attribute):
+            receiver = func.value
+            if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
+                for arg in args:  # a submodule call computes a new tensor
+                    self.visit(arg, False)
+                return
+            pure = func.attr.value in PURE_OPS
+            self.visit(receiver, not pure)
+            for arg in args:
+                self.visit(arg, not pure)
+            return
+        if isinstance(func, cst.Name) and qnames and all("<locals>" in q for q in qnames):
+            self.visit(func, False)
+            for arg in args:  # a local callable (`for layer in self.layers: layer(x)`): a submodule
+                self.visit(arg, False)
+            return
+        self.visit(func, True)
+        for arg in args:
+            self.visit(arg, True)
+
+
+def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts) -> bool:
+    """``x = x + value`` only equals ``x += value`` for tensors: refuse right-hand sides
+    that are containers, iterators or strings (list ``+=`` accepts any iterable)."""
+    if isinstance(value, (*NON_TENSOR_LITERALS, cst.GeneratorExp)):
+        return False
+    if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
+        name = value.func.value
+        if facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS:
             return False
-        for arg in node.args:
-            if not isinstance(arg.value, cst.Name):
-                arg.value.visit(self)
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Comparison(self, node: cst.Comparison) -> bool:
-        identity = all(isinstance(t.operator, (cst.Is, cst.IsNot)) for t in node.comparisons)
-        if not (identity and isinstance(node.left, cst.Name)):
-            node.left.visit(self)
-        for target in node.comparisons:
-            target.comparator.visit(self)
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        node.body.visit(self)
-        return False
-
-
-def reads(node: cst.CSTNode | None) -> list[str]:
-    if node is None:
-        return []
-    visitor = _Reads()
-    node.visit(visitor)
-    return visitor.names
+    return True
 
 
 class InplaceForwardRule(Rule):
@@ -364,6 +435,9 @@ class _ForwardAnalysis:
         self.self_arg = self_arg
         self.decisions: dict[cst.AugAssign, str | None] = {}
         self.kept_attributes = self._result_kept_attributes()
+        self.methods = {
+            method.name.value for member in self.facts.class_family(cls) for method in class_methods(member)
+        }
 
     def _result_kept_attributes(self) -> set[str]:
         kept: dict[str, bool] = {}
@@ -442,9 +516,11 @@ class _ForwardAnalysis:
             if stmt.finalbody:
                 result = self.block(stmt.finalbody.body, result, no_grad)
             return result
-        # nested functions and classes, match statements, ...: every name they mention is read
-        for name in reads(stmt):
-            self._mark_read(name, state)
+        # nested functions and classes, match statements, ...: a name they mention may be
+        # captured or rebound there, so nothing more is known about it
+        for node in m.findall(stmt, m.Name()):
+            if node.value in state:
+                state[node.value] = NameState(frozenset({UNKNOWN}), True, True)
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
             state[stmt.name.value] = NameState(frozenset({UNKNOWN}))
         return state
@@ -468,20 +544,20 @@ class _ForwardAnalysis:
 
     def small(self, small: cst.CSTNode, state: State, no_grad: bool) -> State:
         if isinstance(small, cst.Assign):
-            self.read(small.value, state)
+            self.read(small.value, state, alias=True)
             kind = self.classify(small.value, state)
             for target in small.targets:
                 self.bind_targets(target.target, state, kind)
         elif isinstance(small, cst.AnnAssign):
-            self.read(small.value, state)
+            self.read(small.value, state, alias=True)
             self.bind_targets(small.target, state, self.classify(small.value, state) if small.value else UNKNOWN)
         elif isinstance(small, cst.AugAssign):
             self.augmented(small, state, no_grad)
         elif isinstance(small, cst.Del):
-            for name in reads(small.target):
-                state[name] = NameState(frozenset({UNKNOWN}))
+            for node in m.findall(small.target, m.Name()):
+                state[node.value] = NameState(frozenset({UNKNOWN}))
         else:
-            self.read(small, state)
+            self.read(small, state, alias=isinstance(small, cst.Return))
         return state
 
     def augmented(self, aug: cst.AugAssign, state: State, no_grad: bool) -> None:
@@ -493,15 +569,15 @@ class _ForwardAnalysis:
         name = target.value
         current = state.get(name)
         reason = None
-        if current is not None and not no_grad and not isinstance(aug.value, NON_TENSOR_LITERALS):
+        if current is not None and not no_grad and out_of_place_ok(aug.value, self.facts):
             reason = self.reason(name, current)
         self.decisions[aug] = reason
         if reason is not None:
             state[name] = NameState(frozenset({FRESH}))
 
     def reason(self, name: str, current: NameState) -> str | None:
-        if not current.kinds <= TENSOR_KINDS:
-            return None
+        if not current.kinds <= TENSOR_KINDS or current.aliased:
+            return None  # an alias would see the in-place update: rewriting changes its value
         if KEPT in current.kinds:
             return (
                 f"in-place update of `{name}`, the result of an op whose backward needs its output "
@@ -520,19 +596,23 @@ class _ForwardAnalysis:
         return None
 
     # -- expressions ----------------------------------------------------------
-    def read(self, node: cst.CSTNode | None, state: State) -> None:
-        for name in reads(node):
-            self._mark_read(name, state)
+    def read(self, node: cst.CSTNode | None, state: State, alias: bool = False) -> None:
+        if node is None:
+            return
+        reads = Reads(self.facts, self.self_arg)
+        reads.visit(node, alias)
+        for name, aliased in reads.found.items():
+            if name in state:
+                old = state[name]
+                state[name] = NameState(old.kinds, True, old.aliased or aliased)
+        for walrus in m.findall(node, m.NamedExpr()):
+            for target in m.findall(walrus.target, m.Name()):
+                state[target.value] = NameState(frozenset({UNKNOWN}), True, True)
 
     def read_target_base(self, target: cst.CSTNode, state: State) -> None:
         if isinstance(target, cst.Subscript):
             for element in target.slice:
                 self.read(element, state)
-
-    @staticmethod
-    def _mark_read(name: str, state: State) -> None:
-        if name in state:
-            state[name] = NameState(state[name].kinds, True)
 
     def bind_targets(self, target: cst.CSTNode, state: State, kind: str) -> None:
         if isinstance(target, cst.Name):
@@ -572,6 +652,8 @@ class _ForwardAnalysis:
         if qnames:
             short = {q.rsplit(".", 1)[-1] for q in qnames}
             torch_op = all(q.startswith("torch.") for q in qnames)
+            if torch_op and short & TORCH_VIEW_FUNCTIONS:
+                return ALIAS
             if torch_op and short <= RESULT_KEPT_OPS:
                 return KEPT
             if torch_op:
@@ -583,7 +665,11 @@ class _ForwardAnalysis:
         if isinstance(func, cst.Attribute):
             method = func.attr.value
             receiver = func.value
+            if method.endswith("_") and not method.endswith("__"):
+                return ALIAS  # in-place methods return their receiver
             if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
+                if method in self.methods:
+                    return UNKNOWN  # a helper method may return anything (a list, a tuple)
                 return KEPT if method in self.kept_attributes else FRESH
             if method in NON_TENSOR_METHODS:
                 return SCALAR

@@ -6,7 +6,7 @@ import ast
 
 import libcst as cst
 
-from torchfix_mod.analysis import ContainerUses
+from torchfix_mod.analysis import ContainerUses, all_references
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
 from torchfix_mod.screen import bound_names, may_build_module, methods, self_stores
@@ -361,10 +361,12 @@ class ModuleListRule(ContainerRule):
             return None
         end = facts.start(site.assign)
         fine = True
-        for access in scope.accesses[name.value]:
+        for access in all_references(scope, name.value):
             node = access.node
             if node is name:
                 continue
+            if facts.enclosing_function(node) is not site.method:
+                return None  # filled from a nested function: what it adds is out of sight
             parent = facts.parent(node)
             call = facts.parent(parent) if isinstance(parent, cst.Attribute) else None
             if (

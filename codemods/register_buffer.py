@@ -76,6 +76,10 @@ class RegisterBufferRule(Rule):
     saved before the fix still load with `strict=True`; `--buffer-persistent`
     writes `persistent=True` instead (old checkpoints then miss the key).
 
+    A buffer also follows dtype casts (`.half()`, `.to(torch.bfloat16)`): a
+    constant such as `torch.tensor(-1e9)` then overflows in float16. That is what
+    registering buffers is for, but review such constants.
+
     ## Known problems
     Left alone: values not provably tensors (`torch.device`, dtypes,
     `torch.Size`, `torch.Generator()`, anything computed by unknown code);
@@ -177,8 +181,10 @@ class RegisterBufferRule(Rule):
     def check_init(self, cls: cst.ClassDef, init: cst.FunctionDef) -> None:
         facts = self.facts
         tensors = TensorExpressions(facts, self._local_tensors(init))
-        after = statements_after_super_init(init, cls) or set()
+        after = statements_after_super_init(facts, init) or set()
         taken = self._names_taken(cls)
+        if facts.customizes_attribute_access(cls) or "setattr" in facts.called:
+            taken = None  # attributes may be reached or set out of the analysis' sight
         seen: set[str] = set()
         for site in self_assignments(facts, cls):
             if site.method is not init or site.attr in seen:
@@ -235,6 +241,10 @@ class RegisterBufferRule(Rule):
                 values.setdefault(assignment.name, []).append(assign.value)
             else:
                 excluded.add(assignment.name)
+        for assignment in scope.assignments:
+            for access in assignment.references:
+                if self._gets_requires_grad(access.node):
+                    excluded.add(assignment.name)
         known: set[str] = set()
         changed = True
         while changed:
@@ -247,8 +257,10 @@ class RegisterBufferRule(Rule):
         return known
 
     def _names_taken(self, cls: cst.ClassDef) -> set[str] | None:
-        """Attribute names the class or its bases define, or None when a base is unknown."""
-        taken = class_body_names(cls)
+        """Attribute names the class, its bases or its subclasses in this file define
+        (register_buffer raises KeyError on them, or bypasses a property's setter),
+        or None when a base is unknown."""
+        taken = set().union(*(class_body_names(member) for member in self.facts.class_family(cls)))
         for base in self.facts.base_classes(cls):
             if base == TORCH_MODULE_BASE:
                 continue
@@ -268,6 +280,10 @@ class RegisterBufferRule(Rule):
             if use is site.target:
                 continue
             holder = facts.parent(use)
+            if isinstance(holder, (cst.Element, cst.StarredElement)):
+                return False  # `self.x, self.y = ...`: the value is not visible
+            if self._gets_requires_grad(use):
+                return False
             if isinstance(holder, cst.AssignTarget):
                 value = facts.parent(holder).value
             elif isinstance(holder, cst.AnnAssign) and holder.target is use:
@@ -279,6 +295,13 @@ class RegisterBufferRule(Rule):
             if not (tensors.is_tensor(value) or self._is_same_attribute_chain(value, site)):
                 return False
         return True
+
+    def _gets_requires_grad(self, node: cst.CSTNode) -> bool:
+        """``t.requires_grad = True`` / ``t.requires_grad_()``: the tensor wants to be a Parameter."""
+        parent = self.facts.parent(node)
+        return isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in {"requires_grad", "requires_grad_"} and not (
+            parent.attr.value == "requires_grad" and not isinstance(self.facts.parent(parent), cst.AssignTarget)
+        )
 
     @staticmethod
     def _is_same_attribute_chain(value: cst.BaseExpression, site: SelfAssignment) -> bool:

@@ -40,13 +40,13 @@ TENSOR_FUNCTIONS = frozenset(
     {
         "tril", "triu", "cat", "concat", "concatenate", "stack", "hstack", "vstack",
         "outer", "matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "log10", "sin",
-        "cos", "tan", "sqrt", "rsqrt", "pow", "abs", "neg", "sigmoid", "tanh", "where",
+        "cos", "tan", "sqrt", "rsqrt", "pow", "abs", "neg", "sigmoid", "tanh",
         "flip", "roll", "cumsum", "cumprod", "clamp", "clip", "diag", "diag_embed",
-        "ger", "kron", "meshgrid", "cartesian_prod", "repeat_interleave", "sign",
+        "ger", "kron", "cartesian_prod", "repeat_interleave", "sign",
         "floor", "ceil", "round", "reciprocal", "transpose", "reshape", "unsqueeze",
         "squeeze", "flatten", "masked_fill", "logical_not", "logical_and",
         "logical_or", "maximum", "minimum", "div", "mul", "add", "sub", "exp2",
-        "atan2", "fmod", "remainder", "erf", "sort", "argsort", "gather", "t",
+        "atan2", "fmod", "remainder", "erf", "argsort", "gather", "t",
         "permute", "tile", "broadcast_to", "clone", "detach",
     }
 )
@@ -102,6 +102,7 @@ class FileFacts(cst.BatchableCSTVisitor):
         self.names_used: set[str] = set()
         self.module: cst.Module | None = None
         self.memo: dict[object, object] = {}  # per-file results shared between rules
+        self.called: set[str] = set()  # last name of every called function or method
 
     # -- collection --------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
@@ -115,6 +116,13 @@ class FileFacts(cst.BatchableCSTVisitor):
 
     def visit_Name(self, node: cst.Name) -> None:
         self.names_used.add(node.value)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if isinstance(func, cst.Attribute):
+            self.called.add(func.attr.value)
+        elif isinstance(func, cst.Name):
+            self.called.add(func.value)
 
     # -- metadata access ----------------------------------------------------
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
@@ -160,6 +168,9 @@ class FileFacts(cst.BatchableCSTVisitor):
             found.append(assignment.node)
         return found or None
 
+    def is_module_class_expr(self, expr: cst.BaseExpression) -> bool:
+        return self._is_module_base(expr)
+
     def _is_module_base(self, expr: cst.BaseExpression) -> bool:
         qnames = self.qualified_names(expr)
         if qnames and all(is_torch_module_class(q) for q in qnames):
@@ -169,6 +180,35 @@ class FileFacts(cst.BatchableCSTVisitor):
 
     def is_module_class(self, node: cst.ClassDef) -> bool:
         return self.module_classes.get(node, False)
+
+    def class_family(self, cls: cst.ClassDef) -> list[cst.ClassDef]:
+        """``cls``, its bases defined in this file, and the classes of this file derived from it."""
+        family = [cls]
+        for base in self.base_classes(cls):
+            if isinstance(base, cst.ClassDef) and base not in family:
+                family.extend(c for c in self.class_family_up(base) if c not in family)
+        for other in self.module_classes:
+            if other is not cls and cls in self.class_family_up(other):
+                family.append(other)
+        return family
+
+    def class_family_up(self, cls: cst.ClassDef) -> list[cst.ClassDef]:
+        chain = [cls]
+        for base in self.base_classes(cls):
+            if isinstance(base, cst.ClassDef) and base not in chain:
+                chain.extend(self.class_family_up(base))
+        return chain
+
+    def customizes_attribute_access(self, cls: cst.ClassDef) -> bool:
+        """The class family overrides attribute access or reaches into ``__dict__``: an
+        attribute may then be read or written behind the analysis' back."""
+        hooks = {"__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__getstate__", "__setstate__"}
+        for member in self.class_family(cls):
+            if any(method.name.value in hooks for method in class_methods(member)):
+                return True
+            if m.findall(member, m.Attribute(attr=m.Name("__dict__"))):
+                return True
+        return False
 
     def base_classes(self, node: cst.ClassDef) -> list[cst.ClassDef | str]:
         """Each base as a local ClassDef, or as its qualified name when not local."""
@@ -214,9 +254,11 @@ class FileFacts(cst.BatchableCSTVisitor):
             return None
         target = f"torch.nn.{attr}"
         by_target: dict[str, str] = {}
+        top_level = set(_top_level_imports(self.module))
         for assignment in module_scope.assignments:
             name = assignment.name
-            if "." in name or not isinstance(assignment.node, (cst.Import, cst.ImportFrom)):
+            # an import under `if TYPE_CHECKING:` or in a try block may not run
+            if "." in name or assignment.node not in top_level:
                 continue
             qnames = {q.name for q in module_scope.get_qualified_names_for(name)}
             if len(qnames) == 1:
@@ -235,7 +277,7 @@ class FileFacts(cst.BatchableCSTVisitor):
                 return build(name), None
         # `import torch.nn` binds `torch` with the qualified name torch.nn
         for assignment in module_scope.assignments:
-            if assignment.name == "torch.nn" and visible("torch", "torch"):
+            if assignment.name == "torch.nn" and assignment.node in top_level and visible("torch", "torch"):
                 return cst.parse_expression(f"torch.nn.{attr}"), None
         imports_torch_nn = any(
             isinstance(stmt, cst.ImportFrom) and dotted_name(stmt.module) == "torch.nn"
@@ -295,8 +337,9 @@ def is_self_attr(node: cst.CSTNode, self_arg: str, attr: str | None = None) -> b
     )
 
 
-def is_super_init_call(stmt: cst.CSTNode, cls: cst.ClassDef, self_arg: str) -> bool:
-    """``super().__init__(...)``, ``super(Cls, self).__init__(...)``, ``Base.__init__(self, ...)``."""
+def is_super_init_call(facts: FileFacts, stmt: cst.CSTNode, self_arg: str) -> bool:
+    """``super().__init__(...)``, ``super(Cls, self).__init__(...)``, or ``Base.__init__(self, ...)``
+    where ``Base`` is ``nn.Module`` or an nn.Module class (a mixin's ``__init__`` does not count)."""
     if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1):
         return False
     expr = stmt.body[0]
@@ -309,17 +352,17 @@ def is_super_init_call(stmt: cst.CSTNode, cls: cst.ClassDef, self_arg: str) -> b
     if m.matches(receiver, m.Call(func=m.Name("super"))):
         return True
     args = expr.value.args
-    return bool(args) and m.matches(args[0].value, m.Name(self_arg)) and dotted_name(receiver) is not None
+    return bool(args) and m.matches(args[0].value, m.Name(self_arg)) and facts.is_module_class_expr(receiver)
 
 
-def statements_after_super_init(func: cst.FunctionDef, cls: cst.ClassDef) -> set[cst.CSTNode] | None:
+def statements_after_super_init(facts: FileFacts, func: cst.FunctionDef) -> set[cst.CSTNode] | None:
     """Top-level statements of ``__init__`` that run after the base ``__init__``, or None."""
     self_arg = self_name(func)
     if self_arg is None or not isinstance(func.body, cst.IndentedBlock):
         return None
     body = list(func.body.body)
     for index, stmt in enumerate(body):
-        if is_super_init_call(stmt, cls, self_arg):
+        if is_super_init_call(facts, stmt, self_arg):
             return set(body[index + 1 :])
     return None
 
@@ -404,6 +447,8 @@ def is_number(expr: cst.BaseExpression) -> bool:
 # -- containers of modules ----------------------------------------------------
 
 ITERATING_BUILTINS = frozenset({"len", "enumerate", "zip", "iter", "list", "tuple", "any", "all"})
+# Calls that can register a module under a second name, out of the analysis' sight.
+REGISTERING_CALLS = frozenset({"add_module", "register_module", "setattr"})
 LIST_METHODS = frozenset({"append", "extend", "insert", "pop"})
 DICT_METHODS = frozenset({"keys", "values", "items", "pop", "clear"})
 
@@ -469,6 +514,12 @@ class ContainerUses:
                 return self._fail(f"`.{method}()` is not available on nn.Module{'List' if is_list else 'Dict'}")
             if method in {"append", "insert"} and not (call.args and self.module_value(call.args[-1].value)):
                 return Verdict.NOT_MODULES
+            if method == "pop" and len(call.args) != 1:
+                return self._fail("`.pop()` is called without exactly one key, which nn containers require")
+            if method == "insert" and not (
+                len(call.args) == 2 and isinstance(call.args[0].value, cst.Integer) and not call.args[0].keyword
+            ):
+                return self._fail("`.insert()` with an index nn.ModuleList may reject (only non-negative literals are safe)")
             if method == "extend" and not (len(call.args) == 1 and self.modules_iterable(call.args[0].value)):
                 return Verdict.NOT_MODULES
             if method in {"values", "items"} and self._spread(call):
@@ -482,14 +533,7 @@ class ContainerUses:
             return Verdict.OK
         if isinstance(parent, cst.Arg):
             call = facts.parent(parent)
-            if (
-                not parent.star
-                and parent.keyword is None
-                and isinstance(call, cst.Call)
-                and isinstance(call.func, cst.Name)
-                and call.func.value in ITERATING_BUILTINS
-                and facts.qualified_names(call.func) == {f"builtins.{call.func.value}"}
-            ):
+            if not parent.star and parent.keyword is None and isinstance(call, cst.Call) and self._is_iterating_builtin(call):
                 return Verdict.OK
             self.reason = "it is passed to other code"
             return Verdict.ELSEWHERE
@@ -500,13 +544,23 @@ class ContainerUses:
         if isinstance(parent, (cst.UnaryOperation, cst.BooleanOperation)):
             return Verdict.OK
         if is_list and isinstance(parent, cst.BinaryOperation) and parent.left is node and isinstance(parent.operator, cst.Add):
-            return Verdict.OK
+            if self.modules_iterable(parent.right):
+                return Verdict.OK
+            return self._fail("it is concatenated with values not known to be nn.Modules")
         if isinstance(parent, cst.Expr):
             return Verdict.OK
         if isinstance(parent, (cst.Return, cst.Assign, cst.Element, cst.DictElement, cst.Yield, cst.Lambda, cst.StarredElement)):
             self.reason = "it is handed to other code"
             return Verdict.ELSEWHERE
         return self._fail("it is used in a way the nn container does not support")
+
+    def _is_iterating_builtin(self, call: cst.Call) -> bool:
+        func = call.func
+        return (
+            isinstance(func, cst.Name)
+            and func.value in ITERATING_BUILTINS
+            and self.facts.qualified_names(func) == {f"builtins.{func.value}"}
+        )
 
     def _spread(self, expr: cst.CSTNode) -> bool:
         """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
@@ -521,6 +575,17 @@ class ContainerUses:
         holder = facts.parent(sub)
         if self._spread(sub):
             return Verdict.ELSEWHERE
+        # an element handed to other code or stored under another name gets registered there too
+        if isinstance(holder, (cst.Arg, cst.Element, cst.DictElement)):
+            call = facts.parent(holder)
+            if not (isinstance(holder, cst.Arg) and isinstance(call, cst.Call) and self._is_iterating_builtin(call)):
+                self.reason = "an element is handed to other code"
+                return Verdict.ELSEWHERE
+        if isinstance(holder, cst.Assign) and holder.value is sub:
+            self.reason = "an element is stored under another name"
+            return Verdict.ELSEWHERE
+        if isinstance(holder, cst.BinaryOperation):
+            return self._fail("a part of it is combined with other values")
         stored = isinstance(holder, cst.AssignTarget)
         if isinstance(holder, cst.AugAssign) and holder.target is sub:
             return Verdict.OK  # updates the element, not the container
@@ -543,6 +608,11 @@ class ContainerUses:
         if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
             return self.facts.is_module_construction(expr.elt)
         return False
+
+
+def all_references(scope: Scope, name: str) -> list:
+    """Every access of a local, including those from nested functions and comprehensions."""
+    return [access for assignment in scope.assignments[name] for access in assignment.references]
 
 
 def module_valued_local(facts: FileFacts, expr: cst.BaseExpression) -> bool:
@@ -568,10 +638,13 @@ def module_valued_local(facts: FileFacts, expr: cst.BaseExpression) -> bool:
             and facts.is_module_construction(facts.parent(holder).value)
         ):
             return False
-    for access in scope.accesses[expr.value]:
+    home = facts.enclosing_function(expr)
+    for access in all_references(scope, expr.value):
         node = access.node
         if node is expr:
             continue
+        if facts.enclosing_function(node) is not home:
+            return False  # used from a nested function or lambda: out of sight
         parent = facts.parent(node)
         if isinstance(parent, cst.Attribute) and parent.value is node:
             continue

@@ -10,6 +10,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from torchfix_mod.analysis import (
+    REGISTERING_CALLS,
     ContainerUses,
     FileFacts,
     Verdict,
@@ -62,7 +63,7 @@ def runs_after_super_init(facts: FileFacts, site: SelfAssignment) -> bool:
     """Registering a submodule needs nn.Module.__init__ to have run first."""
     if site.method.name.value != "__init__":
         return True
-    after = statements_after_super_init(site.method, site.cls)
+    after = statements_after_super_init(facts, site.method)
     return after is not None and top_statement(facts, site.assign, site.method) in after
 
 
@@ -97,6 +98,10 @@ class ContainerRule(Rule):
         verdict = uses.check(site.attr)
         if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
             return  # registered by the code it is handed to, or not a container of modules
+        if self.facts.called & REGISTERING_CALLS or self.facts.customizes_attribute_access(site.cls):
+            # modules may be registered by name elsewhere (add_module/setattr), or the
+            # attribute reached through __getattr__/__dict__: converting could break either
+            return
         if verdict == Verdict.UNSUPPORTED:
             self.report(site.assign, f"{message} (not fixed: {uses.reason})")
             return
