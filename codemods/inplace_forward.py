@@ -211,11 +211,18 @@ class Reads:
             self.visit(arg, True)
 
 
-def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts) -> bool:
-    """``x = x + value`` only equals ``x += value`` for tensors: refuse right-hand sides
-    that are containers, iterators or strings (list ``+=`` accepts any iterable)."""
+def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -> bool:
+    """``x = x + value`` only equals ``x += value`` for tensors of the same dtype: refuse
+    right-hand sides that are containers, iterators or strings (list ``+=`` accepts any
+    iterable), and raw parameters or buffers (``self.scale``), whose dtype may be wider
+    than ``x``'s (float32 under autocast, an explicit float64 buffer): ``+=`` keeps
+    ``x``'s dtype, ``x + value`` promotes."""
     if isinstance(value, (*NON_TENSOR_LITERALS, cst.GeneratorExp)):
         return False
+    for attribute in m.findall(value, m.Attribute(value=m.Name(self_arg))):
+        parent = facts.parent(attribute)
+        if not (isinstance(parent, cst.Call) and parent.func is attribute):
+            return False
     if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
         name = value.func.value
         if facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS:
@@ -256,7 +263,10 @@ class InplaceForwardRule(Rule):
     is a tensor computed in `forward` or an argument of `forward`.
 
     ## Known problems
-    Left alone: pure accumulators (`out = self.fc(x); out += x`, `total +=
+    Left alone: right-hand sides that read a parameter or buffer directly
+    (`x += self.bias`): `+=` keeps `x`'s dtype while `x + self.bias` may promote
+    it (float32 parameters under autocast, float64 buffers). Also left alone:
+    pure accumulators (`out = self.fc(x); out += x`, `total +=
     layer(x)`), which are correct and save memory; names holding numbers, lists
     or strings; aliases of other tensors (`x = self.buf`, `x = y.view(...)`),
     whose in-place update may be intended; attribute and subscript targets
@@ -338,6 +348,23 @@ class InplaceForwardRule(Rule):
         ),
     )
     keeps = (
+        # `skip` aliases `h`: the in-place update is visible through it
+        KeepCase(
+            "import torch.nn as nn\n\nclass Block(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        h = self.fc(x)\n"
+            "        skip = h\n"
+            "        h += self.proj(x)\n"
+            "        return h + skip\n"
+        ),
+        # a buffer may have a wider dtype: `g * self.scale` would promote `g`
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= self.scale\n"
+            "        return g\n"
+        ),
         KeepCase(
             "import torch.nn as nn\n\nclass Block(nn.Module):\n"
             "    def forward(self, x):\n"
@@ -569,7 +596,7 @@ class _ForwardAnalysis:
         name = target.value
         current = state.get(name)
         reason = None
-        if current is not None and not no_grad and out_of_place_ok(aug.value, self.facts):
+        if current is not None and not no_grad and out_of_place_ok(aug.value, self.facts, self.self_arg):
             reason = self.reason(name, current)
         self.decisions[aug] = reason
         if reason is not None:

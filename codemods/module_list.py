@@ -154,6 +154,23 @@ class ModuleListRule(ContainerRule):
         ),
     )
     keeps = (
+        # registered by name already: converting would add a second set of state_dict keys
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2) for _ in range(3)]\n"
+            "        for i, layer in enumerate(self.layers):\n"
+            "            self.add_module('layer%d' % i, layer)\n"
+        )),
+        # nn.ModuleList.pop needs an index
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "        self.layers.pop()\n"
+        ), reported=True),
         # a teacher passed in from outside is deliberately not registered
         KeepCase(_case(
             "class Distiller(nn.Module):\n"

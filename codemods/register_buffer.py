@@ -130,6 +130,10 @@ class RegisterBufferRule(Rule):
         ),
     )
     keeps = (
+        # tuples, not tensors
+        KeepCase(_init("self.grid = torch.meshgrid(torch.arange(n), torch.arange(n), indexing='ij')")),
+        # made trainable afterwards: it wants to be an nn.Parameter
+        KeepCase(_init("alpha = torch.zeros(1)", "alpha.requires_grad = True", "self.alpha = alpha")),
         KeepCase(_init(
             "self.device = torch.device('cpu')",
             "self.dtype = torch.float32",
