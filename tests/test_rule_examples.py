@@ -63,7 +63,7 @@ def test_rule_metadata(all_rules):
     assert {"TFM101", "TFM102", "TFM201", "TFM301"} <= set(codes)
     for rule in all_rules:
         docs = rule.docs()
-        for section in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix safety", "## Known problems"):
+        for section in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix safety"):
             assert section in docs, f"{rule.code} docs lack {section!r}"
         assert rule.fixes and rule.keeps, f"{rule.code} needs fix and leave-alone examples"
 

@@ -119,20 +119,28 @@ def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list
 def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
     edits: dict[cst.CSTNode, list[NodeEdit]] = defaultdict(list)
     imports: dict[ImportNeed, None] = {}
+    removals: dict[ImportNeed, None] = {}
     for finding in fixes:
         assert finding.fix is not None
         for node, edit in finding.fix.edits.items():
             edits[node].append(edit)
         imports.update(dict.fromkeys(finding.fix.imports))
+        removals.update(dict.fromkeys(finding.fix.removals))
     new_module = module.visit(_ApplyEdits(edits))
-    if imports:
-        from libcst.codemod import CodemodContext  # slow to import; most runs add no import
-        from libcst.codemod.visitors import AddImportsVisitor
+    if imports or removals:
+        from libcst.codemod import CodemodContext  # slow to import; most runs change no import
+        from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
-        context = CodemodContext()
-        for need in imports:
-            AddImportsVisitor.add_needed_import(context, need.module, need.name)
-        new_module = AddImportsVisitor(context).transform_module(new_module)
+        if removals:
+            context = CodemodContext()
+            for need in removals:
+                RemoveImportsVisitor.remove_unused_import(context, need.module, need.name)
+            new_module = RemoveImportsVisitor(context).transform_module(new_module)
+        if imports:
+            context = CodemodContext()
+            for need in imports:
+                AddImportsVisitor.add_needed_import(context, need.module, need.name)
+            new_module = AddImportsVisitor(context).transform_module(new_module)
     return new_module
 
 

@@ -68,6 +68,7 @@ class Fix:
     edits: dict[cst.CSTNode, NodeEdit]
     imports: tuple[ImportNeed, ...] = ()
     unsafe: bool = False
+    removals: tuple[ImportNeed, ...] = ()  # imports to drop if the fix leaves them unused
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""TFM501: deprecated ``nn.init`` functions without the trailing underscore."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from torchfix_mod.analysis import dotted_name
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+
+INIT_MODULE = "torch.nn.init"
+DEPRECATED = frozenset(
+    {
+        "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "uniform",
+        "constant", "orthogonal", "sparse", "eye", "dirac",
+    }
+)
+
+
+class DeprecatedInitRule(Rule):
+    """
+    ## What it does
+    Finds calls to the `torch.nn.init` functions without a trailing underscore
+    (`xavier_uniform`, `xavier_normal`, `kaiming_uniform`, `kaiming_normal`,
+    `normal`, `uniform`, `constant`, `orthogonal`, `sparse`, `eye`, `dirac`),
+    in any import spelling, and calls the in-place version instead.
+
+    ## Why is this bad?
+    They are deprecated: each call warns "`nn.init.xavier_uniform` is now
+    deprecated in favor of `nn.init.xavier_uniform_`", and they may be removed.
+
+    ## Example
+    ```python
+    nn.init.xavier_uniform(m.weight)
+    ```
+
+    ## Use instead
+    ```python
+    nn.init.xavier_uniform_(m.weight)
+    ```
+
+    ## Fix safety
+    Safe: the deprecated function only warns and calls the underscore version,
+    so values under a fixed seed are identical. A function imported by name
+    (`from torch.nn.init import xavier_uniform`) is renamed at the call and the
+    import follows (the old name is dropped once unused).
+
+    ## Known problems
+    Reported without a fix: names imported under an alias
+    (`import ... as xu`), and calls where the underscore name is already bound
+    to something else in the file.
+    """
+
+    code = "TFM501"
+    name = "deprecated-nn-init"
+    summary = "Deprecated nn.init function without trailing underscore"
+
+    fixes = (
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\ndef init_weights(m):\n"
+            "    if isinstance(m, nn.Linear):\n"
+            "        nn.init.xavier_uniform(m.weight, gain=1.0)  # init\n"
+            "        torch.nn.init.constant(m.bias, 0.01)\n",
+            "import torch\nimport torch.nn as nn\n\ndef init_weights(m):\n"
+            "    if isinstance(m, nn.Linear):\n"
+            "        nn.init.xavier_uniform_(m.weight, gain=1.0)  # init\n"
+            "        torch.nn.init.constant_(m.bias, 0.01)\n",
+        ),
+        FixCase(
+            "import torch\nfrom torch.nn import init\n\n"
+            "def reset(w, b):\n    init.kaiming_normal(w)\n    torch.nn.init.normal(b, std=0.02)\n",
+            "import torch\nfrom torch.nn import init\n\n"
+            "def reset(w, b):\n    init.kaiming_normal_(w)\n    torch.nn.init.normal_(b, std=0.02)\n",
+        ),
+        FixCase(
+            "from torch.nn.init import orthogonal\n\ndef reset(w):\n    orthogonal(w)\n",
+            "from torch.nn.init import orthogonal_\n\ndef reset(w):\n    orthogonal_(w)\n",
+        ),
+    )
+    keeps = (
+        KeepCase("import torch.nn as nn\n\ndef f(w):\n    nn.init.xavier_uniform_(w)\n"),
+        KeepCase("import numpy as np\n\ndef f():\n    return np.random.normal(0, 1)\n"),
+        KeepCase("def normal(x):\n    return x\n\nnormal(3)\n"),
+        KeepCase("from torch.nn.init import orthogonal as ortho\n\ndef f(w):\n    ortho(w)\n", reported=True),
+    )
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if dotted_name(func) is None:
+            return
+        qname = self.facts.torch_qualified(func)
+        if qname is None:
+            return
+        module, _, name = qname.rpartition(".")
+        if module != INIT_MODULE or name not in DEPRECATED:
+            return
+        replacement = f"{name}_"
+        message = f"`{dotted_name(func)}` is deprecated; use `{replacement}` (the same function, without the warning)"
+        fix = None
+        if isinstance(func, cst.Attribute) and func.attr.value == name:
+            fix = Fix({func: lambda f: f.with_changes(attr=cst.Name(replacement))})
+        elif isinstance(func, cst.Name) and func.value == name and self._free_or_imported(replacement, func):
+            fix = Fix(
+                {func: lambda f: f.with_changes(value=replacement)},
+                imports=(ImportNeed(INIT_MODULE, replacement),),
+                removals=(ImportNeed(INIT_MODULE, name),),
+            )
+        self.report(node, message, fix)
+
+    def _free_or_imported(self, name: str, at: cst.CSTNode) -> bool:
+        if name not in self.facts.names_used:
+            return True
+        scope = self.facts.scope(at)
+        return scope is not None and {q.name for q in scope.get_qualified_names_for(name)} == {f"{INIT_MODULE}.{name}"}

@@ -1,0 +1,112 @@
+"""TFM503: ``torch.autograd.Variable(t)`` -> the tensor itself."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from torchfix_mod.analysis import TensorExpressions, dotted_name
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+
+VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
+ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
+
+
+def _attribute_base(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``expr`` as the receiver of a method call, parenthesized when it needs to be."""
+    if isinstance(expr, ATOMIC) or expr.lpar:
+        return expr
+    return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+class VariableRule(Rule):
+    """
+    ## What it does
+    Finds `torch.autograd.Variable(t)` and `Variable(t, requires_grad=...)` and
+    replaces them with the tensor itself, dropping the `Variable` import once
+    it is unused.
+
+    ## Why is this bad?
+    `Variable` has been a deprecated wrapper since PyTorch 0.4: tensors carry
+    autograd state themselves. It only adds noise and an import.
+
+    ## Example
+    ```python
+    inputs = Variable(torch.from_numpy(x_train))
+    w = Variable(t, requires_grad=True)
+    ```
+
+    ## Use instead
+    ```python
+    inputs = torch.from_numpy(x_train)
+    w = t.detach().requires_grad_(True)
+    ```
+
+    ## Fix safety
+    Safe, and exact: `Variable(t)` returns a new tensor that shares `t`'s
+    storage but is cut from its graph, which is `t.detach()`. When `t` is a
+    tensor freshly built by a torch factory (no graph to cut), the fix writes
+    `t` alone; `requires_grad=x` becomes `.requires_grad_(x)`.
+
+    ## Known problems
+    Reported without a fix: `volatile=`, positional extra arguments and `*args`.
+    """
+
+    code = "TFM503"
+    name = "autograd-variable"
+    summary = "torch.autograd.Variable is a deprecated no-op wrapper; use the tensor"
+
+    fixes = (
+        FixCase(
+            "import torch\nfrom torch.autograd import Variable\n\n"
+            "def batch(x_train, y):\n"
+            "    inputs = Variable(torch.from_numpy(x_train))\n"
+            "    labels = Variable(y)\n"
+            "    return inputs, labels\n",
+            "import torch\n\n"
+            "def batch(x_train, y):\n"
+            "    inputs = torch.from_numpy(x_train)\n"
+            "    labels = y.detach()\n"
+            "    return inputs, labels\n",
+        ),
+        FixCase(
+            "import torch\n\nw = torch.autograd.Variable(torch.zeros(3), requires_grad=True)\n"
+            "v = torch.autograd.Variable(a + b, requires_grad=flag)\n",
+            "import torch\n\nw = torch.zeros(3).requires_grad_(True)\n"
+            "v = (a + b).detach().requires_grad_(flag)\n",
+        ),
+    )
+    keeps = (
+        KeepCase("import torch\n\nv = torch.autograd.Variable(t, volatile=True)\n", reported=True),
+        KeepCase("class Variable:\n    pass\n\nv = Variable(3)\n"),
+        KeepCase("import torch\n\nv = torch.tensor([1.0])\n"),
+    )
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
+        if not qnames or not qnames <= VARIABLE:
+            return
+        message = "`Variable` is a deprecated no-op wrapper since PyTorch 0.4; use the tensor itself"
+        positional = [a for a in node.args if a.keyword is None]
+        keywords = {a.keyword.value: a for a in node.args if a.keyword is not None}
+        if len(positional) != 1 or positional[0].star or set(keywords) - {"requires_grad"}:
+            self.report(node, message)
+            return
+        fresh = TensorExpressions(self.facts).is_tensor(positional[0].value)
+        wants_grad = "requires_grad" in keywords
+
+        def edit(updated: cst.Call) -> cst.BaseExpression:
+            data = next(a for a in updated.args if a.keyword is None).value
+            if data.lpar and isinstance(data, ATOMIC):
+                data = data.with_changes(lpar=[], rpar=[])
+            expr = data
+            if not fresh:
+                expr = cst.Call(cst.Attribute(_attribute_base(expr), cst.Name("detach")))
+            if wants_grad:
+                flag = next(a for a in updated.args if a.keyword is not None).value
+                expr = cst.Call(cst.Attribute(_attribute_base(expr), cst.Name("requires_grad_")), [cst.Arg(flag)])
+            return expr
+
+        module = next(iter(qnames)).rpartition(".")[0]
+        removals = (ImportNeed(module, "Variable"),) if isinstance(func, cst.Name) else ()
+        self.report(node, message, Fix({node: edit}, removals=removals))
