@@ -1,0 +1,128 @@
+"""TFM302: a tensor attribute created with ``requires_grad=True`` becomes an ``nn.Parameter``."""
+
+from __future__ import annotations
+
+import ast
+
+import libcst as cst
+import libcst.matchers as m
+
+from torchfix_mod.analysis import TENSOR_FACTORIES, TensorExpressions, call_keyword, dotted_name
+from torchfix_mod.containers import SelfAssignment
+from torchfix_mod.rule import Fix, FixCase, KeepCase
+from torchfix_mod.screen import methods, self_stores
+from torchfix_mod.tensor_attributes import TensorAttributeRule
+
+HEADER = "import torch\nimport torch.nn as nn\n\n"
+
+
+def _init(*lines: str, extra: str = "") -> str:
+    body = "".join(f"        {line}\n" for line in lines)
+    return f"{HEADER}class LR(nn.Module):\n    def __init__(self, dim, trainable=True):\n        super().__init__()\n{body}{extra}"
+
+
+class ParameterAttributeRule(TensorAttributeRule):
+    """
+    ## What it does
+    Finds tensors created with `requires_grad=True` and stored as plain
+    attributes in `__init__` of an nn.Module, and wraps them in `nn.Parameter`.
+
+    ## Why is this bad?
+    A plain tensor attribute is not a parameter even when it requires grad:
+    it is missing from `parameters()`, so the optimizer never updates it, and
+    it is not moved by `.to(device)` or saved in `state_dict()`.
+
+    ## Example
+    ```python
+    self.w = torch.randn(3, 3, requires_grad=True)
+    ```
+
+    ## Use instead
+    ```python
+    self.w = nn.Parameter(torch.randn(3, 3))
+    ```
+
+    ## Fix safety
+    Safe: `nn.Parameter` requires grad by default (a non-literal
+    `requires_grad=flag` is kept as `nn.Parameter(..., requires_grad=flag)`).
+    The parameter joins `state_dict()`: a checkpoint saved before the fix
+    lacks its key, so loading one with `strict=True` reports it missing.
+
+    ## Known problems
+    Left alone: the same cases as TFM301 (names the class family defines,
+    classes with unknown bases or custom attribute access, stores before
+    `super().__init__()`), and attributes stored elsewhere with anything but
+    `None` or an `nn.Parameter` (a Parameter attribute rejects plain tensors).
+    """
+
+    code = "TFM302"
+    name = "tensor-attribute-parameter"
+    summary = "Tensor attribute with requires_grad=True is not a parameter; use nn.Parameter"
+
+    fixes = (
+        FixCase(
+            _init("self.W = torch.zeros(dim, 1, dtype=torch.float, requires_grad=True)  # weight"),
+            _init("self.W = nn.Parameter(torch.zeros(dim, 1, dtype=torch.float))  # weight"),
+        ),
+        FixCase(
+            _init("self.b = torch.randn(dim, requires_grad=trainable)"),
+            _init("self.b = nn.Parameter(torch.randn(dim), requires_grad=trainable)"),
+        ),
+    )
+    keeps = (
+        KeepCase(_init("self.W = torch.zeros(dim, requires_grad=False)")),
+        KeepCase(_init("self.W = torch.zeros(dim, requires_grad=True)", extra="\n    def reset(self):\n        self.W = torch.zeros(3)\n")),
+        KeepCase(_init("self.W = nn.Parameter(torch.zeros(dim))")),
+        KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
+    )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        for method, self_arg in methods(tree):
+            if method.name == "__init__":
+                for value in self_stores(method, self_arg):
+                    if isinstance(value, ast.Call) and any(k.arg == "requires_grad" for k in value.keywords):
+                        return True
+        return False
+
+    def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        value = site.value
+        if not isinstance(value, cst.Call) or dotted_name(value.func) is None or any(a.star for a in value.args):
+            return False
+        qname = self.facts.torch_qualified(value.func)
+        flag = call_keyword(value, "requires_grad")
+        return (
+            qname is not None
+            and qname.count(".") == 1
+            and qname.split(".")[1] in TENSOR_FACTORIES
+            and flag is not None
+            and not m.matches(flag.value, m.Name("False"))
+        )
+
+    def message(self, site: SelfAssignment) -> str:
+        return (
+            f"`{site.self_arg}.{site.attr}` requires grad but is a plain tensor attribute: it is not in "
+            "parameters(), so the optimizer never trains it; use nn.Parameter"
+        )
+
+    def other_store_ok(self, value: cst.BaseExpression, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        # a Parameter attribute only accepts Parameters (or None)
+        return isinstance(value, cst.Call) and self.facts.qualified_names(value.func) == {"torch.nn.Parameter"}
+
+    def fix_for(self, site: SelfAssignment) -> Fix | None:
+        reference = self.facts.nn_reference("Parameter", site.assign)
+        if reference is None:
+            return None
+        func, need = reference
+
+        def edit(value: cst.Call) -> cst.Call:
+            flag = call_keyword(value, "requires_grad")
+            args = [a for a in value.args if a is not flag]
+            if args:  # the argument before the removed one must not keep a trailing comma
+                args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            outer = [cst.Arg(value.with_changes(args=args))]
+            if not m.matches(flag.value, m.Name("True")):
+                outer.append(cst.Arg(flag.value, keyword=cst.Name("requires_grad"), equal=flag.equal))
+            return cst.Call(func=func, args=outer)
+
+        return Fix({site.value: edit}, (need,) if need else ())
