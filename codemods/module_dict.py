@@ -6,7 +6,7 @@ import ast
 
 import libcst as cst
 
-from torchfix_mod.analysis import ContainerUses, Verdict
+from torchfix_mod.analysis import Verdict
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
 from torchfix_mod.screen import methods, self_stores
@@ -20,7 +20,7 @@ def _init(*lines: str) -> str:
     return f"{HEADER}class Net(nn.Module):\n    def __init__(self, names):\n        super().__init__()\n{body}"
 
 
-def key_problem(key: cst.BaseExpression) -> str | None:
+def key_problem(key: cst.BaseExpression, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES) -> str | None:
     """Why ``key`` cannot be a ModuleDict key; "" when it is computed (not provable)."""
     if isinstance(key, (cst.SimpleString, cst.ConcatenatedString)):
         value = key.evaluated_value
@@ -30,8 +30,8 @@ def key_problem(key: cst.BaseExpression) -> str | None:
             return "an empty key"
         if "." in value:
             return f"key {value!r} contains '.'"
-        if value in MODULE_DICT_ATTRIBUTES:
-            return f"key {value!r} is an attribute of nn.ModuleDict"
+        if value in reserved:
+            return f"key {value!r} is an attribute of the nn container"
         return None
     if isinstance(key, (cst.Integer, cst.Float, cst.Imaginary, cst.Tuple)) or (
         isinstance(key, cst.Name) and key.value in {"None", "True", "False"}
@@ -81,6 +81,7 @@ class ModuleDictRule(ContainerRule):
     summary = "Python dict of nn.Modules is not registered; use nn.ModuleDict"
     kind = "dict"
     container = "ModuleDict"
+    reserved_keys = MODULE_DICT_ATTRIBUTES
 
     fixes = (
         FixCase(
@@ -123,10 +124,10 @@ class ModuleDictRule(ContainerRule):
 
     def check(self, site: SelfAssignment) -> None:
         value = site.value
-        uses = ContainerUses(self.facts, "dict", site.target, self.module_value)
+        uses = self.uses(site)
         message = (
-            f"`{site.self_arg}.{site.attr}` keeps nn.Modules in a Python dict: "
-            "PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.ModuleDict"
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python dict: "
+            f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
         keys: list[cst.BaseExpression] = []
         if isinstance(value, cst.Dict) and value.elements:
@@ -136,7 +137,7 @@ class ModuleDictRule(ContainerRule):
                 keys.append(element.key)
             fix_value = wrap_call
         elif isinstance(value, cst.DictComp):
-            if not self.facts.is_module_construction(value.value):
+            if not self.is_element(value.value):
                 return
             keys.append(value.key)
             fix_value = wrap_call
@@ -149,7 +150,7 @@ class ModuleDictRule(ContainerRule):
         # the use check also gathers the keys of every `self.x[key] = ...` in the file
         if uses.check(site.attr) == Verdict.OK:
             keys.extend(uses.dict_keys)
-        problems = [key_problem(k) for k in keys]
+        problems = [key_problem(k, self.reserved_keys) for k in keys]
         bad = [p for p in problems if p]
         if bad:
             self.report(site.assign, f"{message} (not fixed: {bad[0]})")

@@ -295,17 +295,17 @@ class ModuleListRule(ContainerRule):
 
     def check(self, site: SelfAssignment) -> None:
         value = site.value
-        uses = ContainerUses(self.facts, "list", site.target, self.module_value)
+        uses = self.uses(site)
         message = (
-            f"`{site.self_arg}.{site.attr}` keeps nn.Modules in a Python {'tuple' if isinstance(value, cst.Tuple) else 'list'}: "
-            "PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.ModuleList"
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, cst.Tuple) else 'list'}: "
+            f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
         if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
             if not uses.modules_iterable(value):
                 return
             self.conclude(site, uses, message, wrap_call)
         elif isinstance(value, cst.ListComp):
-            if not self.facts.is_module_construction(value.elt):
+            if not self.is_element(value.elt):
                 return
             self.conclude(site, uses, message, wrap_call)
         elif isinstance(value, cst.List):
@@ -353,7 +353,7 @@ class ModuleListRule(ContainerRule):
         scope = facts.scope(name)
         if scope is None or scope is scope.globals or name.value not in scope:
             return None
-        uses = ContainerUses(facts, "list", site.target, self.module_value)
+        uses = self.uses(site)
         has_module = False
         for assignment in scope.assignments[name.value]:
             holder = facts.parent(assignment.node)
@@ -362,7 +362,7 @@ class ModuleListRule(ContainerRule):
                 if len(assign.targets) != 1 or not isinstance(assign.value, (cst.List, cst.ListComp)):
                     return None
                 if isinstance(assign.value, cst.ListComp):
-                    if not facts.is_module_construction(assign.value.elt):
+                    if not self.is_element(assign.value.elt):
                         return None
                     has_module = True
                 elif not uses.modules_iterable(assign.value):

@@ -19,6 +19,16 @@ def module_classes() -> list[str]:
     )
 
 
+def rejected_parameter_dict_keys() -> list[str]:
+    rejected = []
+    for key in sorted(dir(nn.ParameterDict())):
+        try:
+            nn.ParameterDict({key: nn.Parameter(torch.zeros(1))})
+        except Exception:  # KeyError, TypeError, AttributeError: any refusal counts
+            rejected.append(key)
+    return rejected
+
+
 def render(name: str, values: list[str], doc: str) -> str:
     body = "".join(f"        {v!r},\n" for v in values)
     return f"# {doc}\n{name} = frozenset(\n    (\n{body}    )\n)\n"
@@ -31,6 +41,11 @@ def main() -> None:
         "MODULE_ATTRIBUTES",
         sorted(dir(nn.Module())),
         "Attribute names an nn.Module instance already has: register_buffer(name) raises KeyError on them.",
+    ))
+    print(render(
+        "PARAMETER_DICT_REJECTED_KEYS",
+        rejected_parameter_dict_keys(),
+        "Keys nn.ParameterDict rejects among its own attribute names (KeyError at construction).",
     ))
     print(render(
         "MODULE_DICT_ATTRIBUTES",

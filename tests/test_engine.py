@@ -159,6 +159,13 @@ def test_torch_facts_match_the_installed_torch():
     assert torch_facts.NN_MODULE_CLASSES == classes
     assert torch_facts.MODULE_ATTRIBUTES == set(dir(nn.Module()))
     assert torch_facts.MODULE_DICT_ATTRIBUTES == set(dir(nn.ModuleDict()))
+    rejected = set()
+    for key in dir(nn.ParameterDict()):
+        try:
+            nn.ParameterDict({key: nn.Parameter(torch.zeros(1))})
+        except Exception:
+            rejected.add(key)
+    assert torch_facts.PARAMETER_DICT_REJECTED_KEYS == rejected
 
 
 KEY_CANDIDATES = sorted(torch_facts.MODULE_DICT_ATTRIBUTES) + ["cls", "box", "layer_1", "a.b", "", "Type", "add2"]

@@ -470,9 +470,10 @@ class ContainerUses:
     to the attribute blocks the conversion.
     """
 
-    def __init__(self, facts: FileFacts, kind: str, owned: cst.Attribute, module_value) -> None:
+    def __init__(self, facts: FileFacts, kind: str, owned: cst.Attribute, module_value, methods=None) -> None:
         self.facts = facts
         self.kind = kind
+        self.methods = methods or (LIST_METHODS if kind == "list" else DICT_METHODS)
         self.owned = owned
         self.module_value = module_value  # (expr) -> bool
         self.reason = ""
@@ -507,11 +508,11 @@ class ContainerUses:
         if isinstance(parent, cst.Attribute) and parent.value is node:
             method = parent.attr.value
             call = facts.parent(parent)
-            allowed = LIST_METHODS if is_list else DICT_METHODS
+            allowed = self.methods
             if not (isinstance(call, cst.Call) and call.func is parent):
                 return self._fail(f"its attribute `{method}` is used")
             if method not in allowed:
-                return self._fail(f"`.{method}()` is not available on nn.Module{'List' if is_list else 'Dict'}")
+                return self._fail(f"`.{method}()` is not available on the nn container")
             if method in {"append", "insert"} and not (call.args and self.module_value(call.args[-1].value)):
                 return Verdict.NOT_MODULES
             if method == "pop" and len(call.args) != 1:
@@ -606,7 +607,7 @@ class ContainerUses:
                 isinstance(el, cst.Element) and self.module_value(el.value) for el in expr.elements
             )
         if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
-            return self.facts.is_module_construction(expr.elt)
+            return self.module_value(expr.elt)
         return False
 
 
@@ -615,7 +616,7 @@ def all_references(scope: Scope, name: str) -> list:
     return [access for assignment in scope.assignments[name] for access in assignment.references]
 
 
-def module_valued_local(facts: FileFacts, expr: cst.BaseExpression) -> bool:
+def module_valued_local(facts: FileFacts, expr: cst.BaseExpression, is_element=None) -> bool:
     """``expr`` is a local name bound only to module constructions and used
     nowhere else but as the receiver of attribute reads (``layer.weight``)."""
     if not isinstance(expr, cst.Name):
@@ -635,7 +636,7 @@ def module_valued_local(facts: FileFacts, expr: cst.BaseExpression) -> bool:
             isinstance(holder, cst.AssignTarget)
             and isinstance(facts.parent(holder), cst.Assign)
             and len(facts.parent(holder).targets) == 1
-            and facts.is_module_construction(facts.parent(holder).value)
+            and (is_element or facts.is_module_construction)(facts.parent(holder).value)
         ):
             return False
     home = facts.enclosing_function(expr)

@@ -72,7 +72,9 @@ class ContainerRule(Rule):
     the file (uses of an attribute anywhere in the file can block a conversion)."""
 
     kind: str  # "list" or "dict"
-    container: str  # "ModuleList" or "ModuleDict"
+    container: str  # "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"
+    noun: str = "nn.Modules"
+    methods: frozenset[str] | None = None  # what the container supports (None: ModuleList/ModuleDict)
 
     def __init__(self, facts, options) -> None:
         super().__init__(facts, options)
@@ -87,8 +89,15 @@ class ContainerRule(Rule):
             for site in self_assignments(self.facts, cls):
                 self.check(site)
 
+    def is_element(self, expr: cst.BaseExpression) -> bool:
+        """A construction of what the container holds."""
+        return self.facts.is_module_construction(expr)
+
     def module_value(self, expr: cst.BaseExpression) -> bool:
-        return self.facts.is_module_construction(expr) or module_valued_local(self.facts, expr)
+        return self.is_element(expr) or module_valued_local(self.facts, expr, self.is_element)
+
+    def uses(self, site: SelfAssignment) -> ContainerUses:
+        return ContainerUses(self.facts, self.kind, site.target, self.module_value, self.methods)
 
     def check(self, site: SelfAssignment) -> None:
         raise NotImplementedError
