@@ -54,11 +54,14 @@ class ModuleListRule(ContainerRule):
     Left alone: elements that are not module constructions (`None`, tensors,
     modules passed in from outside, such as a frozen teacher, and existing
     attributes like `[self.a, self.b]`, which are registered already); lists
-    handed to other code (`nn.Sequential(*self.layers)` registers them there);
-    lists assigned more than once. Reported without a fix: lists that use what
-    `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
-    `clear`, `copy`, `other + self.layers`, `==`, `isinstance(..., list)`), and
-    lists assigned before `nn.Module.__init__` runs.
+    handed to other code (`nn.Sequential(*self.layers)`, `isinstance(self.layers,
+    list)`, an element stored as another attribute); files that register
+    modules by name (`add_module`, `setattr`); classes with `__getattr__`,
+    `__setattr__` or `__dict__` access. Reported without a fix: lists that use
+    what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
+    `clear`, `copy`, `pop()` without an index, `insert` at a computed or
+    negative index, `other + self.layers`, `==`), lists assigned more than once,
+    and lists assigned before `nn.Module.__init__` runs.
     """
 
     code = "TFM101"
