@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torchfix_mod.analysis import TensorExpressions, dotted_name
+from torchfix_mod.analysis import dotted_name, requires_grad_true
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 
 VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
+# torch factories whose result never carries another tensor's autograd graph
+NO_GRAPH_FACTORIES = frozenset(
+    {
+        "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange", "range",
+        "linspace", "logspace", "eye", "tensor", "from_numpy", "scalar_tensor", "empty_strided",
+        "tril_indices", "triu_indices", "hann_window", "hamming_window", "blackman_window",
+        "bartlett_window", "kaiser_window",
+    }
+)
 ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
 
 
@@ -44,7 +53,8 @@ class VariableRule(Rule):
     ## Fix safety
     Safe, and exact: `Variable(t)` returns a new tensor that shares `t`'s
     storage but is cut from its graph, which is `t.detach()`. When `t` is a
-    tensor freshly built by a torch factory (no graph to cut), the fix writes
+    tensor freshly built by a torch factory from sizes or Python data
+    (`torch.zeros(3)`, `torch.from_numpy(a)`: no graph to cut), the fix writes
     `t` alone; `requires_grad=x` becomes `.requires_grad_(x)`.
 
     ## Known problems
@@ -74,12 +84,24 @@ class VariableRule(Rule):
             "import torch\n\nw = torch.zeros(3).requires_grad_(True)\n"
             "v = (a + b).detach().requires_grad_(flag)\n",
         ),
+        FixCase(
+            "import torch\n\nv = torch.autograd.Variable(torch.ones(3) * w)\n",
+            "import torch\n\nv = (torch.ones(3) * w).detach()\n",
+        ),
     )
     keeps = (
         KeepCase("import torch\n\nv = torch.autograd.Variable(t, volatile=True)\n", reported=True),
         KeepCase("class Variable:\n    pass\n\nv = Variable(3)\n"),
         KeepCase("import torch\n\nv = torch.tensor([1.0])\n"),
     )
+
+    def _has_no_graph(self, data: cst.BaseExpression) -> bool:
+        """A factory call that builds a tensor from sizes or Python data: nothing to detach.
+        (``torch.ones(3) * w`` or ``torch.as_tensor(w)`` may carry ``w``'s graph.)"""
+        if not isinstance(data, cst.Call) or dotted_name(data.func) is None or requires_grad_true(data):
+            return False
+        qname = self.facts.torch_qualified(data.func)
+        return qname is not None and qname.count(".") == 1 and qname.split(".")[1] in NO_GRAPH_FACTORIES
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
@@ -92,7 +114,7 @@ class VariableRule(Rule):
         if len(positional) != 1 or positional[0].star or set(keywords) - {"requires_grad"}:
             self.report(node, message)
             return
-        fresh = TensorExpressions(self.facts).is_tensor(positional[0].value)
+        fresh = self._has_no_graph(positional[0].value)
         wants_grad = "requires_grad" in keywords
 
         def edit(updated: cst.Call) -> cst.BaseExpression:

@@ -562,7 +562,7 @@ def test_unknown_rule_code_exits_2_and_changes_nothing(tmp_path):
         (["--write"], "give at least one file or directory"),
         (["--diff", "--write", "a.py"], "--diff and --write cannot be combined"),
         (["--write", "--diff", "."], "--diff and --write cannot be combined"),
-        (["--select", "TFM4", "a.py"], "'TFM4' matches no rule"),
+        (["--select", "TFM9", "a.py"], "'TFM9' matches no rule"),
         (["--ignore", "XYZ", "."], "'XYZ' matches no rule"),
         (["--explain", "TFM999"], "unknown rule code"),
         (["--output-format", "xml", "."], "xml"),
