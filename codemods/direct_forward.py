@@ -45,7 +45,8 @@ class DirectForwardRule(Rule):
     them is the point.
 
     ## Known problems
-    Never touched: `super().forward(...)`, `Base.forward(self, ...)`,
+    Only calls inside `forward` are rewritten: a hook may call `.forward` to
+    skip hooks on purpose. Never touched: `super().forward(...)`, `Base.forward(self, ...)`,
     `self.forward(...)`, and `.forward` on objects not known to be modules
     (function arguments, attributes assigned anything but a module).
     """
@@ -101,6 +102,15 @@ class DirectForwardRule(Rule):
             "    def forward(self, x, model):\n"
             "        return self.inner.forward(x) + model.forward(x)\n"
         ),
+        KeepCase(
+            HEADER + "class M(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.enc = nn.Linear(2, 2)\n"
+            "        self.enc.register_forward_hook(self._hook)\n"
+            "    def _hook(self, mod, inp, out):\n"
+            "        self.ref = self.enc.forward(inp[0] * 2)\n"
+        ),
     )
 
     @classmethod
@@ -125,6 +135,11 @@ class DirectForwardRule(Rule):
     def leave_Module(self, original_node: cst.Module) -> None:
         for call in self.calls:
             receiver = call.func.value
+            method = self.facts.enclosing_function(call)
+            # only inside `forward`: a hook that calls `.forward` skips hooks on purpose
+            # (calling the module there would run the hook again, forever)
+            if method is None or method.name.value != "forward":
+                continue
             if self._is_module(receiver, call):
                 fix = Fix({call: lambda updated: updated.with_changes(func=updated.func.value)})
                 self.report(

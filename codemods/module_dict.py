@@ -122,6 +122,9 @@ class ModuleDictRule(ContainerRule):
                     return True
         return False
 
+    def wrap_literal(self, func: cst.BaseExpression, value: cst.BaseExpression) -> cst.Call:
+        return wrap_call(func, value)
+
     def check(self, site: SelfAssignment) -> None:
         value = site.value
         uses = self.uses(site)
@@ -135,12 +138,12 @@ class ModuleDictRule(ContainerRule):
                 if not isinstance(element, cst.DictElement) or not self.module_value(element.value):
                     return
                 keys.append(element.key)
-            fix_value = wrap_call
+            fix_value = self.wrap_literal
         elif isinstance(value, cst.DictComp):
             if not self.is_element(value.value):
                 return
             keys.append(value.key)
-            fix_value = wrap_call
+            fix_value = self.wrap_literal
         elif isinstance(value, cst.Dict):
             if not self._filled_with_modules(site):
                 return

@@ -39,6 +39,9 @@ class ParameterDictRule(ModuleDictRule):
     ```
 
     ## Fix safety
+    Built from a plain dict, `nn.ParameterDict` sorts its keys (unlike
+    `nn.ModuleDict`): the fix passes `{...}.items()` unless the keys are
+    already in order, so iteration order stays the same.
     Safe when every key is a string literal `nn.ParameterDict` accepts
     (non-empty, no `.`, not one of its attribute names such as `type`,
     `keys`, `to`: the list is read off torch). Unsafe with computed keys.
@@ -57,16 +60,31 @@ class ParameterDictRule(ModuleDictRule):
     noun = "nn.Parameters"
     reserved_keys = PARAMETER_DICT_REJECTED_KEYS
     methods = frozenset({"keys", "values", "items", "pop", "clear", "get", "copy"})
+    holds_modules = False
+
+    def wrap_literal(self, func: cst.BaseExpression, value: cst.BaseExpression) -> cst.Call:
+        """nn.ParameterDict sorts the keys of a plain dict; its ``.items()`` keep their order."""
+        keys = [e.key for e in getattr(value, "elements", ())]
+        literal = [k.evaluated_value for k in keys if isinstance(k, (cst.SimpleString, cst.ConcatenatedString))]
+        if isinstance(value, cst.Dict) and len(literal) == len(keys) and literal == sorted(literal):
+            return cst.Call(func=func, args=[cst.Arg(value)])
+        items = cst.Call(func=cst.Attribute(value, cst.Name("items")))
+        return cst.Call(func=func, args=[cst.Arg(items)])
 
     fixes = (
         FixCase(
-            _init("self.gains = {'q': nn.Parameter(torch.ones(4)), 'k': nn.Parameter(torch.ones(4))}"),
-            _init("self.gains = nn.ParameterDict({'q': nn.Parameter(torch.ones(4)), 'k': nn.Parameter(torch.ones(4))})"),
+            _init("self.gains = {'k': nn.Parameter(torch.ones(4)), 'q': nn.Parameter(torch.ones(4))}"),
+            _init("self.gains = nn.ParameterDict({'k': nn.Parameter(torch.ones(4)), 'q': nn.Parameter(torch.ones(4))})"),
         ),
         FixCase(
             _init("self.gains = {n: nn.Parameter(torch.ones(4)) for n in names}"),
-            _init("self.gains = nn.ParameterDict({n: nn.Parameter(torch.ones(4)) for n in names})"),
+            _init("self.gains = nn.ParameterDict({n: nn.Parameter(torch.ones(4)) for n in names}.items())"),
             unsafe=True,
+        ),
+        # a plain dict would have its keys sorted by nn.ParameterDict: keep the order
+        FixCase(
+            _init("self.scales = {'width': nn.Parameter(torch.ones(1)), 'height': nn.Parameter(torch.ones(1))}"),
+            _init("self.scales = nn.ParameterDict({'width': nn.Parameter(torch.ones(1)), 'height': nn.Parameter(torch.ones(1))}.items())"),
         ),
     )
     keeps = (

@@ -54,6 +54,7 @@ class ParameterListRule(ModuleListRule):
     container = "ParameterList"
     noun = "nn.Parameters"
     methods = frozenset({"append", "extend"})
+    holds_modules = False
 
     fixes = (
         FixCase(
@@ -64,8 +65,13 @@ class ParameterListRule(ModuleListRule):
             _init("self.ws = []", "for i in range(n):", "    self.ws.append(nn.Parameter(torch.randn(4, 4)))"),
             _init("self.ws = nn.ParameterList()", "for i in range(n):", "    self.ws.append(nn.Parameter(torch.randn(4, 4)))"),
         ),
+        FixCase(
+            _init("self.ws = [nn.Parameter(torch.ones(1)) for _ in range(n)]", "self.total = torch.mul(self.ws[0], 2) * self.ws[-1] + sum(self.ws)"),
+            _init("self.ws = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(n)])", "self.total = torch.mul(self.ws[0], 2) * self.ws[-1] + sum(self.ws)"),
+        ),
     )
     keeps = (
+        KeepCase(_init("self.ws = [nn.Parameter(torch.ones(1))]", "self.stacked = torch.stack(self.ws)"), reported=True),
         KeepCase(_init("self.lin = nn.Linear(4, 4)", "self.weights = [m.weight for m in self.modules()]")),
         KeepCase(_init("self.all = list(self.parameters())")),
         KeepCase(_init("self.ws = [nn.Parameter(torch.ones(1))]", "self.ws.insert(0, nn.Parameter(torch.ones(1)))"), reported=True),

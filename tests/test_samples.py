@@ -22,7 +22,10 @@ def settings_for(sample: Path) -> Settings:
 
 def test_every_rule_has_a_sample():
     names = {d.name for d in SAMPLE_DIRS}
-    assert {"TFM101", "TFM102", "TFM201", "TFM301", "TFM501", "TFM502", "TFM503"} <= names
+    assert {
+        "TFM101", "TFM102", "TFM103", "TFM104", "TFM201", "TFM301", "TFM302",
+        "TFM401", "TFM402", "TFM501", "TFM502", "TFM503",
+    } <= names
     for d in SAMPLE_DIRS:
         assert (d / "before.py").is_file() and (d / "after.py").is_file(), d
 

@@ -446,9 +446,9 @@ def is_number(expr: cst.BaseExpression) -> bool:
 
 # -- containers of modules ----------------------------------------------------
 
-ITERATING_BUILTINS = frozenset({"len", "enumerate", "zip", "iter", "list", "tuple", "any", "all"})
+ITERATING_BUILTINS = frozenset({"len", "enumerate", "zip", "iter", "list", "tuple", "any", "all", "sum"})
 # Calls that can register a module under a second name, out of the analysis' sight.
-REGISTERING_CALLS = frozenset({"add_module", "register_module", "setattr"})
+REGISTERING_CALLS = frozenset({"add_module", "register_module", "register_parameter", "setattr"})
 LIST_METHODS = frozenset({"append", "extend", "insert", "pop"})
 DICT_METHODS = frozenset({"keys", "values", "items", "pop", "clear"})
 
@@ -470,9 +470,13 @@ class ContainerUses:
     to the attribute blocks the conversion.
     """
 
-    def __init__(self, facts: FileFacts, kind: str, owned: cst.Attribute, module_value, methods=None) -> None:
+    def __init__(
+        self, facts: FileFacts, kind: str, owned: cst.Attribute, module_value, methods=None, holds_modules: bool = True
+    ) -> None:
         self.facts = facts
         self.kind = kind
+        # modules handed to other code may get registered there; parameters are just used
+        self.holds_modules = holds_modules
         self.methods = methods or (LIST_METHODS if kind == "list" else DICT_METHODS)
         self.owned = owned
         self.module_value = module_value  # (expr) -> bool
@@ -536,6 +540,8 @@ class ContainerUses:
             call = facts.parent(parent)
             if not parent.star and parent.keyword is None and isinstance(call, cst.Call) and self._is_iterating_builtin(call):
                 return Verdict.OK
+            if not self.holds_modules:
+                return self._fail("it is passed to other code that may need a Python container")
             self.reason = "it is passed to other code"
             return Verdict.ELSEWHERE
         if isinstance(parent, cst.ComparisonTarget) and isinstance(parent.operator, (cst.In, cst.NotIn)):
@@ -577,7 +583,7 @@ class ContainerUses:
         if self._spread(sub):
             return Verdict.ELSEWHERE
         # an element handed to other code or stored under another name gets registered there too
-        if isinstance(holder, (cst.Arg, cst.Element, cst.DictElement)):
+        if isinstance(holder, (cst.Arg, cst.Element, cst.DictElement)) and (self.holds_modules or not isinstance(holder, cst.Arg)):
             call = facts.parent(holder)
             if not (isinstance(holder, cst.Arg) and isinstance(call, cst.Call) and self._is_iterating_builtin(call)):
                 self.reason = "an element is handed to other code"
@@ -585,7 +591,8 @@ class ContainerUses:
         if isinstance(holder, cst.Assign) and holder.value is sub:
             self.reason = "an element is stored under another name"
             return Verdict.ELSEWHERE
-        if isinstance(holder, cst.BinaryOperation):
+        sliced = any(isinstance(element.slice, cst.Slice) for element in sub.slice)
+        if isinstance(holder, cst.BinaryOperation) and sliced:
             return self._fail("a part of it is combined with other values")
         stored = isinstance(holder, cst.AssignTarget)
         if isinstance(holder, cst.AugAssign) and holder.target is sub:

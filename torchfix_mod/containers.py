@@ -75,6 +75,7 @@ class ContainerRule(Rule):
     container: str  # "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"
     noun: str = "nn.Modules"
     methods: frozenset[str] | None = None  # what the container supports (None: ModuleList/ModuleDict)
+    holds_modules: bool = True
 
     def __init__(self, facts, options) -> None:
         super().__init__(facts, options)
@@ -97,7 +98,7 @@ class ContainerRule(Rule):
         return self.is_element(expr) or module_valued_local(self.facts, expr, self.is_element)
 
     def uses(self, site: SelfAssignment) -> ContainerUses:
-        return ContainerUses(self.facts, self.kind, site.target, self.module_value, self.methods)
+        return ContainerUses(self.facts, self.kind, site.target, self.module_value, self.methods, self.holds_modules)
 
     def check(self, site: SelfAssignment) -> None:
         raise NotImplementedError
