@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import dotted_name
@@ -82,6 +84,29 @@ class DeprecatedInitRule(Rule):
         KeepCase("def normal(x):\n    return x\n\nnormal(3)\n"),
         KeepCase("from torch.nn.init import orthogonal as ortho\n\ndef f(w):\n    ortho(w)\n", reported=True),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        init_aliases = {"init"}
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "torch.nn":
+                init_aliases.update(a.asname or a.name for a in node.names if a.name == "init")
+            elif isinstance(node, ast.Import):
+                init_aliases.update(a.asname for a in node.names if a.name == "torch.nn.init" and a.asname)
+            elif isinstance(node, ast.ImportFrom) and node.module == INIT_MODULE:
+                imported.update(a.asname or a.name for a in node.names)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and func.id in imported:
+                    return True
+                if isinstance(func, ast.Attribute) and func.attr in DEPRECATED:
+                    receiver = func.value
+                    last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+                    if last in init_aliases:
+                        return True
+        return False
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.screen import called_names
 
 
 class FullBackwardHookRule(Rule):
@@ -52,6 +55,10 @@ class FullBackwardHookRule(Rule):
         KeepCase("class Recorder:\n    def register_backward_hook(self, hook):\n        self.hook = hook\n"),
         KeepCase("def attach(t, hook):\n    return t.register_hook(hook)\n"),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        return "register_backward_hook" in called_names(tree)
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

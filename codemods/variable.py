@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from torchfix_mod.analysis import dotted_name, requires_grad_true
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.screen import called_names
 
 VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
 # torch factories whose result never carries another tensor's autograd graph
@@ -94,6 +97,10 @@ class VariableRule(Rule):
         KeepCase("class Variable:\n    pass\n\nv = Variable(3)\n"),
         KeepCase("import torch\n\nv = torch.tensor([1.0])\n"),
     )
+
+    @classmethod
+    def screen(cls, tree: ast.Module) -> bool:
+        return "Variable" in called_names(tree)
 
     def _has_no_graph(self, data: cst.BaseExpression) -> bool:
         """A factory call that builds a tensor from sizes or Python data: nothing to detach.

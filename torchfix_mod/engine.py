@@ -77,6 +77,8 @@ def parse_python(source: str) -> ast.Module | SourceError:
         return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
     except ValueError as exc:  # e.g. null bytes
         return SourceError(1, 1, f"cannot parse: {exc}")
+    except (RecursionError, MemoryError):
+        return SourceError(1, 1, "too deeply nested to parse")
 
 
 def compile_error(source: str) -> SourceError | None:
@@ -87,6 +89,8 @@ def compile_error(source: str) -> SourceError | None:
         return SourceError(exc.lineno or 1, exc.offset or 1, f"SyntaxError: {exc.msg}")
     except ValueError as exc:
         return SourceError(1, 1, f"cannot compile: {exc}")
+    except (RecursionError, MemoryError):
+        return SourceError(1, 1, "too deeply nested to compile")
     return None
 
 
@@ -152,6 +156,13 @@ def _reported_lines(finding: Finding) -> range:
 
 def transform_source(source: str, settings: Settings) -> FileResult:
     """Run the selected rules on one file's text and apply the fixes they allow."""
+    try:
+        return _transform(source, settings)
+    except RecursionError:  # pathological nesting the parser accepted but a traversal cannot walk
+        return FileResult(source, source, [], [SourceError(1, 1, "too deeply nested to analyse; left unchanged")])
+
+
+def _transform(source: str, settings: Settings) -> FileResult:
     if skips_file(source):
         return FileResult(source, source, [], [])
     tree = parse_python(source)
@@ -165,6 +176,8 @@ def transform_source(source: str, settings: Settings) -> FileResult:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
         return FileResult(source, source, [], [SourceError(exc.raw_line, exc.raw_column + 1, exc.message)])
+    except Exception as exc:  # the parser's own limits
+        return FileResult(source, source, [], [SourceError(1, 1, f"cannot parse: {type(exc).__name__}: {exc}")])
 
     rules, errors = _run_rules(module, settings)
     findings = [f for rule in rules for f in rule.findings]

@@ -35,6 +35,7 @@ class SourceFile:
     path: Path
     text: str
     encoding: str  # as Python names it; "utf-8-sig" keeps a BOM
+    data: bytes = b""  # the bytes read, to detect a change before writing
 
 
 def _is_skipped_dir(path: Path) -> bool:
@@ -152,14 +153,26 @@ def read_source(path: Path) -> SourceFile:
     except OSError as exc:
         raise SourceReadError(SourceError(1, 1, f"cannot read: {exc.strerror or exc}")) from None
     text, encoding = decode(data)
-    return SourceFile(path, text, encoding)
+    return SourceFile(path, text, encoding, data)
 
 
-def write_atomic(path: Path, text: str, encoding: str) -> None:
-    """Replace ``path`` with ``text``: temp file in the same directory, fsync, rename; mode kept."""
+class WriteRefused(Exception):
+    """The file is not written, for a reason the user should see."""
+
+
+def write_atomic(path: Path, text: str, encoding: str, expected: bytes | None = None) -> None:
+    """Replace ``path`` with ``text``: temp file in the same directory, fsync, rename; mode kept.
+
+    With ``expected``, refuses when the file no longer holds those bytes (it changed
+    since it was read). A read-only file is refused rather than replaced.
+    """
     data = text.encode(encoding)
     path = path.resolve()  # write through a symlink to the file it names
     mode = path.stat().st_mode & 0o7777
+    if not mode & 0o222:
+        raise WriteRefused("file is read-only; not written")
+    if expected is not None and path.read_bytes() != expected:
+        raise WriteRefused("file changed since it was read; not written")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

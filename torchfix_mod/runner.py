@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torchfix_mod.diffing import unified_diff
 from torchfix_mod.engine import Diagnostic, Settings, SourceError, transform_source
-from torchfix_mod.files import SourceReadError, discover, read_source, write_atomic
+from torchfix_mod.files import SourceReadError, WriteRefused, discover, read_source, write_atomic
 from torchfix_mod.rule import Rule, RuleOptions
 
 
@@ -51,7 +51,17 @@ def _encoded_diff(display: str, old: str, new: str, encoding: str) -> bytes:
     return text[:header_end].encode("utf-8", "surrogateescape") + text[header_end:].encode(encoding)
 
 
-def process_file(path: Path, display: str, rules: Sequence[type[Rule]], options: RunOptions) -> FileReport:
+def outside_roots(path: Path, roots: Sequence[Path]) -> bool:
+    """A symlink whose target lies outside every path the run was given."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    return not any(target == root or root in target.parents for root in roots)
+
+
+def process_file(
+    path: Path, display: str, rules: Sequence[type[Rule]], options: RunOptions, roots: Sequence[Path] = ()
+) -> FileReport:
     report = FileReport(path, display)
     try:
         source = read_source(path)
@@ -71,10 +81,18 @@ def process_file(path: Path, display: str, rules: Sequence[type[Rule]], options:
         report.changed = True
         report.diff = _encoded_diff(display, source.text, result.new_source, source.encoding)
         if options.mode == "write":
-            try:
-                write_atomic(path, result.new_source, source.encoding)
-            except OSError as exc:
-                report.errors.append(SourceError(1, 1, f"cannot write: {exc.strerror or exc}"))
+            problem = None
+            if outside_roots(path, roots):
+                problem = "symlink to a file outside the given paths; not written"
+            else:
+                try:
+                    write_atomic(path, result.new_source, source.encoding, expected=source.data)
+                except WriteRefused as exc:
+                    problem = str(exc)
+                except OSError as exc:
+                    problem = f"cannot write: {exc.strerror or exc}"
+            if problem is not None:
+                report.errors.append(SourceError(1, 1, problem))
                 report.changed = False
                 report.diagnostics = [_unfixed(d) for d in report.diagnostics]
     return report
@@ -88,8 +106,9 @@ def run(paths: Sequence[Path], rules: Sequence[type[Rule]], options: RunOptions,
     """Process every Python file under ``paths``; reports come back in path order."""
     cwd = Path(os.path.abspath(cwd or Path.cwd()))
     files, missing = discover(paths)
+    roots = [Path(p).resolve() for p in paths]
     reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
     for path in files:
-        reports.append(process_file(path, display_path(path, cwd), rules, options))
+        reports.append(process_file(path, display_path(path, cwd), rules, options, roots))
     reports.sort(key=lambda r: r.display)
     return reports
