@@ -157,9 +157,20 @@ def _reported_lines(finding: Finding) -> range:
 def transform_source(source: str, settings: Settings) -> FileResult:
     """Run the selected rules on one file's text and apply the fixes they allow."""
     try:
-        return _transform(source, settings)
+        result = _transform(source, settings)
+        # one fix can make another provable (a list that became an nn.ModuleList makes its
+        # elements known modules): run again until nothing changes, so a second run is a no-op
+        for _ in range(3):
+            if not result.changed or result.errors:
+                break
+            again = _transform(result.new_source, settings)
+            if not again.changed or again.errors:
+                break
+            fixed_later = [d for d in again.diagnostics if d.fixed]
+            result = FileResult(source, again.new_source, result.diagnostics + fixed_later, result.errors)
     except RecursionError:  # pathological nesting the parser accepted but a traversal cannot walk
         return FileResult(source, source, [], [SourceError(1, 1, "too deeply nested to analyse; left unchanged")])
+    return result
 
 
 def _transform(source: str, settings: Settings) -> FileResult:
@@ -179,6 +190,10 @@ def _transform(source: str, settings: Settings) -> FileResult:
     except Exception as exc:  # the parser's own limits
         return FileResult(source, source, [], [SourceError(1, 1, f"cannot parse: {type(exc).__name__}: {exc}")])
 
+    if module.code != source:
+        # the parser cannot give this file back byte for byte (seen with blank lines before a
+        # last line that has no newline): report, but rewrite nothing
+        settings = replace(settings, apply_fixes=False)
     rules, errors = _run_rules(module, settings)
     findings = [f for rule in rules for f in rule.findings]
     if findings:
