@@ -211,3 +211,24 @@ def test_readme_rules_table_is_current():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert rules_table() in readme, "regenerate the README table with `python -m torchfix_mod.docs`"
+
+
+def test_findings_of_a_later_pass_point_at_the_original_lines():
+    # the first pass adds `super().__init__()` (a new line) and makes `self.layers` a ModuleList;
+    # only then is `layer.forward(x)` provably a module call. Its position must be the line in
+    # the file the user has, not in the intermediate text.
+    source = (
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        self.layers = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+        "    def forward(self, x):\n"
+        "        for layer in self.layers:\n"
+        "            x = layer.forward(x)\n"
+        "        return x\n"
+    )
+    result = transform(source)
+    assert "x = layer(x)" in result.new_source
+    direct = [d for d in result.diagnostics if d.code == "TFM402"]
+    assert [(d.line, d.column) for d in direct] == [(7, 17)]
+    assert source.splitlines()[direct[0].line - 1][direct[0].column - 1 :].startswith("layer.forward(x)")

@@ -128,10 +128,13 @@ def _insertion_positions(before: list[str], block: list[str], at: int) -> set[in
 
 
 def assert_changes_covered(source: str, result) -> None:
-    """Output lines differ from the input only where a fixed diagnostic was reported: a changed
-    or removed input line lies in [line, end_line] of a fixed diagnostic (or is an import, which
-    fixes may edit or drop), an inserted line sits inside or right next to such a range (or is
-    an import added by a fix)."""
+    """Output lines differ from the input only where a fixed diagnostic was reported, and every
+    fixed diagnostic points at text that changed.
+
+    A changed or removed input line lies in [line, end_line] of a fixed diagnostic (or is an
+    import, which fixes may edit or drop); an inserted line sits inside or right next to such a
+    range (or is an import added by a fix). Conversely each fixed diagnostic's range holds a
+    changed line or an insertion."""
     fixed = [(d.line, d.end_line) for d in result.diagnostics if d.fixed]
     if not fixed:
         assert result.new_source == result.source, "the output changed but no diagnostic says it was fixed"
@@ -142,9 +145,8 @@ def assert_changes_covered(source: str, result) -> None:
     def covered(n: int) -> bool:
         return n in imports or any(a <= n <= b for a, b in fixed)
 
-    def insertion_ok(at: int) -> bool:  # inserted after input line `at` (0: at the very top)
-        return any(a - 1 <= at <= b for a, b in fixed)
-
+    changed: set[int] = set()  # input lines (1-based) edited or removed
+    inserted: set[int] = set()  # insertions after input line n (0: at the top)
     matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
@@ -155,15 +157,26 @@ def assert_changes_covered(source: str, result) -> None:
                     f"input line {n} changed outside every fixed diagnostic {fixed}: {before[n - 1]!r} -> "
                     f"{after[j1:j2]!r}"
                 )
+            changed.update(range(i1 + 1, i2 + 1))
             continue
         block = after[j1:j2]
+        positions = _insertion_positions(before, block, i1)
+        inserted |= positions
         if any(_is_import_text(line) for line in block) and all(
             _is_import_text(line) or not line.strip() for line in block
         ):
             continue
-        assert any(insertion_ok(p) for p in _insertion_positions(before, block, i1)), (
+        assert any(a - 1 <= p <= b for p in positions for a, b in fixed), (
             f"lines {block!r} inserted after input line {i1}, away from every fixed diagnostic {fixed}"
         )
+    for d in result.diagnostics:
+        if d.fixed:
+            assert any(d.line <= n <= d.end_line for n in changed) or any(
+                d.line - 1 <= p <= d.end_line for p in inserted
+            ), (
+                f"{d.code} reported fixed at input lines {d.line}-{d.end_line} "
+                f"({before[d.line - 1:d.end_line]!r}), which the output does not change"
+            )
 
 
 def assert_idempotent(source: str, unsafe: bool) -> None:
@@ -384,6 +397,7 @@ class ClassGen:
     forward: list = field(default_factory=list)  # forward statements
     submodules: list = field(default_factory=list)  # attributes holding a registered layer
     tensors: list = field(default_factory=list)  # attributes holding a (4,) tensor
+    apply_init: bool = False  # call self.apply(_init_weights) right after super().__init__()
     counter: int = 0
 
     def fresh(self, prefix: str) -> str:
@@ -1003,9 +1017,14 @@ def stage_helper(draw, ctx, cls, v):
 
 
 def stage_apply_init(draw, ctx, cls, v):
+    # `apply` reaches exactly the registered layers: a fix that registers a list of layers would
+    # rightly change what it initializes. So it runs first, before this class builds anything,
+    # and only in classes that inherit no layers.
+    if cls.parent is not None:
+        return stage_linear(draw, ctx, cls, v)
     if ctx.init_weights is None:
         ctx.init_weights = draw(st.sampled_from(sorted(DEPRECATED_INIT)))
-    cls.init.append(["self.apply(_init_weights)"])
+    cls.apply_init = True
     return []
 
 
@@ -1099,6 +1118,8 @@ def render_class(draw, ctx: Context, cls: ClassGen) -> list[str]:
             "named": f"super({cls.qualname}, self).__init__()",
             "explicit": f"{sp.nn('Module')}.__init__(self)",
         }[super_style]])
+    if cls.apply_init:
+        init_statements.append(["self.apply(_init_weights)"])
     init_statements += cls.init
     init_lines = sprinkle(draw, init_statements)
     if draw(st.integers(0, 3)) == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -166,11 +167,41 @@ def transform_source(source: str, settings: Settings) -> FileResult:
             again = _transform(result.new_source, settings)
             if not again.changed or again.errors:
                 break
-            fixed_later = [d for d in again.diagnostics if d.fixed]
+            to_original = _line_map(result.new_source, source)
+            fixed_later = [to_original(d) for d in again.diagnostics if d.fixed]
             result = FileResult(source, again.new_source, result.diagnostics + fixed_later, result.errors)
     except RecursionError:  # pathological nesting the parser accepted but a traversal cannot walk
         return FileResult(source, source, [], [SourceError(1, 1, "too deeply nested to analyse; left unchanged")])
     return result
+
+
+def _line_map(current: str, original: str):
+    """Moves a diagnostic found in an intermediate text back onto the original's lines: a line
+    the earlier fixes left alone keeps its column; a line they wrote maps to the original lines
+    they replaced."""
+    matcher = difflib.SequenceMatcher(None, original.split("\n"), current.split("\n"), autojunk=False)
+    blocks = matcher.get_opcodes()
+
+    def line(n: int) -> tuple[int, bool]:  # 1-based line in `current` -> (line in original, exact)
+        for tag, i1, i2, j1, j2 in blocks:
+            if j1 <= n - 1 < j2 or (j1 == j2 == n - 1):
+                if tag == "equal":
+                    return i1 + (n - 1 - j1) + 1, True
+                return min(i1 + (n - 1 - j1), max(i2 - 1, i1)) + 1, False
+        return n, False
+
+    def move(d: Diagnostic) -> Diagnostic:
+        start, exact_start = line(d.line)
+        end, exact_end = line(d.end_line)
+        return replace(
+            d,
+            line=start,
+            column=d.column if exact_start else 1,
+            end_line=max(end, start),
+            end_column=d.end_column if exact_end else d.end_column,
+        )
+
+    return move
 
 
 def _transform(source: str, settings: Settings) -> FileResult:
