@@ -154,6 +154,9 @@ class RegisterBufferRule(TensorAttributeRule):
     def other_store_ok(self, value: cst.BaseExpression, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         return tensors.is_tensor(value) or self.is_same_attribute_chain(value, site)
 
+    def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
+        return (site.attr,) if self.options.buffer_persistent else ()
+
     def fix_for(self, site: SelfAssignment) -> Fix:
         return Fix({site.assign: self._register(site)})
 

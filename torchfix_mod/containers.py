@@ -128,7 +128,7 @@ class ContainerRule(Rule):
             return fix_value(expr, value)
 
         fix = Fix({site.value: edit}, (need,) if need else (), unsafe=unsafe)
-        self.report(site.assign, message, fix)
+        self.report(site.assign, message, fix, (f"{site.attr}.*",))
 
 
 def wrap_call(func: cst.BaseExpression, value: cst.BaseExpression | None) -> cst.Call:

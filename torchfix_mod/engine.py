@@ -29,6 +29,8 @@ class Diagnostic:
     fix_available: bool = False  # a fix applicable under this run's settings
     unsafe_fix: bool = False  # a fix exists but needs --unsafe-fixes
     fixed: bool = False
+    state_keys: tuple[str, ...] = ()  # state_dict keys the fix adds (patterns such as "blocks.*")
+    cell: int | None = None  # notebooks: 1-based index among the code cells; line is within it
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def _transform(source: str, settings: Settings) -> FileResult:
             fix_available=applicable(f),
             unsafe_fix=f.fix is not None and f.fix.unsafe and not settings.unsafe_fixes,
             fixed=id(f) in applied,
+            state_keys=f.state_keys,
         )
         for f in findings
     ]

@@ -77,6 +77,9 @@ class Finding:
     position: CodeRange
     message: str
     fix: Fix | None
+    # state_dict keys the fix adds, as patterns relative to the module ("blocks.*", "mask");
+    # old checkpoints lack them (the migration report lists them)
+    state_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,11 @@ class Rule(cst.BatchableCSTVisitor):
         """Could this file hold a finding? Must never say no when the rule would report."""
         return True
 
-    def report(self, node: cst.CSTNode, message: str, fix: Fix | None = None) -> None:
+    def report(
+        self, node: cst.CSTNode, message: str, fix: Fix | None = None, state_keys: Sequence[str] = ()
+    ) -> None:
         position = self.get_metadata(PositionProvider, node)
-        self.findings.append(Finding(self.code, position, message, fix))
+        self.findings.append(Finding(self.code, position, message, fix, tuple(state_keys)))
 
     @classmethod
     def docs(cls) -> str:

@@ -94,7 +94,11 @@ class TensorAttributeRule(Rule):
                 continue
             if not self._other_stores_acceptable(site, tensors):
                 continue
-            self.report(site.assign, message, self.fix_for(site))
+            self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
+
+    def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
+        """The state_dict keys the fix adds (a parameter is always saved)."""
+        return (site.attr,)
 
     def _local_tensors(self, init: cst.FunctionDef) -> set[str]:
         """Local names of ``__init__`` bound only to tensor expressions (to a fixed point)."""
