@@ -5,6 +5,8 @@ Inputs are built from the rules' own examples, so the expected fixed text is kno
 
 from __future__ import annotations
 
+from collections import Counter
+
 import ast
 import json
 import os
@@ -147,11 +149,11 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (outside .git) by relative path."""
+    """Every file under ``root`` (outside .git and the result cache) by relative path."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".git" not in p.relative_to(root).parts
+        if p.is_file() and not {".git", ".torchfix_mod_cache"} & set(p.relative_to(root).parts)
     }
 
 
@@ -228,8 +230,12 @@ def test_check_reports_findings_sorted_by_file_then_position(tmp_path):
     assert {f[3] for f in in_b[1:-1]} == {"TFM201"} and len(in_b) >= 4
     assert [f[1:3] for f in in_b] == sorted(f[1:3] for f in in_b)
     assert reported[-1] == ("sub/c.py", *position(BUFFER.before, "self.mask = "), "TFM301", True)
-    # every line but the summary is a finding of the documented form
+    # findings of the documented form, the summary, then a count per rule
+    stats = [line for line in lines if line.startswith("  ")]
+    lines = lines[: len(lines) - len(stats)]
     assert all(FINDING.match(line) for line in lines[:-1]), lines
+    per_rule = Counter(f[3] for f in reported)
+    assert [(line.split()[0], int(line.split()[-2])) for line in stats] == sorted(per_rule.items())
     n, k = len(expected), sum(f[4] for f in expected)
     assert k == n  # all these examples have safe fixes
     assert lines[-1] == f"Found {n} findings in 4 files scanned ({k} fixable with --write)."
@@ -311,7 +317,8 @@ def test_write_fixes_and_exits_1_when_a_finding_without_fix_remains(diff_run):
     line, column = position(UNFIXABLE.source, "self.layers = [")
     assert findings(out(write)) == [("unfixable.py", line, column, "TFM101", False)]  # fixed ones not listed
     n = sum(fixable(diff_run["original"][path].decode()) for path in ("a.py", "b.py", "sub/c.py", "sub/deep/d.py"))
-    assert out(write).splitlines()[-1] == f"Fixed {n} findings in 4 files, 1 remaining."
+    summary_line = [line for line in out(write).splitlines() if not line.startswith("  ")][-1]
+    assert summary_line == f"Fixed {n} findings in 4 files, 1 remaining."
 
 
 def test_git_apply_of_diff_equals_write(diff_run, tmp_path):
@@ -351,8 +358,8 @@ def test_write_fixes_in_place_keeps_mode_and_is_idempotent(tmp_path):
     assert stat.S_IMODE((tmp_path / "a.py").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "pkg" / "b.py").stat().st_mode) == 0o755
     assert findings(out(first)) == []  # fixed findings are not listed again
-    assert out(first).strip() == f"Fixed {fixable(LIST.before) + fixable(MIXED)} findings in 2 files, 0 remaining."
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.py", "b.py", "pkg"]  # no temp files left
+    assert out(first).splitlines()[0] == f"Fixed {fixable(LIST.before) + fixable(MIXED)} findings in 2 files, 0 remaining."
+    assert sorted(snapshot(tmp_path)) == ["a.py", "pkg/b.py"]  # no temp files left
 
     fixed = snapshot(tmp_path)
     second = tfm(tmp_path, "--write", ".")

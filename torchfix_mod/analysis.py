@@ -17,6 +17,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from torchfix_mod.project import ProjectClass, ProjectIndex, is_torch_module_class
 from torchfix_mod.rule import ImportNeed
 from torchfix_mod.torch_facts import NN_MODULE_CLASSES
 
@@ -95,8 +96,11 @@ class FileFacts(cst.BatchableCSTVisitor):
         ParentNodeProvider,
     )
 
-    def __init__(self) -> None:
+    def __init__(self, project: ProjectIndex | None = None, module: str | None = None, is_package: bool = False) -> None:
         super().__init__()
+        self.project = project  # classes of the run's other files
+        self.module_name = module
+        self.is_package = is_package
         self.module_classes: dict[cst.ClassDef, bool] = {}
         self.attributes: dict[str, list[cst.Attribute]] = defaultdict(list)
         self.names_used: set[str] = set()
@@ -171,9 +175,21 @@ class FileFacts(cst.BatchableCSTVisitor):
     def is_module_class_expr(self, expr: cst.BaseExpression) -> bool:
         return self._is_module_base(expr)
 
+    def project_class(self, qname: str) -> ProjectClass | None:
+        """A class of another file of the run, by the qualified name LibCST gives it here."""
+        if self.project is None:
+            return None
+        return self.project.lookup(qname, self.module_name, self.is_package)
+
+    def _is_module_class_name(self, qname: str, base_ok: bool = True) -> bool:
+        if is_torch_module_class(qname):
+            return base_ok or qname != TORCH_MODULE_BASE
+        found = self.project_class(qname)
+        return found is not None and found.module_subclass
+
     def _is_module_base(self, expr: cst.BaseExpression) -> bool:
         qnames = self.qualified_names(expr)
-        if qnames and all(is_torch_module_class(q) for q in qnames):
+        if qnames and all(self._is_module_class_name(q) for q in qnames):
             return True
         classes = self.local_classes(expr)
         return bool(classes) and all(self.module_classes.get(c, False) for c in classes)
@@ -208,6 +224,11 @@ class FileFacts(cst.BatchableCSTVisitor):
                 return True
             if m.findall(member, m.Attribute(attr=m.Name("__dict__"))):
                 return True
+            for base in self.base_classes(member):
+                if isinstance(base, str):
+                    found = self.project_class(base)
+                    if found is not None and found.customizes_access:
+                        return True
         return False
 
     def base_classes(self, node: cst.ClassDef) -> list[cst.ClassDef | str]:
@@ -227,7 +248,7 @@ class FileFacts(cst.BatchableCSTVisitor):
         if not isinstance(expr, cst.Call):
             return False
         qnames = self.qualified_names(expr.func)
-        if qnames and all(is_torch_module_class(q) and q != TORCH_MODULE_BASE for q in qnames):
+        if qnames and all(self._is_module_class_name(q, base_ok=False) for q in qnames):
             return True
         classes = self.local_classes(expr.func)
         return bool(classes) and all(self.module_classes.get(c, False) for c in classes)
@@ -298,16 +319,6 @@ def _top_level_imports(module: cst.Module | None) -> Iterable[cst.BaseSmallState
             for small in stmt.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
                     yield small
-
-
-def is_torch_module_class(qname: str) -> bool:
-    """``torch.nn.X`` / ``torch.nn.modules.<file>.X`` naming an nn.Module subclass."""
-    parts = qname.split(".")
-    if parts[:2] != ["torch", "nn"]:
-        return False
-    if len(parts) == 3:
-        return parts[2] in NN_MODULE_CLASSES
-    return len(parts) == 5 and parts[2] == "modules" and parts[4] in NN_MODULE_CLASSES
 
 
 # -- methods ---------------------------------------------------------------

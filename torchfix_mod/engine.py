@@ -12,6 +12,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper
 
 from torchfix_mod.analysis import FileFacts
+from torchfix_mod.project import ProjectIndex
 from torchfix_mod.rule import Finding, ImportNeed, NodeEdit, Rule, RuleOptions
 from torchfix_mod.suppress import is_suppressed, noqa_codes, skips_file
 
@@ -30,7 +31,7 @@ class Diagnostic:
     unsafe_fix: bool = False  # a fix exists but needs --unsafe-fixes
     fixed: bool = False
     state_keys: tuple[str, ...] = ()  # state_dict keys the fix adds (patterns such as "blocks.*")
-    cell: int | None = None  # notebooks: 1-based index among the code cells; line is within it
+    cell: int | None = None  # notebooks: 1-based cell index (all cells counted); line is within it
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class SourceError:
     line: int
     column: int
     message: str
+    cell: int | None = None  # notebooks: the cell the line is in
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Settings:
     apply_fixes: bool = True
     screen: bool = True  # skip rules whose ast screen rules the file out
     rule_options: RuleOptions = field(default_factory=RuleOptions)
+    project: ProjectIndex | None = None  # nn.Module classes of the run's other files
+    module: str | None = None  # this file's dotted module name, to resolve relative imports
+    is_package: bool = False  # the file is a package's __init__.py
 
 
 @dataclass
@@ -103,7 +108,10 @@ def _collect(module: cst.Module, rules: Sequence[Rule], facts: FileFacts) -> Non
 
 def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list[SourceError]]:
     """All rules in one traversal; if one raises, re-run each alone so the others' work survives."""
-    facts = FileFacts()
+    def new_facts() -> FileFacts:
+        return FileFacts(settings.project, settings.module, settings.is_package)
+
+    facts = new_facts()
     rules = [cls(facts, settings.rule_options) for cls in settings.rules]
     try:
         _collect(module, rules, facts)
@@ -112,7 +120,7 @@ def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list
         pass
     survivors, errors = [], []
     for cls in settings.rules:
-        facts = FileFacts()
+        facts = new_facts()
         rule = cls(facts, settings.rule_options)
         try:
             _collect(module, [rule], facts)

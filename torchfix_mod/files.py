@@ -6,7 +6,7 @@ import io
 import os
 import tempfile
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,16 @@ class SourceFile:
     data: bytes = b""  # the bytes read, to detect a change before writing
 
 
-def _is_skipped_dir(path: Path) -> bool:
+# Skipped even when a configured ``exclude`` replaces the defaults above.
+ALWAYS_SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".torchfix_mod_cache"})
+SOURCE_SUFFIXES = (".py", ".ipynb")
+
+
+def _is_skipped_dir(path: Path, defaults: bool = True) -> bool:
+    if path.name in ALWAYS_SKIPPED_DIRS:
+        return True
+    if not defaults:
+        return False
     return path.name in SKIPPED_DIRS or path.name.endswith(".egg-info") or (path / "pyvenv.cfg").exists()
 
 
@@ -84,11 +93,18 @@ def _ignored(path: Path, is_dir: bool, specs: Iterable[tuple[Path, pathspec.Path
     return bool(verdict)
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Python files under ``paths`` (sorted, unique) and the paths that do not exist.
+def discover(
+    paths: Iterable[Path],
+    exclude: Callable[[Path, bool], bool] | None = None,
+    default_excludes: bool = True,
+    force_exclude: bool = False,
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Python files and notebooks under ``paths`` (sorted, unique) and the paths that do not exist.
 
-    A file named explicitly is always taken; inside directories, virtualenvs,
-    build output, VCS folders and what .gitignore ignores are skipped.
+    Inside directories, virtualenvs, build output, VCS folders, what .gitignore ignores and
+    what ``exclude(path, is_dir)`` (the configuration) rejects are skipped. A file named
+    explicitly is always taken, unless ``force_exclude`` applies the exclusions to it too
+    (pre-commit passes every staged file by name).
     """
     files: dict[Path, Path] = {}  # real path -> path as first reached, so a file is done once
     missing: list[tuple[Path, str]] = []
@@ -98,7 +114,8 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
 
     for root in paths:
         if root.is_file():
-            take(root)
+            if not (force_exclude and exclude is not None and exclude(root, False)):
+                take(root)
             continue
         if not root.is_dir():
             missing.append((root, "No such file or directory"))
@@ -116,10 +133,13 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
                 continue
             for entry in entries:
                 if entry.is_dir() and not entry.is_symlink():
-                    if not _is_skipped_dir(entry) and not _ignored(entry, True, active):
+                    if _is_skipped_dir(entry, default_excludes) or _ignored(entry, True, active):
+                        continue
+                    if exclude is None or not exclude(entry, True):
                         stack.append((entry, active))
-                elif entry.suffix == ".py" and entry.is_file() and not _ignored(entry, False, active):
-                    take(entry)
+                elif entry.suffix in SOURCE_SUFFIXES and entry.is_file() and not _ignored(entry, False, active):
+                    if exclude is None or not exclude(entry, False):
+                        take(entry)
     return sorted(files.values(), key=lambda p: p.as_posix()), missing
 
 

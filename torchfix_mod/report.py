@@ -16,16 +16,24 @@ def finding_lines(reports: Sequence[FileReport], only_remaining: bool) -> list[s
             if only_remaining and d.fixed:
                 continue
             mark = " [*]" if d.fix_available and not d.fixed else ""
-            lines.append(f"{report.display}:{d.line}:{d.column}: {d.code}{mark} {d.message}")
+            lines.append(f"{report.display}:{_cell(d.cell)}{d.line}:{d.column}: {d.code}{mark} {d.message}")
     return lines
+
+
+def _cell(cell: int | None) -> str:
+    return "" if cell is None else f"cell {cell}:"
 
 
 def error_lines(reports: Sequence[FileReport]) -> list[str]:
     return [
-        f"{report.display}:{e.line}:{e.column}: error: {e.message}"
+        f"{report.display}:{_cell(e.cell)}{e.line}:{e.column}: error: {e.message}"
         for report in reports
         for e in report.errors
     ]
+
+
+def note_lines(reports: Sequence[FileReport]) -> list[str]:
+    return [f"{report.display}: note: {note}" for report in reports for note in report.notes]
 
 
 def findings_json(reports: Sequence[FileReport]) -> str:
@@ -40,6 +48,7 @@ def findings_json(reports: Sequence[FileReport]) -> str:
             "message": d.message,
             "fix_available": d.fix_available,
             "fixed": d.fixed,
+            **({"cell": d.cell} if d.cell is not None else {}),
         }
         for report in reports
         for d in report.diagnostics
@@ -75,3 +84,25 @@ def summary(reports: Sequence[FileReport], mode: str) -> str:
     if errors:
         parts.append(f"{_plural(errors, 'error')} (reported above; those files were left untouched).")
     return " ".join(parts)
+
+
+def rule_statistics(reports: Sequence[FileReport], rules) -> list[str]:
+    """One line per rule with findings (fixed, remaining, fixes waiting for --unsafe-fixes),
+    when more than one rule reported."""
+    names = {r.code: r.name for r in rules}
+    counts: dict[str, list[int]] = {}
+    for report in reports:
+        for d in report.diagnostics:
+            fixed, remaining, unsafe = counts.setdefault(d.code, [0, 0, 0])
+            counts[d.code] = [fixed + d.fixed, remaining + (not d.fixed), unsafe + (d.unsafe_fix and not d.fixed)]
+    if len(counts) < 2:  # one rule: the summary line already says it all
+        return []
+    lines = []
+    for code in sorted(counts):
+        fixed, remaining, unsafe = counts[code]
+        parts = [f"{fixed} fixed"] if fixed else []
+        parts.append(f"{remaining} remaining")
+        if unsafe:
+            parts.append(f"{unsafe} with an unsafe fix")
+        lines.append(f"  {code} {names.get(code, ''):<24} {', '.join(parts)}")
+    return lines

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from torchfix_mod.cache import Cache
 from torchfix_mod.diffing import unified_diff
-from torchfix_mod.engine import Diagnostic, Settings, SourceError, transform_source
-from torchfix_mod.files import SourceReadError, WriteRefused, discover, read_source, write_atomic
+from torchfix_mod.engine import Diagnostic, FileResult, Settings, SourceError, transform_source
+from torchfix_mod.files import SourceReadError, WriteRefused, decode, discover, write_atomic
+from torchfix_mod.project import ClassSummary, FileSummary, ProjectIndex, build_index, module_name, summarize
 from torchfix_mod.rule import Rule, RuleOptions
 
 
@@ -18,6 +22,7 @@ class RunOptions:
     mode: str = "check"  # "check", "diff" or "write"
     unsafe_fixes: bool = False
     rule_options: RuleOptions = field(default_factory=RuleOptions)
+    ignored_codes: Callable[[Path], frozenset[str]] | None = None  # per-file ignores (config)
 
 
 @dataclass
@@ -29,6 +34,9 @@ class FileReport:
     diff: bytes = b""
     changed: bool = False
     scanned: bool = True  # False for a path that does not exist
+    cached: bool = False  # the result came from the cache (the file was not parsed)
+    output: bytes = b""  # stdin only: the (fixed) source to print
+    notes: list[str] = field(default_factory=list)  # things left alone on purpose (notebook cells)
 
 
 def display_path(path: Path, cwd: Path) -> str:
@@ -59,34 +67,170 @@ def outside_roots(path: Path, roots: Sequence[Path]) -> bool:
     return not any(target == root or root in target.parents for root in roots)
 
 
-def process_file(
-    path: Path, display: str, rules: Sequence[type[Rule]], options: RunOptions, roots: Sequence[Path] = ()
-) -> FileReport:
-    report = FileReport(path, display)
+
+@dataclass
+class _Worker:
+    """What every file of a run shares; set once per process."""
+
+    rules: tuple[type[Rule], ...] = ()
+    options: RunOptions = field(default_factory=RunOptions)
+    roots: tuple[Path, ...] = ()
+    cache: Cache | None = None
+    project: ProjectIndex | None = None
+
+
+_state = _Worker()
+
+
+def _init_worker(state: _Worker) -> None:
+    global _state
+    _state = state
+
+
+def _read(path: Path) -> bytes:
     try:
-        source = read_source(path)
-    except SourceReadError as exc:
-        report.errors.append(exc.error)
-        return report
+        return path.read_bytes()
+    except OSError as exc:
+        raise SourceReadError(SourceError(1, 1, f"cannot read: {exc.strerror or exc}")) from None
+
+
+# -- pre-pass: the classes of every file ------------------------------------------------
+
+def _summary_to_json(summary: FileSummary) -> dict:
+    return {
+        "module": summary.module,
+        "is_package": summary.is_package,
+        "classes": {name: [c.bases, c.customizes_access] for name, c in summary.classes.items()},
+        "imports": summary.imports,
+    }
+
+
+def _summary_from_json(data: dict) -> FileSummary:
+    classes = {name: ClassSummary(list(bases), bool(custom)) for name, (bases, custom) in data["classes"].items()}
+    return FileSummary(data["module"], data["is_package"], classes, dict(data["imports"]))
+
+
+def _summarize_file(path: Path) -> FileSummary | None:
+    """The file's top-level classes and imports (None: unreadable, or not Python we can parse)."""
+    if path.suffix != ".py":
+        return None  # notebooks are not importable
+    try:
+        data = _read(path)
+    except SourceReadError:
+        return None
+    cache, key = _state.cache, None
+    module, is_package = module_name(path)
+    if cache is not None:
+        key = cache.key("summary", data, module, str(is_package))
+        hit = cache.get(key)
+        if hit is not None:
+            return _summary_from_json(hit)
+    try:
+        tree = ast.parse(decode(data)[0])
+    except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    summary = summarize(tree, path)
+    if cache is not None and key is not None:
+        cache.put(key, _summary_to_json(summary))
+    return summary
+
+
+# -- the main pass ------------------------------------------------------------------------
+
+def _result_to_json(result: FileResult) -> dict:
+    return {
+        "diagnostics": [vars(d) | {"state_keys": list(d.state_keys)} for d in result.diagnostics],
+        "errors": [vars(e) for e in result.errors],
+        "new_source": result.new_source if result.changed else None,
+    }
+
+
+def _result_from_json(source: str, data: dict) -> FileResult:
+    diagnostics = [Diagnostic(**(d | {"state_keys": tuple(d["state_keys"])})) for d in data["diagnostics"]]
+    errors = [SourceError(**e) for e in data["errors"]]
+    new_source = data["new_source"] if data["new_source"] is not None else source
+    return FileResult(source, new_source, diagnostics, errors)
+
+
+def _settings(path: Path) -> tuple[Settings, str, bool]:
+    options = _state.options
+    rules = _state.rules
+    if options.ignored_codes is not None:
+        dropped = options.ignored_codes(path)
+        if dropped:
+            rules = tuple(r for r in rules if not any(r.code.startswith(c) for c in dropped))
+    module, is_package = module_name(path) if path.suffix == ".py" else (None, False)
     settings = Settings(
-        rules=tuple(rules),
+        rules=rules,
         unsafe_fixes=options.unsafe_fixes,
         apply_fixes=options.mode != "check",
         rule_options=options.rule_options,
+        project=_state.project,
+        module=module,
+        is_package=is_package,
     )
-    result = transform_source(source.text, settings)
+    return settings, module or "", is_package
+
+
+def transform_cached(data: bytes, text: str, settings: Settings, module: str) -> tuple[FileResult, bool]:
+    """The engine's result for one file's text, from the cache when it holds it."""
+    cache = _state.cache
+    if cache is None:
+        return transform_source(text, settings), False
+    codes = ",".join(r.code for r in settings.rules)
+    key = cache.key("result", data, module, str(settings.is_package), codes)
+    hit = cache.get(key)
+    if hit is not None:
+        return _result_from_json(text, hit), True
+    result = transform_source(text, settings)
+    cache.put(key, _result_to_json(result))
+    return result, False
+
+
+def _notebook_result(data: bytes, text: str, settings: Settings, report: FileReport) -> FileResult:
+    from torchfix_mod.notebooks import NotebookError, transform_notebook
+
+    try:
+        new_text, diagnostics, errors, skipped = transform_notebook(text, settings)
+    except NotebookError as exc:
+        return FileResult(text, text, [], [SourceError(1, 1, f"not a readable notebook: {exc}")])
+    report.notes = [f"cell {cell}: not analysed ({reason})" for cell, reason in skipped]
+    mapped = [replace(error, cell=cell) for cell, error in errors]
+    return FileResult(text, new_text, diagnostics, mapped)
+
+
+def process_file(path: Path, display: str) -> FileReport:
+    report = FileReport(path, display)
+    notebook = path.suffix == ".ipynb"
+    try:
+        data = _read(path)
+        if notebook:
+            try:
+                text, encoding = data.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError as exc:
+                raise SourceReadError(SourceError(1, 1, f"cannot decode notebook as utf-8: {exc.reason}")) from None
+        else:
+            text, encoding = decode(data)
+    except SourceReadError as exc:
+        report.errors.append(exc.error)
+        return report
+    settings, module, _ = _settings(path)
+    if notebook:
+        result = _notebook_result(data, text, settings, report)
+    else:
+        result, report.cached = transform_cached(data, text, settings, module)
     report.diagnostics = result.diagnostics
-    report.errors = result.errors
+    report.errors = list(result.errors)
     if result.changed:
         report.changed = True
-        report.diff = _encoded_diff(display, source.text, result.new_source, source.encoding)
-        if options.mode == "write":
+        report.diff = _encoded_diff(display, text, result.new_source, encoding)
+        if _state.options.mode == "write":
             problem = None
-            if outside_roots(path, roots):
+            if outside_roots(path, _state.roots):
                 problem = "symlink to a file outside the given paths; not written"
             else:
                 try:
-                    write_atomic(path, result.new_source, source.encoding, expected=source.data)
+                    write_atomic(path, result.new_source, encoding, expected=data)
                 except WriteRefused as exc:
                     problem = str(exc)
                 except OSError as exc:
@@ -98,17 +242,116 @@ def process_file(
     return report
 
 
+def process_stdin(data: bytes, filename: str | None, rules: Sequence[type[Rule]], options: RunOptions) -> FileReport:
+    """Source read from stdin: reported as ``filename`` (or ``-``); nothing is written."""
+    display = filename or "-"
+    path = Path(filename) if filename else Path("-")
+    report = FileReport(path, display, output=data)
+    _init_worker(_Worker(tuple(rules), replace(options, mode="diff" if options.mode == "write" else options.mode)))
+    try:
+        text, encoding = decode(data)
+    except SourceReadError as exc:
+        report.errors.append(exc.error)
+        return report
+    settings, module, _ = _settings(path)
+    if filename is None or path.suffix != ".py":
+        settings = replace(settings, module=None)
+    result = transform_source(text, settings)
+    report.diagnostics = result.diagnostics
+    report.errors = list(result.errors)
+    if result.changed:
+        report.changed = True
+        report.diff = _encoded_diff(display, text, result.new_source, encoding)
+        report.output = result.new_source.encode(encoding)
+    return report
+
+
+def _process_task(task: tuple[Path, str]) -> FileReport:
+    return process_file(*task)
+
+
 def _unfixed(diagnostic: Diagnostic) -> Diagnostic:
     return replace(diagnostic, fixed=False)
 
 
-def run(paths: Sequence[Path], rules: Sequence[type[Rule]], options: RunOptions, cwd: Path | None = None) -> list[FileReport]:
+# -- a run ----------------------------------------------------------------------------------
+
+class Progress:
+    """What the CLI shows while files are processed (a no-op by default)."""
+
+    def start(self, phase: str, total: int) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+POOL_MIN_FILES = 4  # below this, starting worker processes costs more than it saves
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _map(function, items: list, jobs: int, state: _Worker, progress: Progress, phase: str) -> list:
+    """``function`` over ``items`` in this process or a pool; results in the items' order."""
+    progress.start(phase, len(items))
+    results: list = [None] * len(items)
+    if jobs <= 1 or len(items) < POOL_MIN_FILES:
+        _init_worker(state)
+        for i, item in enumerate(items):
+            results[i] = function(item)
+            progress.advance()
+    else:
+        # biggest files first, so no worker is left with a long file at the end
+        order = sorted(range(len(items)), key=lambda i: -_size(items[i][0] if isinstance(items[i], tuple) else items[i]))
+        chunksize = max(1, min(8, len(items) // (jobs * 8)))
+        with multiprocessing.get_context().Pool(jobs, initializer=_init_worker, initargs=(state,)) as pool:
+            for i, value in pool.imap_unordered(_indexed(function), [(i, items[i]) for i in order], chunksize):
+                results[i] = value
+                progress.advance()
+    progress.stop()
+    return results
+
+
+class _indexed:
+    """Picklable wrapper: ``(i, item) -> (i, function(item))``."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+
+    def __call__(self, pair):
+        i, item = pair
+        return i, self.function(item)
+
+
+def run(
+    paths: Sequence[Path],
+    rules: Sequence[type[Rule]],
+    options: RunOptions,
+    cwd: Path | None = None,
+    *,
+    jobs: int = 1,
+    cache: Cache | None = None,
+    progress: Progress | None = None,
+    exclude: Callable[[Path, bool], bool] | None = None,
+    default_excludes: bool = True,
+    force_exclude: bool = False,
+) -> list[FileReport]:
     """Process every Python file under ``paths``; reports come back in path order."""
     cwd = Path(os.path.abspath(cwd or Path.cwd()))
-    files, missing = discover(paths)
-    roots = [Path(p).resolve() for p in paths]
+    progress = progress or Progress()
+    files, missing = discover(paths, exclude=exclude, default_excludes=default_excludes, force_exclude=force_exclude)
+    roots = tuple(Path(p).resolve() for p in paths)
     reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
-    for path in files:
-        reports.append(process_file(path, display_path(path, cwd), rules, options, roots))
+    state = _Worker(tuple(rules), options, roots, cache)
+    summaries = [s for s in _map(_summarize_file, files, jobs, state, progress, "Indexing") if s is not None]
+    state.project = build_index(summaries)
+    if cache is not None:  # results depend on the classes of the other files
+        state.cache = cache.salted(state.project.fingerprint)
+    reports += _map(_process_task, [(p, display_path(p, cwd)) for p in files], jobs, state, progress, "Checking")
     reports.sort(key=lambda r: r.display)
     return reports

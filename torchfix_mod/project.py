@@ -1,0 +1,264 @@
+"""Project-wide knowledge: which classes of the run's files are nn.Module subclasses.
+
+A rule sees one file. When ``Block`` comes from ``from .blocks import Block``, whether
+``Block()`` builds a module is decided in another file. Before the rules run, a cheap
+pre-pass reads every file of the run with :mod:`ast` (no LibCST), records its top-level
+classes and imports, and resolves across files (relative and absolute imports, re-exports
+through ``__init__.py``, chains of subclasses) which classes derive from ``torch.nn.Module``.
+The result is a flat table from every importable spelling of such a class
+(``pkg.blocks.Block``, ``pkg.Block`` when re-exported) to what the rules need to know.
+
+Only what the pre-pass can prove enters the table: a name bound more than once at the top
+of its module, or bound under ``if``/``try``, counts as unknown.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchfix_mod.torch_facts import NN_MODULE_CLASSES
+
+ACCESS_HOOKS = frozenset(
+    {"__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__getstate__", "__setstate__"}
+)
+
+
+@dataclass(frozen=True)
+class ProjectClass:
+    """What the rules may rely on about a class defined in another file of the run."""
+
+    module_subclass: bool  # derives from torch.nn.Module
+    customizes_access: bool  # it or a base overrides attribute access or touches __dict__
+
+
+@dataclass
+class ClassSummary:
+    bases: list[str | None]  # each base as a dotted name in the file's own spelling (None: not a name)
+    customizes_access: bool
+
+
+@dataclass
+class FileSummary:
+    """What the pre-pass keeps of one file: enough to resolve names, nothing more."""
+
+    module: str  # dotted module name ("pkg.blocks"; a package's __init__ is "pkg")
+    is_package: bool
+    classes: dict[str, ClassSummary] = field(default_factory=dict)
+    imports: dict[str, str] = field(default_factory=dict)  # local name -> absolute dotted target
+
+
+def module_name(path: Path) -> tuple[str, bool]:
+    """The dotted name Python would import ``path`` under, from the ``__init__.py`` files
+    above it; a file outside any package is a top-level module named after its stem."""
+    path = Path(path).resolve()
+    is_package = path.name == "__init__.py"
+    parts = [] if is_package else [path.stem]
+    directory = path.parent
+    while (directory / "__init__.py").is_file() and directory.parent != directory:
+        parts.append(directory.name)
+        directory = directory.parent
+    return ".".join(reversed(parts)), is_package
+
+
+def absolute(name: str, module: str, is_package: bool) -> str | None:
+    """``..layers.Attention`` seen from ``module`` as an absolute dotted name."""
+    if not name.startswith("."):
+        return name
+    level = len(name) - len(name.lstrip("."))
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    if level - 1 > len(package) or (level - 1 == len(package) and not name.lstrip(".")):
+        return None  # beyond the top-level package
+    base = package[: len(package) - (level - 1)]
+    rest = name[level:]
+    return ".".join([*base, rest] if rest else base) or None
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
+
+
+def _customizes_access(cls: ast.ClassDef) -> bool:
+    for item in cls.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in ACCESS_HOOKS:
+            return True
+    return any(isinstance(n, ast.Attribute) and n.attr == "__dict__" for n in ast.walk(cls))
+
+
+def summarize(tree: ast.Module, path: Path) -> FileSummary:
+    """Top-level classes and imports of one parsed file."""
+    module, is_package = module_name(path)
+    summary = FileSummary(module, is_package)
+    bound: dict[str, int] = {}
+
+    def bind(name: str) -> None:
+        bound[name] = bound.get(name, 0) + 1
+
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef):
+            bind(stmt.name)
+            summary.classes[stmt.name] = ClassSummary([_dotted(b) for b in stmt.bases], _customizes_access(stmt))
+            if stmt.keywords and any(k.arg == "metaclass" for k in stmt.keywords):
+                summary.classes[stmt.name].bases.append(None)  # a metaclass may change anything
+        elif isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.asname:
+                    bind(alias.asname)
+                    summary.imports[alias.asname] = alias.name
+                else:  # `import a.b` binds `a`
+                    top = alias.name.split(".")[0]
+                    bind(top)
+                    summary.imports[top] = top
+        elif isinstance(stmt, ast.ImportFrom):
+            source = absolute("." * stmt.level + (stmt.module or ""), module, is_package)
+            for alias in stmt.names:
+                if alias.name == "*":
+                    continue
+                local = alias.asname or alias.name
+                bind(local)
+                if source is not None:
+                    summary.imports[local] = f"{source}.{alias.name}"
+        else:
+            for node in _bindings(stmt):
+                bind(node)
+    for name, count in bound.items():
+        if count > 1:  # rebound: which binding wins depends on the run
+            summary.classes.pop(name, None)
+            summary.imports.pop(name, None)
+    return summary
+
+
+def _bindings(stmt: ast.stmt) -> Iterable[str]:
+    """Names a statement other than a class or an import may bind at module level."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        yield stmt.name
+        return
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            yield node.id
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                yield (alias.asname or alias.name).split(".")[0]
+
+
+def is_torch_module_class(qname: str) -> bool:
+    """``torch.nn.X`` / ``torch.nn.modules.<file>.X`` naming an nn.Module subclass."""
+    parts = qname.split(".")
+    if parts[:2] != ["torch", "nn"]:
+        return False
+    if len(parts) == 3:
+        return parts[2] in NN_MODULE_CLASSES
+    return len(parts) == 5 and parts[2] == "modules" and parts[4] in NN_MODULE_CLASSES
+
+
+class ProjectIndex:
+    """Every importable spelling of the run's classes, resolved across files."""
+
+    def __init__(self, classes: dict[str, ProjectClass]) -> None:
+        self.classes = classes
+        digest = hashlib.sha256()
+        for name in sorted(classes):
+            info = classes[name]
+            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}\n".encode())
+        self.fingerprint = digest.hexdigest()
+
+    def lookup(self, qname: str, module: str | None, is_package: bool = False) -> ProjectClass | None:
+        """The class a qualified name (as LibCST gives it, relative or not) refers to."""
+        if module is None and qname.startswith("."):
+            return None
+        name = absolute(qname, module or "", is_package)
+        return self.classes.get(name) if name else None
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
+    modules = {s.module: s for s in summaries}
+    if len(modules) != len(summaries):  # two files claim one module name: trust neither
+        seen: dict[str, int] = {}
+        for s in summaries:
+            seen[s.module] = seen.get(s.module, 0) + 1
+        modules = {name: s for name, s in modules.items() if seen[name] == 1}
+
+    def resolve(qname: str, depth: int = 0) -> tuple[str, str] | str | None:
+        """A dotted name -> (module, class) of a project class, or the external name."""
+        if depth > 20:
+            return None
+        parts = qname.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            mod = ".".join(parts[:cut])
+            summary = modules.get(mod)
+            if summary is None:
+                continue
+            head, rest = parts[cut], parts[cut + 1 :]
+            if head in summary.classes and not rest:
+                return (mod, head)
+            if head in summary.imports:
+                return resolve(".".join([summary.imports[head], *rest]), depth + 1)
+            return None  # a name the module does not bind (as far as the pre-pass can tell)
+        return qname
+
+    def base_target(summary: FileSummary, base: str | None):
+        if base is None:
+            return None
+        head, _, rest = base.partition(".")
+        if head in summary.classes:
+            target = f"{summary.module}.{base}"
+        elif head in summary.imports:
+            target = summary.imports[head] + (f".{rest}" if rest else "")
+        else:
+            return None  # a builtin or a name the pre-pass cannot see
+        return resolve(target)
+
+    verdict: dict[tuple[str, str], ProjectClass | None] = {}
+
+    def info(key: tuple[str, str], stack: frozenset = frozenset()) -> ProjectClass | None:
+        if key in verdict:
+            return verdict[key]
+        if key in stack:
+            return None
+        cls = modules[key[0]].classes[key[1]]
+        module_subclass, customizes, known = False, cls.customizes_access, True
+        for base in cls.bases:
+            if base == "object":
+                continue
+            target = base_target(modules[key[0]], base)
+            if isinstance(target, tuple):
+                base_info = info(target, stack | {key})
+                if base_info is None:
+                    known = False
+                    continue
+                module_subclass |= base_info.module_subclass
+                customizes |= base_info.customizes_access
+            elif isinstance(target, str) and is_torch_module_class(target):
+                module_subclass = True
+            elif target != "object":
+                known = False  # an outside base could customize attribute access
+        result = ProjectClass(module_subclass, customizes or not known) if (module_subclass or known) else None
+        verdict[key] = result
+        return result
+
+    table: dict[str, ProjectClass] = {}
+    for summary in modules.values():
+        for name in summary.classes:
+            found = info((summary.module, name))
+            if found is not None and found.module_subclass:
+                table[f"{summary.module}.{name}"] = found
+        for local, target in summary.imports.items():  # re-exports: `pkg.Block`
+            resolved = resolve(target)
+            if isinstance(resolved, tuple):
+                found = info(resolved)
+                if found is not None and found.module_subclass:
+                    table[f"{summary.module}.{local}"] = found
+    return ProjectIndex(table)
