@@ -1,0 +1,197 @@
+"""Project-wide knowledge: nn.Module classes resolved across the files of a run."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ALL_RULES
+from torchfix_mod.project import absolute, build_index, module_name, summarize
+from torchfix_mod.runner import RunOptions, run
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def index_of(root: Path):
+    summaries = [summarize(ast.parse(p.read_text()), p) for p in sorted(root.rglob("*.py"))]
+    return build_index(summaries)
+
+
+@pytest.mark.parametrize(
+    "rel, expected",
+    [
+        ("pkg/__init__.py", ("pkg", True)),
+        ("pkg/blocks.py", ("pkg.blocks", False)),
+        ("pkg/sub/__init__.py", ("pkg.sub", True)),
+        ("pkg/sub/attn.py", ("pkg.sub.attn", False)),
+        ("script.py", ("script", False)),
+    ],
+)
+def test_module_name_follows_the_init_files(tmp_path, rel, expected):
+    write(tmp_path, {"pkg/__init__.py": "", "pkg/blocks.py": "", "pkg/sub/__init__.py": "", "pkg/sub/attn.py": "", "script.py": ""})
+    assert module_name(tmp_path / rel) == expected
+
+
+@pytest.mark.parametrize(
+    "name, module, is_package, expected",
+    [
+        (".blocks.Block", "pkg.net", False, "pkg.blocks.Block"),
+        (".blocks.Block", "pkg", True, "pkg.blocks.Block"),
+        ("..layers.Attn", "pkg.sub.attn", False, "pkg.layers.Attn"),
+        ("..layers.Attn", "pkg.sub", True, "pkg.layers.Attn"),
+        ("...x.Y", "pkg.net", False, None),  # beyond the top-level package
+        ("pkg.blocks.Block", "anything", False, "pkg.blocks.Block"),
+    ],
+)
+def test_relative_names_become_absolute(name, module, is_package, expected):
+    assert absolute(name, module, is_package) == expected
+
+
+def test_subclass_chains_and_re_exports_across_files(tmp_path):
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .blocks import Block\nfrom .sub.attn import Attention as Attn\n",
+            "pkg/blocks.py": "import torch.nn as nn\nclass Base(nn.Module):\n    pass\nclass Block(Base):\n    pass\nclass Plain:\n    pass\n",
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/attn.py": "from ..blocks import Block\nclass Attention(Block):\n    pass\nclass Mixed(Block, SomethingUnknown):\n    pass\n",
+            "pkg/other.py": "from thirdparty import Layer\nclass FromOutside(Layer):\n    pass\n",
+        },
+    )
+    index = index_of(tmp_path)
+    for name in ("pkg.blocks.Base", "pkg.blocks.Block", "pkg.Block", "pkg.sub.attn.Attention", "pkg.Attn"):
+        assert index.classes[name].module_subclass, name
+        assert not index.classes[name].customizes_access, name
+    assert "pkg.blocks.Plain" not in index.classes
+    assert "pkg.other.FromOutside" not in index.classes  # nothing is known about thirdparty.Layer
+    # a base the pre-pass cannot see may override attribute access: rules must not rely on it
+    assert index.classes["pkg.sub.attn.Mixed"].customizes_access
+    assert index.lookup(".blocks.Block", "pkg.net", False) is index.classes["pkg.blocks.Block"]
+
+
+def test_rebound_names_and_access_hooks(tmp_path):
+    write(
+        tmp_path,
+        {
+            "m.py": (
+                "import torch.nn as nn\n"
+                "class Twice(nn.Module):\n    pass\n"
+                "class Twice(object):\n    pass\n"
+                "class Hooked(nn.Module):\n    def __getattr__(self, name):\n        return 1\n"
+                "class Child(Hooked):\n    pass\n"
+                "class Meta(nn.Module, metaclass=type):\n    pass\n"
+                "try:\n    from fast import Layer\nexcept ImportError:\n    Layer = None\n"
+            ),
+            "n.py": "from m import Layer, Child\n",
+        },
+    )
+    index = index_of(tmp_path)
+    assert "m.Twice" not in index.classes  # which definition wins is not the pre-pass' call
+    assert index.classes["m.Hooked"].customizes_access
+    assert index.classes["m.Child"].customizes_access and index.classes["n.Child"].customizes_access
+    assert index.classes["m.Meta"].customizes_access  # a metaclass may do anything
+    assert "n.Layer" not in index.classes
+
+
+def test_import_cycles_terminate(tmp_path):
+    write(
+        tmp_path,
+        {
+            "a.py": "from b import B\nclass A(B):\n    pass\n",
+            "b.py": "from a import A\nclass B(A):\n    pass\n",
+        },
+    )
+    assert len(index_of(tmp_path)) == 0
+
+
+PACKAGE = {
+    "pkg/__init__.py": "from .blocks import Block\n",
+    "pkg/blocks.py": """\
+        import torch.nn as nn
+
+
+        class Block(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.fc = nn.Linear(d, d)
+
+            def forward(self, x):
+                return self.fc(x)
+        """,
+    "pkg/net.py": """\
+        import torch.nn as nn
+
+        from pkg import Block
+        from .blocks import Block as Same
+        import pkg.blocks as blocks
+
+
+        class Net(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.a = [Block(d) for _ in range(2)]
+                self.b = [Same(d), Same(d)]
+                self.c = []
+                for _ in range(2):
+                    self.c.append(blocks.Block(d))
+
+            def forward(self, x):
+                for layer in self.a:
+                    x = layer(x)
+                for layer in self.b:
+                    x = layer(x)
+                for layer in self.c:
+                    x = layer(x)
+                return x
+        """,
+}
+
+
+def _load_net(root: Path):
+    sys.path.insert(0, str(root))
+    try:
+        for name in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+            del sys.modules[name]
+        return importlib.import_module("pkg.net").Net
+    finally:
+        sys.path.remove(str(root))
+
+
+def test_runtime_a_list_of_modules_defined_in_another_file_gets_registered(tmp_path):
+    torch = pytest.importorskip("torch")
+    write(tmp_path, PACKAGE)
+    before = _load_net(tmp_path)(4)
+    assert len(list(before.parameters())) == 0  # the bug: six Linear layers the optimizer never sees
+    assert before.state_dict() == {}
+
+    reports = run([tmp_path], ALL_RULES, RunOptions(mode="write"), cwd=tmp_path)
+    net_report = next(r for r in reports if r.display == "pkg/net.py")
+    assert [(d.code, d.fixed) for d in net_report.diagnostics] == [("TFM101", True)] * 3
+    assert not any(r.errors for r in reports)
+
+    after = _load_net(tmp_path)(4)
+    assert len(list(after.parameters())) == 12
+    assert {k for k in after.state_dict() if k.endswith("fc.weight")} == {
+        f"{attr}.{i}.fc.weight" for attr in "abc" for i in range(2)
+    }
+    x = torch.randn(3, 4, requires_grad=True)
+    after(x).sum().backward()
+    assert all(p.grad is not None for p in after.parameters())
+    after.to(torch.float64)
+    assert after.c[1].fc.weight.dtype == torch.float64
+
+
+def test_without_the_other_files_the_class_is_unknown_and_left_alone(tmp_path):
+    write(tmp_path, PACKAGE)
+    reports = run([tmp_path / "pkg" / "net.py"], ALL_RULES, RunOptions(mode="diff"), cwd=tmp_path)
+    assert [d.code for r in reports for d in r.diagnostics] == []
