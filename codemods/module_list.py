@@ -47,7 +47,7 @@ class ModuleListRule(ContainerRule):
 
     ## Fix safety
     Safe. The fix is only offered when every element is a module construction
-    (a `torch.nn` class or an nn.Module class of the same file) and every use of
+    (a `torch.nn` class or an nn.Module class of the files being checked) and every use of
     the attribute in the file works on `nn.ModuleList` too.
 
     ## Known problems
