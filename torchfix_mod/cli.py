@@ -132,7 +132,8 @@ def torchfix_mod(
     except ConfigError as exc:
         typer.echo(f"torchfix-mod: error: {exc}", err=True)
         raise typer.Exit(2) from None
-    codes = set(effective_codes(settings, selected, ignored, extended, all_codes))
+    defaults = [r.code for r in all_rules if r.default_enabled]
+    codes = set(effective_codes(settings, selected, ignored, extended, all_codes, defaults))
     rules = [r for r in all_rules if r.code in codes]
     mode = "diff" if diff else "write" if write else "check"
     options = RunOptions(

@@ -368,20 +368,23 @@ def effective_codes(
     cli_ignore: Sequence[str],
     cli_extend_select: Sequence[str],
     all_codes: Sequence[str],
+    default_codes: Sequence[str] | None = None,
 ) -> list[str]:
     """The enabled rule codes, in ``all_codes`` order (precedence: see the module docstring).
 
     An empty ``cli_select`` means ``--select`` was not given; a configuration's
-    ``select = []`` selects nothing but what ``extend-select`` adds.
+    ``select = []`` selects nothing but what ``extend-select`` adds. Without any select, the
+    rules in ``default_codes`` (all when None) are on; the others run only when selected.
     """
+    defaults = set(all_codes if default_codes is None else default_codes)
     select: Sequence[str] | None = cli_select if cli_select else config.select
     selecting = [*(select or ()), *config.extend_select, *cli_extend_select]
     ignoring = [*config.ignore, *cli_ignore]
     enabled = []
     for code in all_codes:
         on = _longest_match(code, selecting)
-        if select is None:
-            on = max(on, 0)  # every rule, as the least specific pattern
+        if select is None and code in defaults:
+            on = max(on, 0)  # every default rule, as the least specific pattern
         if on >= 0 and on > _longest_match(code, ignoring):
             enabled.append(code)
     return enabled

@@ -100,6 +100,7 @@ class Rule(cst.BatchableCSTVisitor):
     name: ClassVar[str]
     summary: ClassVar[str]
     applicability: ClassVar[Applicability] = Applicability.SAFE
+    default_enabled: ClassVar[bool] = True  # False: runs only when selected (noisy rules)
     fixes: ClassVar[Sequence[FixCase]] = ()
     keeps: ClassVar[Sequence[KeepCase]] = ()
 
