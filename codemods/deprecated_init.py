@@ -8,6 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.screen import nodes
 
 INIT_MODULE = "torch.nn.init"
 DEPRECATED = frozenset(
@@ -89,23 +90,22 @@ class DeprecatedInitRule(Rule):
     def screen(cls, tree: ast.Module) -> bool:
         init_aliases = {"init"}
         imported = set()
-        for node in ast.walk(tree):
+        for node in nodes(tree, (ast.Import, ast.ImportFrom)):
             if isinstance(node, ast.ImportFrom) and node.module == "torch.nn":
                 init_aliases.update(a.asname or a.name for a in node.names if a.name == "init")
             elif isinstance(node, ast.Import):
                 init_aliases.update(a.asname for a in node.names if a.name == "torch.nn.init" and a.asname)
             elif isinstance(node, ast.ImportFrom) and node.module == INIT_MODULE:
                 imported.update(a.asname or a.name for a in node.names)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                if isinstance(func, ast.Name) and func.id in imported:
+        for node in nodes(tree, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in imported:
+                return True
+            if isinstance(func, ast.Attribute) and func.attr in DEPRECATED:
+                receiver = func.value
+                last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+                if last in init_aliases:
                     return True
-                if isinstance(func, ast.Attribute) and func.attr in DEPRECATED:
-                    receiver = func.value
-                    last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
-                    if last in init_aliases:
-                        return True
         return False
 
     def visit_Call(self, node: cst.Call) -> None:

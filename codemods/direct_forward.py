@@ -10,6 +10,7 @@ import libcst.matchers as m
 from torchfix_mod.analysis import all_references
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.screen import constructor_names, may_build_module, nodes
 
 HEADER = "import torch.nn as nn\n\n"
 CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential"})
@@ -115,10 +116,20 @@ class DirectForwardRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        return any(
-            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "forward"
-            for n in ast.walk(tree)
-        )
+        # `<receiver>.forward(...)` inside a function named forward, where the receiver could be
+        # a module: a construction, an attribute of a name, or a name (not `super()`)
+        constructors = constructor_names(tree)
+        for func in nodes(tree, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if func.name != "forward":
+                continue
+            for call in nodes(func, ast.Call):
+                if isinstance(call.func, ast.Attribute) and call.func.attr == "forward":
+                    receiver = call.func.value
+                    if isinstance(receiver, ast.Name) or (
+                        isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name)
+                    ) or may_build_module(receiver, set(), constructors):
+                        return True
+        return False
 
     def __init__(self, facts, options) -> None:
         super().__init__(facts, options)

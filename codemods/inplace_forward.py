@@ -12,7 +12,7 @@ import libcst.matchers as m
 from torchfix_mod.analysis import FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import methods
+from torchfix_mod.screen import methods, nodes
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
 RESULT_KEPT_OPS = frozenset(
@@ -422,7 +422,7 @@ class InplaceForwardRule(Rule):
     def screen(cls, tree: ast.Module) -> bool:
         for method, _ in methods(tree):
             if method.name == "forward" and any(
-                isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) for node in ast.walk(method)
+                isinstance(node.target, ast.Name) for node in nodes(method, ast.AugAssign)
             ):
                 return True
         return False

@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from torchfix_mod.analysis import TORCH_MODULE_BASE, class_methods, self_name
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import methods
+from torchfix_mod.screen import methods, nodes
 
 HEADER = "import torch.nn as nn\n\n"
 INIT_CALL = m.Call(func=m.Attribute(attr=m.Name("__init__")))
@@ -115,7 +115,7 @@ class MissingSuperInitRule(Rule):
     def screen(cls, tree: ast.Module) -> bool:
         for method, _ in methods(tree):
             if method.name == "__init__" and not any(
-                isinstance(n, ast.Attribute) and n.attr == "__init__" for n in ast.walk(method)
+                n.attr == "__init__" for n in nodes(method, ast.Attribute)
             ):
                 return True
         return False

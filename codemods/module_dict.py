@@ -9,7 +9,7 @@ import libcst as cst
 from torchfix_mod.analysis import Verdict
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
-from torchfix_mod.screen import methods, self_stores
+from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
 from torchfix_mod.torch_facts import MODULE_DICT_ATTRIBUTES
 
 HEADER = "import torch.nn as nn\n\n"
@@ -116,10 +116,36 @@ class ModuleDictRule(ContainerRule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
+        # every value a construction (or a local bound to one); an empty dict filled with them
+        constructors = constructor_names(tree)
         for method, self_arg in methods(tree):
-            for value in self_stores(method, self_arg):
-                if isinstance(value, (ast.Dict, ast.DictComp)):
-                    return True
+            call_bound = {
+                node.targets[0].id
+                for node in nodes(method, ast.Assign)
+                if isinstance(node.targets[0], ast.Name) and may_build_module(node.value, set(), constructors)
+            }
+
+            def builds(expr: ast.AST) -> bool:
+                return may_build_module(expr, call_bound, constructors)
+
+            filled = {
+                target.value.attr
+                for node in nodes(method, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and builds(node.value)
+            }
+            for node in nodes(method, ast.Assign):
+                value = node.value
+                for target in node.targets:
+                    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                        continue
+                    if isinstance(value, ast.DictComp) and builds(value.value):
+                        return True
+                    if isinstance(value, ast.Dict) and (
+                        (value.values and all(builds(v) for v in value.values))
+                        or (not value.values and target.attr in filled)
+                    ):
+                        return True
         return False
 
     def wrap_literal(self, func: cst.BaseExpression, value: cst.BaseExpression) -> cst.Call:

@@ -9,7 +9,7 @@ import libcst as cst
 from torchfix_mod.analysis import ContainerUses, all_references
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
 from torchfix_mod.rule import FixCase, KeepCase
-from torchfix_mod.screen import bound_names, may_build_module, methods, self_stores
+from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
@@ -259,41 +259,55 @@ class ModuleListRule(ContainerRule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        # elements are calls, or locals bound to calls; an empty or local list is filled by calls
-        shadowed = bound_names(tree)
+        # elements are constructions, or locals bound to them; an empty list is filled with them
+        # through the same attribute; a local list assigned to the attribute is checked by the rule
+        constructors = constructor_names(tree)
         for method, self_arg in methods(tree):
             stores = [
                 (node.targets[0].id, node.value)
-                for node in ast.walk(method)
-                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                for node in nodes(method, ast.Assign)
+                if isinstance(node.targets[0], ast.Name)
             ]
-            call_bound = {name for name, value in stores if isinstance(value, ast.Call)}
+            call_bound = {name for name, value in stores if may_build_module(value, set(), constructors)}
             list_bound = {name for name, value in stores if isinstance(value, (ast.List, ast.ListComp))}
-            added = [
-                arg
-                for node in ast.walk(method)
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in {"append", "insert", "extend"} and node.args
-                for arg in ([node.args[-1]] if node.func.attr != "extend" else getattr(node.args[0], "elts", [node.args[0]]))
-            ] + [
-                element
-                for node in ast.walk(method)
-                if isinstance(node, ast.AugAssign)
-                for element in getattr(node.value, "elts", [node.value])
-            ]
-            fills = any(
-                may_build_module(getattr(e, "elt", e), call_bound, shadowed) for e in added
-            )
-            for value in self_stores(method, self_arg):
-                if isinstance(value, ast.ListComp) and may_build_module(value.elt, call_bound, shadowed):
-                    return True
-                if isinstance(value, ast.Name) and value.id in list_bound:
-                    return True
-                if isinstance(value, (ast.List, ast.Tuple)) and (
-                    (not value.elts and fills)
-                    or any(may_build_module(e, call_bound, shadowed) for e in value.elts)
+
+            def builds(expr: ast.AST) -> bool:
+                return may_build_module(expr, call_bound, constructors)
+
+            def iterable_builds(expr: ast.AST) -> bool:
+                if isinstance(expr, (ast.List, ast.Tuple)):
+                    return any(builds(e) for e in expr.elts)
+                return isinstance(expr, (ast.ListComp, ast.GeneratorExp)) and builds(expr.elt)
+
+            filled: set[str] = set()  # attributes filled with constructions
+            for node in nodes(method, ast.Call):
+                func = node.func
+                if not (isinstance(func, ast.Attribute) and node.args and isinstance(func.value, ast.Attribute)):
+                    continue
+                receiver = func.value
+                if not (isinstance(receiver.value, ast.Name) and receiver.value.id == self_arg):
+                    continue
+                if (func.attr in {"append", "insert"} and builds(node.args[-1])) or (
+                    func.attr == "extend" and iterable_builds(node.args[0])
                 ):
-                    return True
+                    filled.add(receiver.attr)
+            for node in nodes(method, ast.AugAssign):
+                target = node.target
+                if isinstance(target, ast.Attribute) and iterable_builds(node.value):
+                    filled.add(target.attr)
+            for node in nodes(method, ast.Assign):
+                value = node.value
+                for target in node.targets:
+                    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                        continue
+                    if isinstance(value, ast.ListComp) and builds(value.elt):
+                        return True
+                    if isinstance(value, ast.Name) and value.id in list_bound:
+                        return True
+                    if isinstance(value, (ast.List, ast.Tuple)) and (
+                        (not value.elts and target.attr in filled) or any(builds(e) for e in value.elts)
+                    ):
+                        return True
         return False
 
     def check(self, site: SelfAssignment) -> None:

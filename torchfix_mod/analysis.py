@@ -107,6 +107,7 @@ class FileFacts(cst.BatchableCSTVisitor):
         self.module: cst.Module | None = None
         self.memo: dict[object, object] = {}  # per-file results shared between rules
         self.called: set[str] = set()  # last name of every called function or method
+        self._in_import = 0
 
     # -- collection --------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> None:
@@ -115,8 +116,21 @@ class FileFacts(cst.BatchableCSTVisitor):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.module_classes[node] = any(self._is_module_base(arg.value) for arg in node.bases)
 
+    def visit_Import(self, node: cst.Import) -> None:
+        self._in_import += 1
+
+    def leave_Import(self, original_node: cst.Import) -> None:
+        self._in_import -= 1
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        self._in_import += 1
+
+    def leave_ImportFrom(self, original_node: cst.ImportFrom) -> None:
+        self._in_import -= 1
+
     def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.attributes[node.attr.value].append(node)
+        if not self._in_import:  # `import os.path` names a module, not an attribute `path`
+            self.attributes[node.attr.value].append(node)
 
     def visit_Name(self, node: cst.Name) -> None:
         self.names_used.add(node.value)

@@ -221,6 +221,7 @@ def _transform(source: str, settings: Settings) -> FileResult:
     if isinstance(tree, SourceError):
         return FileResult(source, source, [], [tree])
     if settings.screen:
+        tree._tfm_project = (settings.project, settings.module, settings.is_package)  # for the screens
         settings = replace(settings, rules=tuple(r for r in settings.rules if r.screen(tree)))
         if not settings.rules:
             return FileResult(source, source, [], [])

@@ -124,10 +124,12 @@ def _summarize_file(path: Path) -> FileSummary | None:
         key = cache.key("summary", data, module, str(is_package))
         hit = cache.get(key)
         if hit is not None:
-            return _summary_from_json(hit)
+            return None if hit.get("unparsable") else _summary_from_json(hit)
     try:
         tree = ast.parse(decode(data)[0])
     except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
+        if cache is not None and key is not None:
+            cache.put(key, {"unparsable": True})  # the main pass reports it; no need to parse again
         return None
     summary = summarize(tree, path)
     if cache is not None and key is not None:
@@ -244,8 +246,8 @@ def process_file(path: Path, display: str) -> FileReport:
 
 def process_stdin(data: bytes, filename: str | None, rules: Sequence[type[Rule]], options: RunOptions) -> FileReport:
     """Source read from stdin: reported as ``filename`` (or ``-``); nothing is written."""
-    display = filename or "-"
     path = Path(filename) if filename else Path("-")
+    display = display_path(path, Path(os.path.abspath(Path.cwd()))) if filename else "-"
     report = FileReport(path, display, output=data)
     _init_worker(_Worker(tuple(rules), replace(options, mode="diff" if options.mode == "write" else options.mode)))
     try:
