@@ -1192,3 +1192,21 @@ def test_dotted_import_does_not_block_a_list_attribute_of_the_same_name(tmp_path
     result = tfm_here(tmp_path, "--no-cache", "pkg")
     line, column = position(files["pkg/net.py"], "self.blocks = ")
     assert findings(out(result)) == [("pkg/net.py", line, column, "TFM101", True)], show(result)
+
+
+def test_exit_non_zero_on_fix_reports_a_changed_file(tmp_path):
+    (tmp_path / "m.py").write_text(
+        "import torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.layers = [nn.Linear(2, 2) for _ in range(2)]\n\n    def forward(self, x):\n"
+        "        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+    )
+    first = subprocess.run(
+        [sys.executable, "-m", "torchfix_mod", "--write", "--exit-non-zero-on-fix", "--no-cache", "m.py"],
+        cwd=tmp_path, capture_output=True, timeout=120,
+    )
+    assert first.returncode == 1 and "nn.ModuleList(" in (tmp_path / "m.py").read_text()
+    second = subprocess.run(
+        [sys.executable, "-m", "torchfix_mod", "--write", "--exit-non-zero-on-fix", "--no-cache", "m.py"],
+        cwd=tmp_path, capture_output=True, timeout=120,
+    )
+    assert second.returncode == 0

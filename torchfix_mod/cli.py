@@ -96,6 +96,7 @@ def torchfix_mod(
     config: Annotated[Optional[Path], typer.Option("--config", metavar="PATH", help="Read settings from this pyproject.toml instead of the nearest one.")] = None,
     isolated: Annotated[bool, typer.Option("--isolated", help="Ignore every configuration file.")] = False,
     force_exclude: Annotated[bool, typer.Option("--force-exclude", help="Apply the configured excludes to files named on the command line too.")] = False,
+    exit_non_zero_on_fix: Annotated[bool, typer.Option("--exit-non-zero-on-fix", help="With --write, exit 1 when any file was changed (for pre-commit).")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", metavar="FILE.md", help="Write a Markdown migration report (per rule, per file, checkpoint compatibility).")] = None,
     stdin_filename: Annotated[Optional[str], typer.Option("--stdin-filename", metavar="PATH", help="The file name to report for source read from stdin (path `-`).")] = None,
     list_rules: Annotated[bool, typer.Option("--list-rules", help="List every rule: code, name, fix safety, summary.")] = False,
@@ -155,7 +156,10 @@ def torchfix_mod(
             typer.echo(f"torchfix-mod: error: cannot write {report}: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
     _print(reports, mode, output_format, quiet, use_stdin, all_rules)
-    raise typer.Exit(exit_code(reports, mode))
+    code = exit_code(reports, mode)
+    if exit_non_zero_on_fix and mode == "write" and code == 0 and any(r.changed for r in reports):
+        code = 1
+    raise typer.Exit(code)
 
 
 def _pick(cli_value: Optional[bool], config_value: Optional[bool]) -> bool:

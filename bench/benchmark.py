@@ -1,0 +1,288 @@
+"""Speed on real libraries: torchfix-mod side by side with TorchFix and two parse-only floors.
+
+    python -m bench.benchmark                 # the full corpus (timm, diffusers, transformers)
+    python -m bench.benchmark --quick         # a smoke run: 40 files of timm, no TorchFix
+
+Every contender runs as a whole process over the same files, one after the other:
+
+- ``torchfix-mod cold``: ``torchfix-mod --diff`` (default rules, output to /dev/null) with an
+  empty cache;
+- ``torchfix-mod warm``: the same command again, reading the cache the cold run wrote;
+- ``TorchFix 0.7.0``: ``torchfix <dirs>`` with its default rules, installed on first use in its
+  own virtualenv (``pip install torchfix==0.7.0``) under the cache directory;
+- ``libcst floor`` / ``ast floor``: one process that reads every file and calls
+  ``libcst.parse_module`` / ``ast.parse`` on it, nothing else.
+
+Wall time is measured around each process; peak memory is the largest sum of the resident
+set sizes of the process and all its children seen while it ran (sampled from /proc every
+20 ms; elsewhere the largest single child as the OS reports it). The table also shows
+``-j 1`` against ``-j N`` and how the cold run grows with the corpus (timm, timm + diffusers,
+all three). Results go to ``bench/results.json`` (or ``--json``). Nothing here is a test: CI
+only runs ``--quick`` to keep the script working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.corpus import WHEELS, cache_dir, python_files, source_dir  # noqa: E402
+
+TORCHFIX_VERSION = "0.7.0"
+QUICK_FILES = 40
+
+
+@dataclass
+class Measure:
+    name: str
+    files: int
+    lines: int
+    seconds: float
+    peak_mb: float
+    exit_code: int
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+
+# -- measuring a process ------------------------------------------------------------------
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def _tree_rss_kb(pid: int) -> int:
+    children = _children_map()
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, ()))
+        try:
+            with open(f"/proc/{current}/status", encoding="ascii", errors="replace") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_process(name: str, argv: list[str], files: int, lines: int, cwd: Path | None = None, env=None) -> Measure:
+    """Run ``argv`` to completion (output discarded) and measure it."""
+    sampling = Path("/proc").is_dir()
+    peak = 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        if sampling:
+            peak = max(peak, _tree_rss_kb(process.pid))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    reader.join()
+    if not sampling:
+        peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+    if process.returncode not in (0, 1):
+        tail = b"".join(errors).decode("utf-8", "replace")[-2000:]
+        print(f"warning: {name} exited {process.returncode}:\n{tail}", file=sys.stderr)
+    return Measure(name, files, lines, seconds, peak / 1024, process.returncode)
+
+
+# -- the corpus ----------------------------------------------------------------------------
+
+def corpus_files(libraries: list[str], quick: bool) -> tuple[list[Path], list[Path], int]:
+    """The library roots, their .py files and their line count."""
+    roots, files = [], []
+    for name in libraries:
+        root = source_dir(name)
+        roots.append(root)
+        files.extend(root / rel for rel in python_files(root))
+    if quick:
+        files = files[:QUICK_FILES]
+    lines = sum(p.read_bytes().count(b"\n") for p in files)
+    return roots, files, lines
+
+
+def _staged(files: list[Path], roots: list[Path], workdir: Path) -> list[Path]:
+    """For --quick: copy the chosen files (keeping their package layout) into one directory."""
+    target = workdir / "corpus"
+    for path in files:
+        root = next(r for r in roots if r in path.parents)
+        dest = target / root.name / path.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    return [target]
+
+
+# -- contenders ----------------------------------------------------------------------------
+
+FLOOR_SCRIPT = """
+import sys
+kind, listing = sys.argv[1], sys.argv[2]
+paths = open(listing, encoding="utf-8").read().split("\\n")
+if kind == "ast":
+    import ast
+    for p in paths:
+        ast.parse(open(p, "rb").read())
+else:
+    import libcst
+    for p in paths:
+        libcst.parse_module(open(p, "rb").read())
+"""
+
+
+def torchfix_binary(explicit: str | None) -> str | None:
+    """TorchFix 0.7.0 in its own virtualenv, installed on first use."""
+    if explicit:
+        return explicit
+    venv = cache_dir().parent / "bench" / f"torchfix-{TORCHFIX_VERSION}"
+    binary = venv / "bin" / "torchfix"
+    if not binary.exists():
+        print(f"installing torchfix=={TORCHFIX_VERSION} into {venv} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"torchfix=={TORCHFIX_VERSION}"], check=True)
+    return str(binary)
+
+
+def tool_argv(paths: list[Path], jobs: int) -> list[str]:
+    return [sys.executable, "-m", "torchfix_mod", "--diff", "-j", str(jobs), *map(str, paths)]
+
+
+def measure_all(args, libraries: list[str]) -> dict:
+    roots, files, lines = corpus_files(libraries, args.quick)
+    jobs = args.jobs or os.cpu_count() or 1
+    results: list[Measure] = []
+    with tempfile.TemporaryDirectory(prefix="tfm-bench-") as tmp:
+        work = Path(tmp)
+        paths = _staged(files, roots, work) if args.quick else roots
+        listing = work / "files.txt"
+        listing.write_text("\n".join(str(p) for p in files), encoding="utf-8")
+        n = len(files)
+        cache_home = work / "run"  # the cache goes to the working directory (no project root above)
+        cache_home.mkdir()
+        print(f"{n} files, {lines} lines; jobs={jobs}", file=sys.stderr)
+        results.append(run_process(f"torchfix-mod cold (-j {jobs})", tool_argv(paths, jobs), n, lines, cwd=cache_home))
+        results.append(run_process(f"torchfix-mod warm (-j {jobs})", tool_argv(paths, jobs), n, lines, cwd=cache_home))
+        if jobs > 1 and not args.skip_scaling:
+            results.append(
+                run_process("torchfix-mod cold (-j 1)", tool_argv(paths, 1) + ["--no-cache"], n, lines, cwd=cache_home)
+            )
+        if not args.no_torchfix:
+            binary = torchfix_binary(args.torchfix)
+            results.append(
+                run_process(f"TorchFix {TORCHFIX_VERSION} (-j {jobs})", [binary, "-j", str(jobs), *map(str, paths)], n, lines)
+            )
+        results.append(run_process("libcst.parse_module floor (1 process)", [sys.executable, "-c", FLOOR_SCRIPT, "libcst", str(listing)], n, lines))
+        results.append(run_process("ast.parse floor (1 process)", [sys.executable, "-c", FLOOR_SCRIPT, "ast", str(listing)], n, lines))
+    return {"libraries": libraries, "files": len(files), "lines": lines, "jobs": jobs, "measures": results}
+
+
+def growth(args) -> list[dict]:
+    """Cold runs on growing corpora: is time linear in lines?"""
+    rows = []
+    jobs = args.jobs or os.cpu_count() or 1
+    for count in range(1, len(args.libraries) + 1):
+        libraries = args.libraries[:count]
+        roots, files, lines = corpus_files(libraries, False)
+        with tempfile.TemporaryDirectory(prefix="tfm-growth-") as tmp:
+            m = run_process("+".join(libraries), tool_argv(roots, jobs), len(files), lines, cwd=Path(tmp))
+        rows.append({"libraries": libraries, "files": len(files), "lines": lines, "seconds": m.seconds, "lines_per_second": m.lines_per_second})
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------
+
+def table(result: dict) -> str:
+    measures: list[Measure] = result["measures"]
+    by_name = {m.name.split(" (")[0]: m for m in measures}
+    cold = next(m for m in measures if m.name.startswith("torchfix-mod cold"))
+    lines = [
+        f"| contender | files | lines | wall s | lines/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in measures:
+        lines.append(f"| {m.name} | {m.files} | {m.lines} | {m.seconds:.2f} | {m.lines_per_second:,.0f} | {m.peak_mb:.0f} |")
+    lines.append("")
+    torchfix = next((m for m in measures if m.name.startswith("TorchFix")), None)
+    warm = by_name.get("torchfix-mod warm")
+    ast_floor = next(m for m in measures if m.name.startswith("ast.parse"))
+    if torchfix:
+        lines.append(f"- TorchFix / torchfix-mod cold (wall time): {torchfix.seconds / cold.seconds:.1f}x")
+    if warm:
+        lines.append(f"- warm / cold: {100 * warm.seconds / cold.seconds:.1f}%")
+    lines.append(f"- torchfix-mod cold / ast floor: {cold.seconds / ast_floor.seconds:.2f}x")
+    single = next((m for m in measures if m.name == "torchfix-mod cold (-j 1)"), None)
+    if single:
+        lines.append(f"- -j 1 / -j {result['jobs']}: {single.seconds / cold.seconds:.2f}x")
+    if result.get("growth"):
+        lines += ["", "| corpus | files | lines | wall s | lines/s |", "|---|---:|---:|---:|---:|"]
+        for row in result["growth"]:
+            lines.append(
+                f"| {' + '.join(row['libraries'])} | {row['files']} | {row['lines']} | {row['seconds']:.2f} | {row['lines_per_second']:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_FILES} files of timm, no TorchFix, no growth")
+    parser.add_argument("--libraries", default=",".join(WHEELS), help="comma-separated, in growth order")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="workers for both tools (default: CPUs)")
+    parser.add_argument("--torchfix", default=None, help="a torchfix executable to use instead of installing one")
+    parser.add_argument("--no-torchfix", action="store_true", help="leave TorchFix out")
+    parser.add_argument("--skip-scaling", action="store_true", help="no -j 1 run")
+    parser.add_argument("--skip-growth", action="store_true", help="no growth runs")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    args.libraries = [name.strip() for name in args.libraries.split(",") if name.strip()]
+    if args.quick:
+        args.libraries, args.no_torchfix, args.skip_growth, args.skip_scaling = ["timm"], True, True, True
+    result = measure_all(args, args.libraries)
+    if not args.skip_growth and len(args.libraries) > 1:
+        result["growth"] = growth(args)
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    text = table(result)
+    print(text)
+    serial = dict(result, measures=[asdict(m) | {"lines_per_second": m.lines_per_second} for m in result["measures"]])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(serial, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
