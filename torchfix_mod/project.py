@@ -15,6 +15,7 @@ of its module, or bound under ``if``/``try``, counts as unknown.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,12 +57,16 @@ def module_name(path: Path) -> tuple[str, bool]:
     above it; a file outside any package is a top-level module named after its stem."""
     path = Path(path).resolve()
     is_package = path.name == "__init__.py"
-    parts = [] if is_package else [path.stem]
-    directory = path.parent
-    while (directory / "__init__.py").is_file() and directory.parent != directory:
-        parts.append(directory.name)
-        directory = directory.parent
-    return ".".join(reversed(parts)), is_package
+    parts = _package_parts(path.parent)
+    return ".".join(parts if is_package else (*parts, path.stem)), is_package
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_parts(directory: Path) -> tuple[str, ...]:
+    """The package a directory is, as name parts (empty outside any package)."""
+    if directory.parent == directory or not (directory / "__init__.py").is_file():
+        return ()
+    return (*_package_parts(directory.parent), directory.name)
 
 
 def absolute(name: str, module: str, is_package: bool) -> str | None:
@@ -181,6 +186,23 @@ class ProjectIndex:
 
     def __len__(self) -> int:
         return len(self.classes)
+
+
+class OptimisticIndex:
+    """Stands in for the index before it exists: any class of the run's own top-level modules
+    may be an nn.Module. Screens that ask it can only say yes more often than with the real
+    index, never less."""
+
+    MAYBE = ProjectClass(module_subclass=True, customizes_access=True)
+
+    def __init__(self, top_levels: frozenset[str]) -> None:
+        self.top_levels = top_levels
+
+    def lookup(self, qname: str, module: str | None, is_package: bool = False) -> ProjectClass | None:
+        if module is None and qname.startswith("."):
+            return None
+        name = absolute(qname, module or "", is_package)
+        return self.MAYBE if name and name.split(".")[0] in self.top_levels else None
 
 
 def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
