@@ -9,6 +9,8 @@ import pytest
 
 from conftest import ALL_RULES, transform
 
+from torchfix_mod.rule import Applicability
+
 FIX_CASES = [
     pytest.param(rule, case, id=f"{rule.code}-fix-{i}") for rule in ALL_RULES for i, case in enumerate(rule.fixes)
 ]
@@ -65,7 +67,11 @@ def test_rule_metadata(all_rules):
         docs = rule.docs()
         for section in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix safety"):
             assert section in docs, f"{rule.code} docs lack {section!r}"
-        assert rule.fixes and rule.keeps, f"{rule.code} needs fix and leave-alone examples"
+        assert rule.keeps, f"{rule.code} needs leave-alone examples"
+        if rule.applicability is not Applicability.DISPLAY_ONLY:
+            assert rule.fixes, f"{rule.code} needs fix examples"
+        else:  # report-only: its leave-alone examples must include reported ones
+            assert not rule.fixes and any(k.reported for k in rule.keeps), f"{rule.code}: report-only examples"
 
 
 def _all_example_sources():

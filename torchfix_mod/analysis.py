@@ -19,7 +19,6 @@ from libcst.metadata import (
 
 from torchfix_mod.project import ProjectClass, ProjectIndex, is_torch_module_class
 from torchfix_mod.rule import ImportNeed
-from torchfix_mod.torch_facts import NN_MODULE_CLASSES
 
 TORCH_MODULE_BASE = "torch.nn.Module"
 

@@ -62,6 +62,29 @@ def _import_targets(tree: ast.Module) -> dict[str, set[str]]:
     return targets
 
 
+def qualified_references(tree: ast.Module) -> frozenset[str]:
+    """Every name the file reaches through an import, as a qualified dotted name: ``t.linalg.qr``
+    after ``import torch as t`` gives ``torch.linalg.qr`` (and ``torch.linalg``, ``torch``), and
+    ``from torch import qr`` gives ``torch.qr`` whether or not it is used. Rules that match
+    qualified names can only report on one of these; computed once per tree."""
+    memo = getattr(tree, "_tfm_references", None)
+    if memo is not None:
+        return memo
+    targets = _import_targets(tree)
+    found: set[str] = set()
+    for bound in targets.values():
+        found.update(bound)
+    for node in nodes(tree, (ast.Attribute, ast.Name)):
+        dotted = _dotted(node)
+        if dotted is None:
+            continue
+        head, _, rest = dotted.partition(".")
+        for target in targets.get(head, ()):
+            found.add(f"{target}.{rest}" if rest else target)
+    memo = tree._tfm_references = frozenset(found)
+    return memo
+
+
 def module_class_defs(tree: ast.Module) -> set[ast.ClassDef]:
     """Classes that may be nn.Modules as the rules decide it (``FileFacts``): a base spelled
     through an import of a ``torch.nn`` module class or of a module class of the run's other
