@@ -9,7 +9,7 @@ import ast
 import libcst as cst
 import libcst.matchers as m
 
-from torchfix_mod.analysis import FileFacts, class_methods, dotted_name, self_name
+from torchfix_mod.analysis import TENSOR_FACTORIES, FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import methods, nodes
@@ -50,6 +50,10 @@ NO_GRAD = frozenset(
 )
 NON_TENSOR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "list", "tuple", "dict", "set", "List", "Tuple", "Dict"})
 
+# Methods that give a tensor a dtype of their own choosing.
+DTYPE_METHODS = frozenset(
+    {"double", "float", "half", "bfloat16", "long", "int", "short", "bool", "byte", "char", "to", "type", "type_as", "new_tensor"}
+)
 PARAM, FRESH, KEPT, ALIAS, SCALAR, UNKNOWN = "param", "fresh", "kept", "alias", "scalar", "unknown"
 TENSOR_KINDS = frozenset({PARAM, FRESH, KEPT})
 
@@ -226,6 +230,17 @@ def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts, self_arg: str) 
     if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
         name = value.func.value
         if facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS:
+            return False
+    for call in m.findall(value, m.Call()):
+        # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
+        # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes
+        if any(arg.keyword is not None and arg.keyword.value == "dtype" for arg in call.args):
+            return False
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value in DTYPE_METHODS:
+            return False
+        qname = facts.torch_qualified(func)
+        if qname is not None and qname.rsplit(".", 1)[-1] in TENSOR_FACTORIES:
             return False
     return True
 

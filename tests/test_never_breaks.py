@@ -226,7 +226,55 @@ def check_buf_flag(ns):
     return out, model.buf.clone()
 
 
+def check_forward_dtype(cls_name):
+    def check(ns):
+        out = ns[cls_name]()(torch.ones(2, 4))
+        return out.dtype, out
+
+    return check
+
+
 INPLACE_CASES = [
+    # found by fuzzing: `+=` casts the result back to the target's dtype, `x = x + v` promotes
+    pytest.param(
+        module_source(
+            """
+            class Net(nn.Module):
+                def forward(self, x):
+                    g = torch.sigmoid(x)
+                    g *= torch.ones(2, 4).double()
+                    return g
+            """
+        ),
+        check_forward_dtype("Net"),
+        id="fuzz-tfm201-rhs-double",
+    ),
+    pytest.param(
+        module_source(
+            """
+            class Net(nn.Module):
+                def forward(self, x):
+                    g = torch.sigmoid(x)
+                    g -= torch.full((2, 4), 0.5, dtype=torch.float64)
+                    return g
+            """
+        ),
+        check_forward_dtype("Net"),
+        id="fuzz-tfm201-rhs-explicit-dtype",
+    ),
+    pytest.param(
+        module_source(
+            """
+            class Net(nn.Module):
+                def forward(self, x):
+                    h = torch.sigmoid(x.half())
+                    h += torch.ones(2, 4)
+                    return h.float()
+            """
+        ),
+        check_forward_dtype("Net"),
+        id="fuzz-tfm201-half-target-float-factory",
+    ),
     pytest.param(
         module_source(
             """
