@@ -35,25 +35,7 @@ AVAILABILITY_ERRORS = frozenset(
 )
 
 
-# -- screens --------------------------------------------------------------------
-
-
-def screen_names(tree: ast.Module) -> frozenset[str]:
-    """Every attribute name and every imported name (the last part of ``import a.b.c``) in the
-    file: a reference to ``a.b.name`` or to an imported ``name`` needs one of them. Computed
-    once per tree for all the TFM6xx rules."""
-    cached = getattr(tree, "_tfm6_names", None)
-    if cached is None:
-        found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
-                found.add(node.attr)
-            elif isinstance(node, ast.ImportFrom):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.Import):
-                found.update(alias.name.rpartition(".")[2] for alias in node.names)
-        cached = tree._tfm6_names = frozenset(found)
-    return cached
+# -- docs -----------------------------------------------------------------------
 
 
 def documented(cls):
