@@ -82,7 +82,7 @@ def absolute(name: str, module: str, is_package: bool) -> str | None:
     return ".".join([*base, rest] if rest else base) or None
 
 
-def _dotted(node: ast.expr) -> str | None:
+def _dotted(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):

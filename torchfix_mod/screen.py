@@ -11,7 +11,7 @@ import ast
 import builtins
 from collections.abc import Iterator
 
-from torchfix_mod.project import absolute, is_torch_module_class
+from torchfix_mod.project import _dotted, absolute, is_torch_module_class
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -125,15 +125,6 @@ def module_class_defs(tree: ast.Module) -> set[ast.ClassDef]:
                     break
     tree._tfm_module_classes = found
     return found
-
-
-def _dotted(expr: ast.AST) -> str | None:
-    if isinstance(expr, ast.Name):
-        return expr.id
-    if isinstance(expr, ast.Attribute):
-        inner = _dotted(expr.value)
-        return f"{inner}.{expr.attr}" if inner else None
-    return None
 
 
 def methods(tree: ast.AST) -> Iterator[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
