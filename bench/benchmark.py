@@ -227,7 +227,7 @@ def table(result: dict) -> str:
     by_name = {m.name.split(" (")[0]: m for m in measures}
     cold = next(m for m in measures if m.name.startswith("torchfix-mod cold"))
     lines = [
-        f"| contender | files | lines | wall s | lines/s | peak RSS MB |",
+        "| contender | files | lines | wall s | lines/s | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for m in measures:

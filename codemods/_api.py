@@ -7,7 +7,7 @@ import ast
 from collections.abc import Iterable
 
 import libcst as cst
-from libcst.metadata import QualifiedNameProvider, QualifiedNameSource
+from libcst.metadata import QualifiedNameSource
 
 from torchfix_mod.analysis import FileFacts, dotted_name
 from torchfix_mod.rule import ImportNeed
@@ -163,7 +163,7 @@ def imported_from(facts: FileFacts, node: cst.CSTNode) -> bool:
     root = node
     while isinstance(root, cst.Attribute):
         root = root.value
-    found = facts.get_metadata(QualifiedNameProvider, root, set())
+    found = facts.qualified_name_set(root)
     return bool(found) and all(q.source is QualifiedNameSource.IMPORT for q in found)
 
 

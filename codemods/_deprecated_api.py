@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import libcst as cst
-from libcst.metadata import ImportAssignment, ScopeProvider
+from libcst.metadata import ImportAssignment
 
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, Deprecation, docs_table
@@ -454,7 +454,7 @@ class DeprecatedApiRule(Rule):
         if key not in self.facts.memo:
             free = not any(isinstance(s, cst.ImportFrom) and isinstance(s.names, cst.ImportStar) for s in self._all_imports())
             if free:
-                for scope in set(self.metadata[ScopeProvider].values()):
+                for scope in self.facts.scopes():
                     if scope is not None and (scope.assignments[name] or scope.accesses[name]):
                         free = False
                         break

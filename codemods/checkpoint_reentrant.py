@@ -6,8 +6,9 @@ import ast
 
 import libcst as cst
 
-from codemods._api import append_keyword, argument, has_star_args, has_star_kwargs, mentioned_around, references, qualified
+from codemods._api import append_keyword, argument, has_star_args, has_star_kwargs, mentioned_around, qualified
 from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.screen import calls_to
 
 CHECKPOINT = "torch.utils.checkpoint.checkpoint"
 SEQUENTIAL = "torch.utils.checkpoint.checkpoint_sequential"
@@ -120,7 +121,10 @@ class CheckpointReentrantRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        return references(tree, POSITION)
+        # a call without the keyword (a `**kwargs` may hold it: the rule reports those too)
+        return any(
+            not any(k.arg == "use_reentrant" for k in call.keywords) for call in calls_to(tree, frozenset(POSITION))
+        )
 
     def visit_Call(self, node: cst.Call) -> None:
         target = qualified(self.facts, node.func, POSITION)

@@ -116,19 +116,43 @@ class DirectForwardRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        # `<receiver>.forward(...)` inside a function named forward, where the receiver could be
-        # a module: a construction, an attribute of a name, or a name (not `super()`)
+        # `<receiver>.forward(...)` inside a function named forward, where the receiver may be a
+        # module as `_is_module` decides it: a construction, `x.attr` with some store of a
+        # construction to an attribute of that name, or a local assigned a construction or
+        # bound by a `for` loop (not `super()`)
         constructors = constructor_names(tree)
+        built_attributes = None
         for func in nodes(tree, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if func.name != "forward":
                 continue
-            for call in nodes(func, ast.Call):
-                if isinstance(call.func, ast.Attribute) and call.func.attr == "forward":
-                    receiver = call.func.value
-                    if isinstance(receiver, ast.Name) or (
-                        isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name)
-                    ) or may_build_module(receiver, set(), constructors):
+            calls = [c for c in nodes(func, ast.Call) if isinstance(c.func, ast.Attribute) and c.func.attr == "forward"]
+            if not calls:
+                continue
+            if built_attributes is None:
+                built_attributes = {
+                    target.attr
+                    for node in nodes(tree, (ast.Assign, ast.AnnAssign))
+                    if node.value is not None and may_build_module(node.value, set(), constructors)
+                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(target, ast.Attribute)
+                }
+            locals_ = {
+                name.id for loop in nodes(func, (ast.For, ast.AsyncFor)) for name in nodes(loop.target, ast.Name)
+            } | {
+                node.targets[0].id
+                for node in nodes(func, ast.Assign)
+                if isinstance(node.targets[0], ast.Name) and may_build_module(node.value, set(), constructors)
+            }
+            for call in calls:
+                receiver = call.func.value
+                if isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name):
+                    if receiver.attr in built_attributes:
                         return True
+                elif isinstance(receiver, ast.Name):
+                    if receiver.id in locals_:
+                        return True
+                elif may_build_module(receiver, set(), constructors):
+                    return True
         return False
 
     def __init__(self, facts, options) -> None:

@@ -12,7 +12,7 @@ import libcst.matchers as m
 from torchfix_mod.analysis import TENSOR_FACTORIES, FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import methods, nodes
+from torchfix_mod.screen import methods, nodes, resolved
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
 RESULT_KEPT_OPS = frozenset(
@@ -245,6 +245,211 @@ def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts, self_arg: str) 
     return True
 
 
+_SCREEN_LITERALS = (
+    ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.JoinedStr,
+)
+
+
+def _screen_tensor_names(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names that may hold a tensor as the analysis classifies it: parameters (the analysis
+    calls a parameter with a default or a non-tensor annotation a scalar, which is not
+    checked here) and names assigned a call or an operation."""
+    args = func.args
+    names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+    for node in nodes(func, (ast.Assign, ast.AnnAssign)):
+        value = node.value
+        if value is None or not isinstance(value, (ast.Call, ast.BinOp, ast.UnaryOp, ast.IfExp)):
+            continue
+        for target in node.targets if isinstance(node, ast.Assign) else (node.target,):
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    return names
+
+
+def _screen_value_ok(value: ast.expr, self_arg: str) -> bool:
+    """The syntactic part of ``out_of_place_ok``: no container or string literal, no
+    ``self.x`` read other than a method call, no call that sets a dtype of its own."""
+    if isinstance(value, _SCREEN_LITERALS) or (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes))):
+        return False
+    called = {id(n.func) for n in nodes(value, ast.Call)}
+    for attr in nodes(value, ast.Attribute):
+        if isinstance(attr.value, ast.Name) and attr.value.id == self_arg and id(attr) not in called:
+            return False
+    for call in nodes(value, ast.Call):
+        if any(k.arg == "dtype" for k in call.keywords):
+            return False
+        if isinstance(call.func, ast.Attribute) and call.func.attr in DTYPE_METHODS:
+            return False
+    return True
+
+
+UNBOUND = object()  # a binding after which the analysis knows nothing of the name
+
+
+def _last_name(func: ast.AST) -> str | None:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+
+
+def _screen_kept_attributes(tree: ast.Module) -> set[str]:
+    """Attributes some store gives a module whose backward keeps its output (nn.Sigmoid, ...)."""
+    found = set()
+    for node in nodes(tree, ast.Assign):
+        value = node.value
+        if not isinstance(value, ast.Call):
+            continue
+        names = {_last_name(value.func), *(q.rsplit(".", 1)[-1] for q in resolved(tree, value.func))}
+        if names & RESULT_KEPT_MODULES:
+            found.update(t.attr for t in node.targets if isinstance(t, ast.Attribute))
+    return found
+
+
+class _ScreenPath:
+    """Straight-line reasoning on the ast about one ``name op= value`` in forward, a superset
+    of what ``_ForwardAnalysis`` reports: the update is reported only when the name holds the
+    result of an op that keeps it, was read after it was bound, or is an argument of forward.
+    Anything this cannot follow (loops, branches that bind the name, exception handlers,
+    nested functions) counts as "may report"."""
+
+    STRAIGHT = {ast.If: ("body", "orelse"), ast.With: ("body",), ast.AsyncWith: ("body",), ast.Try: ("body",)}
+
+    def __init__(self, tree: ast.Module, method: ast.FunctionDef | ast.AsyncFunctionDef, self_arg: str, kept: set[str]) -> None:
+        self.tree = tree
+        self.method = method
+        self.self_arg = self_arg
+        self.kept = kept
+
+    def may_report(self, update: ast.AugAssign) -> bool:
+        name = update.target.id
+        path = self._path(self.method.body, update)
+        if path is None or nodes(update.value, ast.NamedExpr):
+            return True
+        read = self._loads(update.value, name)
+        # innermost block first: the statements before the update, then the header of the
+        # statement holding that block, and so on out to forward's body
+        for depth in range(len(path) - 1, -1, -1):
+            block, index = path[depth]
+            for stmt in reversed(block[:index]):
+                binding = self._binding(stmt, name)
+                if binding is False:
+                    read = read or self._loads(stmt, name)
+                    continue
+                if binding is None:
+                    return True  # bound in a way this does not follow
+                if binding is UNBOUND:
+                    return False
+                return self._may_keep(binding) or read
+            if depth:
+                owner = path[depth - 1][0][path[depth - 1][1]]
+                for header in self._headers(owner):
+                    if self._binds(header, name):
+                        return True
+                    read = read or self._loads(header, name)
+        args = self.method.args
+        return name in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+
+    def _path(self, block: list[ast.stmt], target: ast.stmt) -> list[tuple[list[ast.stmt], int]] | None:
+        """(block, index) from forward's body down to the update; None when the way there
+        passes anything but straight-line code (if / with / a try body)."""
+        for index, stmt in enumerate(block):
+            if stmt is target:
+                return [(block, index)]
+            if not (stmt.lineno <= target.lineno <= (stmt.end_lineno or stmt.lineno)):
+                continue
+            fields = self.STRAIGHT.get(type(stmt), ())
+            for field in fields:
+                inner = self._path(getattr(stmt, field), target)
+                if inner is not None:
+                    return [(block, index), *inner]
+            if target in nodes(stmt, ast.AugAssign):
+                return None
+        return None
+
+    @staticmethod
+    def _headers(owner: ast.stmt) -> list[ast.AST]:
+        if isinstance(owner, ast.If):
+            return [owner.test]
+        if isinstance(owner, (ast.With, ast.AsyncWith)):
+            return [part for item in owner.items for part in (item.context_expr, item.optional_vars) if part is not None]
+        return []
+
+    def _binding(self, stmt: ast.stmt, name: str):
+        """False: ``stmt`` does not bind ``name``. The value when it is a plain ``name = value``;
+        UNBOUND when a simple statement leaves the name in a state the analysis never reports
+        (an unpacking target, ``del``, a walrus, a bare annotation: "unknown"). None for any
+        other binding (in a branch, a loop, an import, an augmented assignment...)."""
+        if not self._binds(stmt, name):
+            return False
+        if isinstance(stmt, ast.Assign):
+            plain = [t for t in stmt.targets if isinstance(t, ast.Name) and t.id == name]
+            others = [t for t in stmt.targets if t not in plain]
+            if plain and not any(self._binds(t, name) for t in others) and not self._walrus_binds(stmt.value, name):
+                return stmt.value
+            if all(isinstance(t, (ast.Tuple, ast.List, ast.Name)) for t in stmt.targets):
+                return UNBOUND  # `a, name = ...` (and any walrus) leave it unknown
+            return None
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == name:
+            if stmt.value is None:
+                return UNBOUND
+            return None if self._walrus_binds(stmt.value, name) else stmt.value
+        if (
+            isinstance(stmt, ast.AugAssign)
+            and isinstance(stmt.target, ast.Name)
+            and not _screen_value_ok(stmt.value, self.self_arg)
+            and not self._binds(stmt.value, name)
+        ):
+            return False  # refused by `out_of_place_ok`: the analysis leaves the name's state as it was
+        if isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            return UNBOUND
+        if isinstance(stmt, (ast.Expr, ast.Return)) and self._walrus_binds(stmt, name):
+            return UNBOUND  # the analysis forgets every walrus target of a statement
+        return None
+
+    @staticmethod
+    def _walrus_binds(node: ast.AST, name: str) -> bool:
+        return any(isinstance(w.target, ast.Name) and w.target.id == name for w in nodes(node, ast.NamedExpr))
+
+    @staticmethod
+    def _binds(node: ast.AST, name: str) -> bool:
+        for found in nodes(node, (ast.Name, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.alias, ast.Global, ast.Nonlocal, ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.MatchMapping)):
+            if isinstance(found, ast.Name):
+                if found.id == name and not isinstance(found.ctx, ast.Load):
+                    return True
+            elif isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if found.name == name:
+                    return True
+            elif isinstance(found, ast.alias):
+                if (found.asname or found.name).split(".")[0] == name:
+                    return True
+            elif isinstance(found, (ast.Global, ast.Nonlocal)):
+                if name in found.names:
+                    return True
+            elif getattr(found, "name", None) == name or getattr(found, "rest", None) == name:
+                return True
+        return False
+
+    @staticmethod
+    def _loads(node: ast.AST, name: str) -> bool:
+        return any(n.id == name and isinstance(n.ctx, ast.Load) for n in nodes(node, ast.Name))
+
+    def _may_keep(self, value: ast.AST) -> bool:
+        """Could ``classify`` call this value KEPT (the result of sigmoid, tanh, exp, ...)?"""
+        if isinstance(value, ast.IfExp):
+            return self._may_keep(value.body) or self._may_keep(value.orelse)
+        if not isinstance(value, ast.Call):
+            return False
+        func = value.func
+        if _last_name(func) in RESULT_KEPT_OPS:
+            return True
+        if any(q.rsplit(".", 1)[-1] in RESULT_KEPT_OPS for q in resolved(self.tree, func)):
+            return True
+        if isinstance(func, ast.Attribute):
+            if isinstance(func.value, ast.Name) and func.value.id == self.self_arg and func.attr in self.kept:
+                return True
+            if func.attr in VIEW_METHODS:
+                return self._may_keep(func.value)
+        return False
+
+
 class InplaceForwardRule(Rule):
     """
     ## What it does
@@ -435,11 +640,21 @@ class InplaceForwardRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        for method, _ in methods(tree):
-            if method.name == "forward" and any(
-                isinstance(node.target, ast.Name) for node in nodes(method, ast.AugAssign)
-            ):
-                return True
+        kept_attributes = None
+        for method, self_arg in methods(tree):
+            if method.name != "forward":
+                continue
+            updates = [n for n in nodes(method, ast.AugAssign) if isinstance(n.target, ast.Name)]
+            if not updates:
+                continue
+            tensors = _screen_tensor_names(method)
+            for update in updates:
+                if update.target.id not in tensors or not _screen_value_ok(update.value, self_arg):
+                    continue
+                if kept_attributes is None:
+                    kept_attributes = _screen_kept_attributes(tree)
+                if _ScreenPath(tree, method, self_arg, kept_attributes).may_report(update):
+                    return True
         return False
 
     def __init__(self, facts: FileFacts, options) -> None:

@@ -6,9 +6,18 @@ import ast
 
 import libcst as cst
 
-from codemods._api import is_one, references, qualified, reference
+from codemods._api import is_one, qualified, reference
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.screen import nodes
+from torchfix_mod.screen import calls_to, nodes, resolved
+
+
+LOG = frozenset({"torch.log"})
+EXP = frozenset({"torch.exp"})
+
+
+def _one(expr: ast.AST) -> bool:
+    """Could ``expr`` be a literal the rule's ``is_one`` accepts (``1``, ``1.0``, ``0x1``...)?"""
+    return isinstance(expr, ast.Constant) and not isinstance(expr.value, bool) and expr.value == 1
 
 
 def _has_comment(node: cst.CSTNode) -> bool:
@@ -109,16 +118,19 @@ class Log1pExpm1Rule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        # `torch.log(1 + x)` / `torch.exp(x) - 1`: a sum or difference with a literal 1 somewhere
-        has_one = any(
-            isinstance(node.op, (ast.Add, ast.Sub))
-            and any(isinstance(side, ast.Constant) and side.value == 1 and not isinstance(side.value, bool) for side in (node.left, node.right))
-            for node in nodes(tree, ast.BinOp)
-        )
-        return has_one and references(tree, {"torch.log", "torch.exp"})
+        # the shapes the rule matches, with `log`/`exp` resolved through the file's imports
+        for call in calls_to(tree, LOG):
+            for value in [*call.args, *(k.value for k in call.keywords if k.arg == "input")]:
+                if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and (_one(value.left) or _one(value.right)):
+                    return True
+        for node in nodes(tree, ast.BinOp):
+            if isinstance(node.op, ast.Sub) and _one(node.right) and isinstance(node.left, ast.Call):
+                if not resolved(tree, node.left.func).isdisjoint(EXP):
+                    return True
+        return False
 
     def visit_Call(self, node: cst.Call) -> None:
-        if qualified(self.facts, node.func, {"torch.log"}) is None:
+        if qualified(self.facts, node.func, LOG) is None:
             return
         arg, alone = _input(node)
         binop = arg.value if arg is not None else None
@@ -150,7 +162,7 @@ class Log1pExpm1Rule(Rule):
             return
         call = node.left
         arg, alone = _input(call)
-        if qualified(self.facts, call.func, {"torch.exp"}) is None or arg is None:
+        if qualified(self.facts, call.func, EXP) is None or arg is None:
             return
         message = "`torch.exp(x) - 1` loses precision for small x; use `torch.expm1(x)`"
         func = self._counterpart(call.func, "expm1")

@@ -269,7 +269,6 @@ class ModuleListRule(ContainerRule):
                 if isinstance(node.targets[0], ast.Name)
             ]
             call_bound = {name for name, value in stores if may_build_module(value, set(), constructors)}
-            list_bound = {name for name, value in stores if isinstance(value, (ast.List, ast.ListComp))}
 
             def builds(expr: ast.AST) -> bool:
                 return may_build_module(expr, call_bound, constructors)
@@ -278,6 +277,27 @@ class ModuleListRule(ContainerRule):
                 if isinstance(expr, (ast.List, ast.Tuple)):
                     return any(builds(e) for e in expr.elts)
                 return isinstance(expr, (ast.ListComp, ast.GeneratorExp)) and builds(expr.elt)
+
+            # local lists that get a construction: in the literal, by append/insert/extend or +=
+            local_filled = {
+                node.func.value.id
+                for node in nodes(method, ast.Call)
+                if isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and (
+                    (node.func.attr in {"append", "insert"} and any(builds(a) for a in node.args))
+                    or (node.func.attr == "extend" and any(iterable_builds(a) for a in node.args))
+                )
+            } | {
+                node.target.id
+                for node in nodes(method, ast.AugAssign)
+                if isinstance(node.target, ast.Name) and iterable_builds(node.value)
+            }
+            list_bound = {
+                name
+                for name, value in stores
+                if isinstance(value, (ast.List, ast.ListComp)) and (name in local_filled or iterable_builds(value))
+            }
 
             filled: set[str] = set()  # attributes filled with constructions
             for node in nodes(method, ast.Call):

@@ -10,10 +10,11 @@ import libcst.matchers as m
 from torchfix_mod.analysis import TENSOR_FACTORIES, TensorExpressions, call_keyword, dotted_name
 from torchfix_mod.containers import SelfAssignment
 from torchfix_mod.rule import Fix, FixCase, KeepCase
-from torchfix_mod.screen import methods, self_stores
+from torchfix_mod.screen import methods, resolved, self_stores
 from torchfix_mod.tensor_attributes import TensorAttributeRule
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
+FACTORY_NAMES = frozenset(f"torch.{name}" for name in TENSOR_FACTORIES)
 
 
 def _init(*lines: str, extra: str = "") -> str:
@@ -81,7 +82,12 @@ class ParameterAttributeRule(TensorAttributeRule):
         for method, self_arg in methods(tree):
             if method.name == "__init__":
                 for value in self_stores(method, self_arg):
-                    if isinstance(value, ast.Call) and any(k.arg == "requires_grad" for k in value.keywords):
+                    if not isinstance(value, ast.Call) or any(isinstance(a, ast.Starred) for a in value.args):
+                        continue
+                    flag = next((k.value for k in value.keywords if k.arg == "requires_grad"), None)
+                    if flag is None or (isinstance(flag, ast.Constant) and flag.value is False):
+                        continue
+                    if any(q in FACTORY_NAMES for q in resolved(tree, value.func)):
                         return True
         return False
 

@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.syntax import nodes
 
 TYPO = "require_grad"
 
@@ -93,7 +94,7 @@ class RequireGradTypoRule(Rule):
     def screen(cls, tree: ast.Module) -> bool:
         return any(
             isinstance(node, ast.Attribute) and node.attr == TYPO and isinstance(node.ctx, ast.Store)
-            for node in ast.walk(tree)
+            for node in nodes(tree, ast.Attribute)
         )
 
     def visit_Module(self, node: cst.Module) -> None:

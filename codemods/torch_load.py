@@ -13,10 +13,10 @@ from codemods._api import (
     has_star_kwargs,
     keyword_arg,
     mentioned_around,
-    references,
     qualified,
 )
 from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.screen import calls_to
 
 LOAD = frozenset({"torch.load", "torch.serialization.load"})
 
@@ -144,7 +144,10 @@ class TorchLoadWeightsOnlyRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        return references(tree, LOAD)
+        # a call without the keyword (a `**kwargs` may hold it: the rule reports those too)
+        return any(
+            not any(k.arg == "weights_only" for k in call.keywords) for call in calls_to(tree, frozenset(LOAD))
+        )
 
     def visit_Call(self, node: cst.Call) -> None:
         if qualified(self.facts, node.func, LOAD) is None or keyword_arg(node, "weights_only") is not None:

@@ -8,6 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.syntax import nodes
 
 
 class TorchvisionSubmoduleImportRule(Rule):
@@ -71,7 +72,7 @@ class TorchvisionSubmoduleImportRule(Rule):
         return any(
             isinstance(node, ast.Import)
             and any(a.name.startswith("torchvision.") and a.asname == a.name.rsplit(".", 1)[1] for a in node.names)
-            for node in ast.walk(tree)
+            for node in nodes(tree, ast.Import)
         )
 
     def visit_Import(self, node: cst.Import) -> None:

@@ -9,7 +9,7 @@ import libcst as cst
 from codemods._api import argument, bool_literal, keyword_arg, positional_args, reference
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import qualified_references
+from torchfix_mod.screen import calls_to
 
 # What torchvision's legacy interface (`handle_legacy_interface`, torchvision 0.13 and later)
 # turns `pretrained=True` / `pretrained_backbone=True` into, per model builder: module under
@@ -194,6 +194,7 @@ QUANTIZED_NAMES = frozenset(
 BUILDER_NAMES = frozenset({b.name for b in BUILDERS.values()} | QUANTIZED)
 # old parameter -> (new parameter, position of the old one in the old signatures)
 LEGACY_PARAMETERS = (("pretrained", "weights", 0), ("pretrained_backbone", "weights_backbone", None))
+QUALIFIED_BUILDERS = frozenset(BUILDERS) | QUANTIZED_NAMES
 
 
 class TorchvisionPretrainedRule(Rule):
@@ -289,7 +290,8 @@ class TorchvisionPretrainedRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        return any(name == "torchvision" or name.startswith("torchvision.") for name in qualified_references(tree))
+        # a call of a model builder, resolved through the file's imports
+        return next(calls_to(tree, QUALIFIED_BUILDERS), None) is not None
 
     def visit_Call(self, node: cst.Call) -> None:
         if dotted_name(node.func) is None:

@@ -8,7 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import dotted_name, requires_grad_true
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.screen import called_names
+from torchfix_mod.screen import calls_to
 
 VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
 # torch factories whose result never carries another tensor's autograd graph
@@ -91,6 +91,10 @@ class VariableRule(Rule):
             "import torch\n\nv = torch.autograd.Variable(torch.ones(3) * w)\n",
             "import torch\n\nv = (torch.ones(3) * w).detach()\n",
         ),
+        FixCase(
+            "from torch.autograd import Variable as Var\n\ndef f(x):\n    return Var(x)\n",
+            "from torch.autograd import Variable as Var\n\ndef f(x):\n    return x.detach()\n",
+        ),
     )
     keeps = (
         KeepCase("import torch\n\nv = torch.autograd.Variable(t, volatile=True)\n", reported=True),
@@ -100,7 +104,8 @@ class VariableRule(Rule):
 
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        return "Variable" in called_names(tree)
+        # resolved through the imports: `from torch.autograd import Variable as V` calls `V`
+        return next(calls_to(tree, VARIABLE), None) is not None
 
     def _has_no_graph(self, data: cst.BaseExpression) -> bool:
         """A factory call that builds a tensor from sizes or Python data: nothing to detach.

@@ -1298,3 +1298,19 @@ def test_generated_modules_keep_their_behaviour(program):
 @given(program=module_programs())
 def test_generated_modules_with_unsafe_fixes(program):
     check_generated(program, unsafe=True)
+
+
+@fuzz_settings(60)
+@given(program=module_programs(), unsafe=st.booleans())
+def test_screens_never_hide_a_finding_in_generated_modules(program, unsafe):
+    """The ast screens (which let files skip LibCST) must say yes wherever a rule reports:
+    the same findings and fixes with screens on and off, on programs built from the patterns
+    the rules look for."""
+    from conftest import transform_unscreened
+
+    screened = run_tool(program.source, unsafe)
+    unscreened = transform_unscreened(program.source, unsafe=unsafe)
+    note(f"source:\n{program.source}")
+    assert screened.diagnostics == unscreened.diagnostics
+    assert screened.new_source == unscreened.new_source
+    event(f"findings: {'yes' if unscreened.diagnostics else 'none'}")

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper
 
 from torchfix_mod.analysis import FileFacts
 from torchfix_mod.project import ProjectIndex
@@ -103,7 +102,7 @@ def compile_error(source: str) -> SourceError | None:
 
 
 def _collect(module: cst.Module, rules: Sequence[Rule], facts: FileFacts) -> None:
-    MetadataWrapper(module, unsafe_skip_copy=True).visit_batched([facts, *rules])
+    facts.attach(module).visit_batched([facts, *rules])
 
 
 def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list[SourceError]]:

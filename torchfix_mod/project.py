@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torchfix_mod.syntax import dotted, nodes, walk
 from torchfix_mod.torch_facts import NN_MODULE_CLASSES
 
 ACCESS_HOOKS = frozenset(
@@ -82,20 +83,14 @@ def absolute(name: str, module: str, is_package: bool) -> str | None:
     return ".".join([*base, rest] if rest else base) or None
 
 
-def _dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
-        return f"{inner}.{node.attr}" if inner else None
-    return None
+_dotted = dotted
 
 
 def _customizes_access(cls: ast.ClassDef) -> bool:
     for item in cls.body:
         if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in ACCESS_HOOKS:
             return True
-    return any(isinstance(n, ast.Attribute) and n.attr == "__dict__" for n in ast.walk(cls))
+    return any(n.attr == "__dict__" for n in nodes(cls, ast.Attribute))
 
 
 def summarize(tree: ast.Module, path: Path) -> FileSummary:
@@ -146,7 +141,7 @@ def _bindings(stmt: ast.stmt) -> Iterable[str]:
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
         yield stmt.name
         return
-    for node in ast.walk(stmt):
+    for node in walk(stmt):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             yield node.id
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import libcst as cst
-from libcst.metadata import (
-    CodeRange,
-    ParentNodeProvider,
-    PositionProvider,
-    QualifiedNameProvider,
-    ScopeProvider,
-)
+from libcst.metadata import CodeRange
 
 if TYPE_CHECKING:
     from torchfix_mod.analysis import FileFacts
@@ -104,12 +98,7 @@ class Rule(cst.BatchableCSTVisitor):
     fixes: ClassVar[Sequence[FixCase]] = ()
     keeps: ClassVar[Sequence[KeepCase]] = ()
 
-    METADATA_DEPENDENCIES = (
-        PositionProvider,
-        QualifiedNameProvider,
-        ScopeProvider,
-        ParentNodeProvider,
-    )
+    METADATA_DEPENDENCIES = ()  # through ``self.facts``, which resolves metadata lazily
 
     def __init__(self, facts: FileFacts, options: RuleOptions) -> None:
         super().__init__()
@@ -125,7 +114,7 @@ class Rule(cst.BatchableCSTVisitor):
     def report(
         self, node: cst.CSTNode, message: str, fix: Fix | None = None, state_keys: Sequence[str] = ()
     ) -> None:
-        position = self.get_metadata(PositionProvider, node)
+        position = self.facts.position(node)
         self.findings.append(Finding(self.code, position, message, fix, tuple(state_keys)))
 
     @classmethod

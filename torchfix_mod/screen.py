@@ -12,34 +12,16 @@ import builtins
 from collections.abc import Iterator
 
 from torchfix_mod.project import _dotted, absolute, is_torch_module_class
+from torchfix_mod.syntax import nodes
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
 
-def walk(root: ast.AST) -> list[ast.AST]:
-    """``ast.walk(root)`` as a list, computed once per node: every rule screens the same tree,
-    and walking it again for each of them was most of the screening time."""
-    cached = getattr(root, "_tfm_walk", None)
-    if cached is None:
-        cached = list(ast.walk(root))
-        root._tfm_walk = cached
-    return cached
-
-
-def nodes(root: ast.AST, kind: type | tuple[type, ...]) -> list:
-    """The nodes of one kind under ``root`` (root included), from the same single walk."""
-    key = kind if isinstance(kind, tuple) else (kind,)
-    memo = getattr(root, "_tfm_kinds", None)
-    if memo is None:
-        memo = root._tfm_kinds = {}
-    found = memo.get(key)
-    if found is None:
-        found = memo[key] = [n for n in walk(root) if isinstance(n, key)]
-    return found
-
-
 def _import_targets(tree: ast.Module) -> dict[str, set[str]]:
     """Local name -> the absolute dotted names imports anywhere in the file bind it to."""
+    memo = tree.__dict__.get("_tfm_targets")
+    if memo is not None:
+        return memo
     project, module, is_package = getattr(tree, "_tfm_project", (None, None, False))
     targets: dict[str, set[str]] = {}
     for node in nodes(tree, (ast.Import, ast.ImportFrom)):
@@ -59,6 +41,7 @@ def _import_targets(tree: ast.Module) -> dict[str, set[str]]:
         for alias in node.names:
             if alias.name != "*":
                 targets.setdefault(alias.asname or alias.name, set()).add(f"{source}.{alias.name}")
+    tree._tfm_targets = targets
     return targets
 
 
@@ -83,6 +66,24 @@ def qualified_references(tree: ast.Module) -> frozenset[str]:
             found.add(f"{target}.{rest}" if rest else target)
     memo = tree._tfm_references = frozenset(found)
     return memo
+
+
+def resolved(tree: ast.Module, expr: ast.AST) -> set[str]:
+    """The qualified names a name or attribute chain may have through the file's imports (any
+    import of its root name, wherever it is): a superset of what LibCST's QualifiedNameProvider
+    can resolve it to an imported name with. Empty when no import binds the root."""
+    spelled = _dotted(expr)
+    if spelled is None:
+        return set()
+    head, _, rest = spelled.partition(".")
+    return {f"{target}.{rest}" if rest else target for target in _import_targets(tree).get(head, ())}
+
+
+def calls_to(tree: ast.Module, targets: frozenset[str] | set[str]) -> Iterator[ast.Call]:
+    """Calls whose function may resolve to one of ``targets``."""
+    for call in nodes(tree, ast.Call):
+        if not resolved(tree, call.func).isdisjoint(targets):
+            yield call
 
 
 def module_class_defs(tree: ast.Module) -> set[ast.ClassDef]:
@@ -224,50 +225,53 @@ class TensorScreen:
         return tainted
 
 
-def bound_names(tree: ast.Module) -> set[str]:
-    """Every name the file binds anywhere (imports, defs, classes, stores)."""
-    memo = getattr(tree, "_tfm_bound", None)
-    if memo is not None:
-        return memo
-    names: set[str] = set()
-    for node in walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-    tree._tfm_bound = names
-    return names
+# what TFM103/TFM104 hold; their screen is TFM101/TFM102's, so constructions of these count too
+PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 
 
-def constructor_names(tree: ast.Module) -> set[str]:
-    """Names a module construction can be spelled with: the rules recognise a call as one only
-    through its qualified name, that is through an import (``nn.Linear``, ``Block`` from another
-    file) or a class of the file."""
-    memo = getattr(tree, "_tfm_constructors", None)
+def constructor_names(tree: ast.Module) -> "Constructors":
+    """What a module (or parameter) construction can be spelled with, as the rules decide it
+    (``FileFacts.is_module_construction``): a call of a ``torch.nn`` module class, of a class of
+    the run's other files that may be an nn.Module (``tree._tfm_project``), or of a class of
+    this file that may be one. Computed once per tree."""
+    memo = tree.__dict__.get("_tfm_constructors")
     if memo is None:
-        memo = set()
-        for node in nodes(tree, (ast.Import, ast.ImportFrom, ast.ClassDef)):
-            if isinstance(node, ast.ClassDef):
-                memo.add(node.name)
-            else:
-                memo.update((a.asname or a.name).split(".")[0] for a in node.names)
-        tree._tfm_constructors = memo
+        memo = tree._tfm_constructors = Constructors(tree)
     return memo
 
 
-def _root_name(expr: ast.AST) -> str | None:
-    while isinstance(expr, ast.Attribute):
-        expr = expr.value
-    return expr.id if isinstance(expr, ast.Name) else None
+class Constructors:
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.local = {cls.name for cls in module_class_defs(tree)}
+        self.project, self.module, self.is_package = getattr(tree, "_tfm_project", (None, None, False))
+        self._seen: dict[str, bool] = {}
+
+    def builds(self, func: ast.AST) -> bool:
+        spelled = _dotted(func)
+        if spelled is None:
+            return False
+        found = self._seen.get(spelled)
+        if found is None:
+            found = self._seen[spelled] = self._builds(func, spelled)
+        return found
+
+    def _builds(self, func: ast.AST, spelled: str) -> bool:
+        if isinstance(func, ast.Name) and func.id in self.local:
+            return True
+        # through an import, or spelled as LibCST would name it without one
+        for target in (*resolved(self.tree, func), spelled):
+            if target in PARAMETER_CLASSES or (is_torch_module_class(target) and target != "torch.nn.Module"):
+                return True
+            if self.project is not None:
+                found = self.project.lookup(target, self.module, self.is_package)
+                if found is not None and found.module_subclass:
+                    return True
+        return False
 
 
-def may_build_module(expr: ast.AST, call_bound: set[str], constructors: set[str]) -> bool:
-    """Could ``expr`` be a module construction (a call spelled through an import or a class of
-    the file) or a local bound to one?"""
+def may_build_module(expr: ast.AST, call_bound: set[str], constructors: Constructors) -> bool:
+    """Could ``expr`` be a module (or parameter) construction, or a local bound to one?"""
     if isinstance(expr, ast.Name):
         return expr.id in call_bound
-    if not isinstance(expr, ast.Call):
-        return False
-    return _root_name(expr.func) in constructors
+    return isinstance(expr, ast.Call) and constructors.builds(expr.func)
