@@ -15,11 +15,9 @@ from libcst.metadata import (
     MetadataWrapper,
     PositionProvider,
     QualifiedName,
-    QualifiedNameProvider,
     Scope,
     ScopeProvider,
 )
-from libcst.metadata.base_provider import LazyValue
 
 from torchfix_mod.project import ProjectClass, ProjectIndex, is_torch_module_class
 from torchfix_mod.rule import ImportNeed
@@ -187,8 +185,10 @@ class FileFacts(cst.BatchableCSTVisitor):
         return found
 
     def qualified_name_set(self, node: cst.CSTNode) -> Collection[QualifiedName]:
-        found = self._metadata(QualifiedNameProvider).get(node, ())
-        return found() if isinstance(found, LazyValue) else found
+        # what QualifiedNameProvider gives (it asks each node's scope, lazily), without its
+        # traversal of the whole module to set up the lazy values
+        scope = self.scope(node)
+        return scope.get_qualified_names_for(node) if scope is not None else set()
 
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
         return {q.name for q in self.qualified_name_set(node)}
