@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from codemods.module_dict import ModuleDictRule
-from codemods.parameter_list import PARAMETER
+from torchfix_mod.project import PARAMETER_CLASSES
 from torchfix_mod.rule import FixCase, KeepCase
 from torchfix_mod.torch_facts import PARAMETER_DICT_REJECTED_KEYS
 
@@ -95,5 +95,5 @@ class ParameterDictRule(ModuleDictRule):
 
     def is_element(self, expr: cst.BaseExpression) -> bool:
         return isinstance(expr, cst.Call) and bool(self.facts.qualified_names(expr.func)) and (
-            self.facts.qualified_names(expr.func) <= PARAMETER
+            self.facts.qualified_names(expr.func) <= PARAMETER_CLASSES
         )

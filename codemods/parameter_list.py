@@ -5,9 +5,9 @@ from __future__ import annotations
 import libcst as cst
 
 from codemods.module_list import ModuleListRule
+from torchfix_mod.project import PARAMETER_CLASSES
 from torchfix_mod.rule import FixCase, KeepCase
 
-PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
 
@@ -80,5 +80,5 @@ class ParameterListRule(ModuleListRule):
 
     def is_element(self, expr: cst.BaseExpression) -> bool:
         return isinstance(expr, cst.Call) and bool(self.facts.qualified_names(expr.func)) and (
-            self.facts.qualified_names(expr.func) <= PARAMETER
+            self.facts.qualified_names(expr.func) <= PARAMETER_CLASSES
         )

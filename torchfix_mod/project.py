@@ -151,6 +151,10 @@ def _bindings(stmt: ast.stmt) -> Iterable[str]:
                 yield (alias.asname or alias.name).split(".")[0]
 
 
+# the qualified names of ``nn.Parameter`` (TFM103 / TFM104 and their screens)
+PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
+
+
 def is_torch_module_class(qname: str) -> bool:
     """``torch.nn.X`` / ``torch.nn.modules.<file>.X`` naming an nn.Module subclass."""
     parts = qname.split(".")

@@ -11,7 +11,7 @@ import ast
 import builtins
 from collections.abc import Iterator
 
-from torchfix_mod.project import _dotted, absolute, is_torch_module_class
+from torchfix_mod.project import PARAMETER_CLASSES, _dotted, absolute, is_torch_module_class
 from torchfix_mod.syntax import nodes
 
 BUILTIN_NAMES = frozenset(dir(builtins))
@@ -59,11 +59,8 @@ def qualified_references(tree: ast.Module) -> frozenset[str]:
         found.update(bound)
     for node in nodes(tree, (ast.Attribute, ast.Name)):
         dotted = _dotted(node)
-        if dotted is None:
-            continue
-        head, _, rest = dotted.partition(".")
-        for target in targets.get(head, ()):
-            found.add(f"{target}.{rest}" if rest else target)
+        if dotted is not None:
+            found.update(_through_imports(targets, dotted))
     memo = tree._tfm_references = frozenset(found)
     return memo
 
@@ -73,10 +70,13 @@ def resolved(tree: ast.Module, expr: ast.AST) -> set[str]:
     import of its root name, wherever it is): a superset of what LibCST's QualifiedNameProvider
     can resolve it to an imported name with. Empty when no import binds the root."""
     spelled = _dotted(expr)
-    if spelled is None:
-        return set()
-    head, _, rest = spelled.partition(".")
-    return {f"{target}.{rest}" if rest else target for target in _import_targets(tree).get(head, ())}
+    return set() if spelled is None else _through_imports(_import_targets(tree), spelled)
+
+
+def _through_imports(targets: dict[str, set[str]], dotted: str) -> set[str]:
+    """``dotted`` with its root name replaced by each qualified name an import binds it to."""
+    head, _, rest = dotted.partition(".")
+    return {f"{target}.{rest}" if rest else target for target in targets.get(head, ())}
 
 
 def calls_to(tree: ast.Module, targets: frozenset[str] | set[str]) -> Iterator[ast.Call]:
@@ -97,9 +97,7 @@ def module_class_defs(tree: ast.Module) -> set[ast.ClassDef]:
     targets = _import_targets(tree)
 
     def external_module(dotted: str) -> bool:
-        head, _, rest = dotted.partition(".")
-        for target in targets.get(head, ()):
-            full = f"{target}.{rest}" if rest else target
+        for full in _through_imports(targets, dotted):
             if is_torch_module_class(full):
                 return True
             if project is not None:
@@ -224,9 +222,6 @@ class TensorScreen:
                     changed = True
         return tainted
 
-
-# what TFM103/TFM104 hold; their screen is TFM101/TFM102's, so constructions of these count too
-PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 
 
 def constructor_names(tree: ast.Module) -> "Constructors":
