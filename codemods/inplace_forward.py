@@ -96,8 +96,12 @@ def out_of_place(aug: cst.AugAssign) -> cst.Assign:
 @dataclass
 class NameState:
     kinds: frozenset[str]
-    read: bool = False
+    saved: bool = False  # handed to an op that may keep it for backward (``Saves``)
     aliased: bool = False
+    # the value may carry a dtype of its own rather than the one forward's inputs bring
+    # (`torch.ones(2, 4, dtype=torch.float64)`, `h.double()`, `self.scale`, or computed from such):
+    # `x += value` casts back to x's dtype, `x = x + value` promotes
+    own_dtype: bool = False
 
 
 State = dict[str, NameState]
@@ -110,7 +114,12 @@ def merge(*states: State) -> State:
         kinds = frozenset().union(*(p.kinds for p in present))
         if len(present) < len(states):
             kinds |= {UNKNOWN}
-        merged[name] = NameState(kinds, any(p.read for p in present), any(p.aliased for p in present))
+        merged[name] = NameState(
+            kinds,
+            any(p.saved for p in present),
+            any(p.aliased for p in present),
+            any(p.own_dtype for p in present),
+        )
     return merged
 
 
@@ -126,6 +135,122 @@ PURE_OPS = frozenset(
         "clone", "logsumexp", "prod", "any", "all", "eq", "ne", "gt", "lt", "ge", "le", "isnan", "isinf",
     }
 )
+
+
+# Ops that do not save their tensor inputs for backward (PITFALLS 4: `+`/`-`, reductions,
+# concatenation, copies, and the ops that keep their result instead). Everything else, including
+# every submodule and function the analysis cannot see into, may save what it is given.
+INPUT_FREE_OPS = frozenset(
+    {
+        "add", "sub", "subtract", "neg", "negative", "sum", "mean", "cat", "concat", "concatenate", "stack",
+        "clone", "dropout", "masked_fill", "where", "gather", "sigmoid", "tanh", "relu", "softmax",
+        "log_softmax", "exp", "exp2", "expm1", "sqrt", "rsqrt", "reciprocal", "cumprod", "cumsum", "zeros_like",
+        "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    }
+)
+# Ops whose result is (or may be) their receiver or a view of it: what happens to the result
+# happens to the receiver.
+PASS_THROUGH_OPS = VIEW_METHODS | TORCH_VIEW_FUNCTIONS
+
+
+def _constant(node: cst.BaseExpression) -> bool:
+    if isinstance(node, cst.UnaryOperation):
+        node = node.expression
+    return isinstance(node, (cst.Integer, cst.Float, cst.Imaginary))
+
+
+class Saves:
+    """Which names an expression may hand to autograd to keep for backward: those an in-place
+    update afterwards breaks ("modified by an inplace operation"). Each node is visited with
+    whether its own value may be kept by what consumes it."""
+
+    def __init__(self, facts: FileFacts, self_arg: str) -> None:
+        self.facts = facts
+        self.self_arg = self_arg
+        self.saved: set[str] = set()
+
+    def visit(self, node: cst.CSTNode | None, kept: bool) -> None:
+        if node is None:
+            return
+        if isinstance(node, cst.Name):
+            if kept:
+                self.saved.add(node.value)
+        elif isinstance(node, cst.BinaryOperation):
+            left, right, op = node.left, node.right, node.operator
+            if isinstance(op, (cst.Add, cst.Subtract)):
+                self.visit(left, False)
+                self.visit(right, False)
+            elif isinstance(op, cst.Multiply):
+                self.visit(left, not _constant(right))
+                self.visit(right, not _constant(left))
+            elif isinstance(op, cst.Divide):
+                self.visit(left, not _constant(right))
+                self.visit(right, True)
+            else:
+                self.visit(left, True)
+                self.visit(right, True)
+        elif isinstance(node, cst.UnaryOperation):
+            self.visit(node.expression, kept and isinstance(node.operator, cst.Plus))
+        elif isinstance(node, cst.Comparison):
+            self.visit(node.left, False)
+            for target in node.comparisons:
+                self.visit(target.comparator, False)
+        elif isinstance(node, cst.BooleanOperation):
+            self.visit(node.left, kept)
+            self.visit(node.right, kept)
+        elif isinstance(node, cst.IfExp):
+            self.visit(node.test, False)
+            self.visit(node.body, kept)
+            self.visit(node.orelse, kept)
+        elif isinstance(node, cst.Attribute):
+            if node.attr.value not in METADATA_ATTRIBUTES:
+                self.visit(node.value, kept)  # `h.T`, `h.data`: the same storage
+        elif isinstance(node, cst.Subscript):
+            self.visit(node.value, kept)  # indexing may give a view
+            for element in node.slice:
+                self.children(element, False)
+        elif isinstance(node, cst.Call):
+            self.call(node, kept)
+        elif isinstance(node, (cst.BaseList, cst.Tuple, cst.BaseSet, cst.StarredElement, cst.Element)):
+            self.children(node, kept)
+        else:  # lambdas, comprehensions, f-strings, ...: whatever they read may be kept
+            self.children(node, True)
+
+    def children(self, node: cst.CSTNode, kept: bool) -> None:
+        for child in node.children:
+            self.visit(child, kept)
+
+    def call(self, node: cst.Call, kept: bool) -> None:
+        func = node.func
+        args = [arg.value for arg in node.args]
+        op = None
+        receiver = None
+        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
+        if isinstance(func, cst.Name) and qnames == {f"builtins.{func.value}"} and func.value in METADATA_BUILTINS:
+            return
+        if qnames and all(q.startswith("torch.") for q in qnames):
+            shorts = {q.rsplit(".", 1)[-1] for q in qnames}
+            op = shorts.pop() if len(shorts) == 1 else None
+            if op in PASS_THROUGH_OPS and args:
+                self.visit(args[0], kept)
+                for arg in args[1:]:
+                    self.visit(arg, False)
+                return
+        elif isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and func.value.value == self.self_arg):
+            op, receiver = func.attr.value, func.value
+            if op in METADATA_METHODS:
+                return
+            if op in PASS_THROUGH_OPS:
+                self.visit(receiver, kept)
+                for arg in args:
+                    self.visit(arg, False)
+                return
+        else:
+            self.visit(func, False)
+        free = op in INPUT_FREE_OPS
+        self.visit(receiver, not free)
+        for arg in args:
+            self.visit(arg, not free)
 
 
 class Reads:
@@ -215,32 +340,93 @@ class Reads:
             self.visit(arg, True)
 
 
-def out_of_place_ok(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -> bool:
-    """``x = x + value`` only equals ``x += value`` for tensors of the same dtype: refuse
-    right-hand sides that are containers, iterators or strings (list ``+=`` accepts any
-    iterable), and raw parameters or buffers (``self.scale``), whose dtype may be wider
-    than ``x``'s (float32 under autocast, an explicit float64 buffer): ``+=`` keeps
-    ``x``'s dtype, ``x + value`` promotes."""
+def non_tensor_value(value: cst.BaseExpression, facts: FileFacts) -> bool:
+    """A right-hand side that is a container, an iterator or a string: the target is not a
+    tensor (list ``+=`` accepts any iterable, ``x = x + gen`` raises)."""
     if isinstance(value, (*NON_TENSOR_LITERALS, cst.GeneratorExp)):
-        return False
-    for attribute in m.findall(value, m.Attribute(value=m.Name(self_arg))):
-        parent = facts.parent(attribute)
-        if not (isinstance(parent, cst.Call) and parent.func is attribute):
-            return False
+        return True
     if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
         name = value.func.value
-        if facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS:
-            return False
+        return facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS
+    return False
+
+
+def _callee_or_label(node: cst.CSTNode, facts: FileFacts) -> bool:
+    """A node whose value does not flow into the expression's result: an attribute or keyword
+    label, or what is called (``layer(x)``, ``self.blocks[i](x)``: a module's output has the
+    dtype its computation gives it, as ``self.fc(x)`` does)."""
+    parent = facts.parent(node)
+    if isinstance(parent, cst.Attribute) and parent.attr is node:
+        return True
+    if isinstance(parent, cst.Arg) and parent.keyword is node:
+        return True
+    while isinstance(parent, cst.Subscript) and parent.value is node:
+        node, parent = parent, facts.parent(parent)
+    return isinstance(parent, cst.Call) and parent.func is node
+
+
+def sets_own_dtype(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -> bool:
+    """Whether ``value`` may have a dtype of its own rather than the one forward's inputs bring:
+    raw parameters or buffers (``self.scale``: float32 under autocast, an explicit float64
+    buffer), ``dtype=`` arguments, dtype methods and tensor factories. Containers count too
+    (what they hold is not followed). ``x += value`` keeps ``x``'s dtype, ``x + value`` promotes."""
+    if non_tensor_value(value, facts):
+        return True
+    for attribute in m.findall(value, m.Attribute(value=m.Name(self_arg))):
+        if not _callee_or_label(attribute, facts):
+            return True
     for call in m.findall(value, m.Call()):
         # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
-        # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes
-        if any(arg.keyword is not None and arg.keyword.value == "dtype" for arg in call.args):
-            return False
+        # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes.
+        # `dtype=h.dtype`, `.to(h.dtype)`, `.type_as(h)` and `torch.zeros_like(h)` take `h`'s
+        # dtype: `h` is then read like any other name (``own_dtype`` follows it).
+        keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
+        if "dtype" in keywords and not _dtype_of_a_name(keywords["dtype"], self_arg):
+            return True
         func = call.func
-        if isinstance(func, cst.Attribute) and func.attr.value in DTYPE_METHODS:
-            return False
+        if isinstance(func, cst.Attribute) and func.attr.value in DTYPE_METHODS and not _keeps_a_names_dtype(call, self_arg):
+            return True
         qname = facts.torch_qualified(func)
-        if qname is not None and qname.rsplit(".", 1)[-1] in TENSOR_FACTORIES:
+        if qname is None:
+            continue
+        short = qname.rsplit(".", 1)[-1]
+        if short in TENSOR_FACTORIES and "dtype" not in keywords and not short.endswith("_like"):
+            return True
+    return False
+
+
+def _dtype_of_a_name(expr: cst.BaseExpression, self_arg: str) -> bool:
+    """``h.dtype`` for a local ``h``."""
+    return (
+        isinstance(expr, cst.Attribute)
+        and expr.attr.value == "dtype"
+        and isinstance(expr.value, cst.Name)
+        and expr.value.value != self_arg
+    )
+
+
+def _keeps_a_names_dtype(call: cst.Call, self_arg: str) -> bool:
+    """``.to(h.dtype)``, ``.to(h.device)``, ``.to(device=...)`` and ``.type_as(h)``: the result
+    has the receiver's dtype or that of a local ``h``."""
+    method = call.func.attr.value
+    if method == "type_as":
+        return len(call.args) == 1 and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value != self_arg
+    if method != "to" or not call.args:
+        return False
+    for arg in call.args:
+        value = arg.value
+        if arg.keyword is not None:
+            if arg.keyword.value in {"device", "non_blocking", "copy"}:
+                continue
+            if arg.keyword.value == "dtype" and _dtype_of_a_name(value, self_arg):
+                continue
+            return False
+        if not (
+            isinstance(value, cst.Attribute)
+            and value.attr.value in {"dtype", "device"}
+            and isinstance(value.value, cst.Name)
+            and value.value.value != self_arg
+        ):
             return False
     return True
 
@@ -266,21 +452,11 @@ def _screen_tensor_names(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[st
     return names
 
 
-def _screen_value_ok(value: ast.expr, self_arg: str) -> bool:
-    """The syntactic part of ``out_of_place_ok``: no container or string literal, no
-    ``self.x`` read other than a method call, no call that sets a dtype of its own."""
-    if isinstance(value, _SCREEN_LITERALS) or (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes))):
-        return False
-    called = {id(n.func) for n in nodes(value, ast.Call)}
-    for attr in nodes(value, ast.Attribute):
-        if isinstance(attr.value, ast.Name) and attr.value.id == self_arg and id(attr) not in called:
-            return False
-    for call in nodes(value, ast.Call):
-        if any(k.arg == "dtype" for k in call.keywords):
-            return False
-        if isinstance(call.func, ast.Attribute) and call.func.attr in DTYPE_METHODS:
-            return False
-    return True
+def _screen_value_ok(value: ast.expr) -> bool:
+    """The syntactic part of ``non_tensor_value``: no container or string literal."""
+    return not (
+        isinstance(value, _SCREEN_LITERALS) or (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes)))
+    )
 
 
 UNBOUND = object()  # a binding after which the analysis knows nothing of the name
@@ -394,10 +570,10 @@ class _ScreenPath:
         if (
             isinstance(stmt, ast.AugAssign)
             and isinstance(stmt.target, ast.Name)
-            and not _screen_value_ok(stmt.value, self.self_arg)
+            and not _screen_value_ok(stmt.value)
             and not self._binds(stmt.value, name)
         ):
-            return False  # refused by `out_of_place_ok`: the analysis leaves the name's state as it was
+            return False  # refused by `non_tensor_value`: the analysis leaves the name's state as it was
         if isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
             return UNBOUND
         if isinstance(stmt, (ast.Expr, ast.Return)) and self._walrus_binds(stmt, name):
@@ -482,17 +658,25 @@ class InplaceForwardRule(Rule):
     the old tensor. It is only offered for names whose every reaching binding
     is a tensor computed in `forward` or an argument of `forward`.
 
+    Unsafe where either side may hold a dtype of its own, because `x += y`
+    keeps `x`'s dtype while `x = x + y` promotes (float32 `x` times a float64
+    `y` gives float64): a right-hand side or a local that reads a parameter or
+    buffer (`x += self.bias`: float32 parameters under autocast, float64
+    buffers), sets a dtype (`dtype=`, `.double()`, `.to(...)`, a tensor
+    factory), or is computed from such a local. These are reported and fixed
+    only with `--unsafe-fixes`. Arguments of `forward` are taken to share one
+    dtype.
+
     ## Known problems
-    Left alone: right-hand sides that read a parameter or buffer directly
-    (`x += self.bias`): `+=` keeps `x`'s dtype while `x + self.bias` may promote
-    it (float32 parameters under autocast, float64 buffers). Also left alone:
-    pure accumulators (`out = self.fc(x); out += x`, `total +=
+    Left alone: pure accumulators (`out = self.fc(x); out += x`, `total +=
     layer(x)`), which are correct and save memory; names holding numbers, lists
     or strings; aliases of other tensors (`x = self.buf`, `x = y.view(...)`),
     whose in-place update may be intended; attribute and subscript targets
     (`self.w += ...` on a Parameter would raise, `x[0] = x[0] + 1` is still in
     place); code under `torch.no_grad()`/`torch.inference_mode()`; code outside
-    `forward`.
+    `forward`. Module-level tensors read in `forward` are not followed.
+    Autograd keeps `h` for `h * y` only when `y` needs grad; the rule cannot
+    know that and reports `h` as kept whenever `y` is not a number.
     """
 
     code = "TFM201"
@@ -566,6 +750,63 @@ class InplaceForwardRule(Rule):
             "        y = y + 1\n"
             "        return y\n",
         ),
+        # a parameter or buffer may have a wider dtype (`g * self.scale` would promote `g`), and so
+        # may a local that sets a dtype, directly or through another local, or a target that
+        # holds one: `+=` casts back, the out-of-place form promotes, so the fix is unsafe
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= self.scale\n"
+            "        return g\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * self.scale\n"
+            "        return g\n",
+            unsafe=True,
+        ),
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = torch.ones(2, 4, dtype=torch.float64) * 2\n"
+            "        w = k + 1\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= w\n"
+            "        h = torch.tanh(x.half())\n"
+            "        h += x\n"
+            "        for s in self.scales:\n"
+            "            e = torch.exp(x)\n"
+            "            e *= s\n"
+            "        return g, h, e\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = torch.ones(2, 4, dtype=torch.float64) * 2\n"
+            "        w = k + 1\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * w\n"
+            "        h = torch.tanh(x.half())\n"
+            "        h = h + x\n"
+            "        for s in self.scales:\n"
+            "            e = torch.exp(x)\n"
+            "            e = e * s\n"
+            "        return g, h, e\n",
+            unsafe=True,
+        ),
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = x * 2\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= k\n"
+            "        return g\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = x * 2\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * k\n"
+            "        return g\n",
+        ),
     )
     keeps = (
         # `skip` aliases `h`: the in-place update is visible through it
@@ -576,14 +817,6 @@ class InplaceForwardRule(Rule):
             "        skip = h\n"
             "        h += self.proj(x)\n"
             "        return h + skip\n"
-        ),
-        # a buffer may have a wider dtype: `g * self.scale` would promote `g`
-        KeepCase(
-            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
-            "    def forward(self, x):\n"
-            "        g = torch.sigmoid(x)\n"
-            "        g *= self.scale\n"
-            "        return g\n"
         ),
         KeepCase(
             "import torch.nn as nn\n\nclass Block(nn.Module):\n"
@@ -636,6 +869,25 @@ class InplaceForwardRule(Rule):
             "        steps -= 1\n"
             "        return x * scale\n"
         ),
+        # a count (`range()` takes integers) and ops that do not keep their input: `sum`, `gather`,
+        # `sigmoid` (it keeps its result), `+`, `*` by a number
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Router(nn.Module):\n"
+            "    def forward(self, x, recycles):\n"
+            "        if recycles < 0:\n"
+            "            recycles = 0\n"
+            "        recycles += 1\n"
+            "        for _ in range(recycles):\n"
+            "            x = self.block(x)\n"
+            "        scores = self.gate(x).sigmoid()\n"
+            "        weights = scores.gather(1, torch.topk(scores, 2, dim=-1)[1])\n"
+            "        denominator = weights.sum(dim=-1, keepdim=True) + 1e-20\n"
+            "        weights /= denominator\n"
+            "        h = self.norm(x)\n"
+            "        _ = h * 2.0 + h\n"
+            "        h *= torch.sigmoid(h)\n"
+            "        return weights, h\n"
+        ),
     )
 
     @classmethod
@@ -649,7 +901,7 @@ class InplaceForwardRule(Rule):
                 continue
             tensors = _screen_tensor_names(method)
             for update in updates:
-                if update.target.id not in tensors or not _screen_value_ok(update.value, self_arg):
+                if update.target.id not in tensors or not _screen_value_ok(update.value):
                     continue
                 if kept_attributes is None:
                     kept_attributes = _screen_kept_attributes(tree)
@@ -690,7 +942,7 @@ class _ForwardAnalysis:
         self.cls = cls
         self.func = func
         self.self_arg = self_arg
-        self.decisions: dict[cst.AugAssign, str | None] = {}
+        self.decisions: dict[cst.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
         self.kept_attributes = self._result_kept_attributes()
         self.methods = {
             method.name.value for member in self.facts.class_family(cls) for method in class_methods(member)
@@ -707,20 +959,30 @@ class _ForwardAnalysis:
     def run(self) -> None:
         state: State = {}
         params = self.func.params
+        counts = self._range_arguments()
         for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
             name = param.name.value
             if name == self.self_arg:
                 continue
-            state[name] = NameState(frozenset({SCALAR if self._non_tensor_param(param) else PARAM}))
+            scalar = self._non_tensor_param(param) or name in counts
+            state[name] = NameState(frozenset({SCALAR if scalar else PARAM}))
         for star in (params.star_arg, params.star_kwarg):
             if isinstance(star, cst.Param):
                 state[star.name.value] = NameState(frozenset({UNKNOWN}))
         self.block(self.func.body, state, no_grad=False)
-        for aug, reason in self.decisions.items():
-            if reason is None:
+        for aug, decision in self.decisions.items():
+            if decision is None:
                 continue
-            fix = Fix({aug: lambda updated: out_of_place(updated)})
-            self.rule.report(aug, reason, fix)
+            reason, unsafe = decision
+            self.rule.report(aug, reason, Fix({aug: lambda updated: out_of_place(updated)}, unsafe=unsafe))
+
+    def _range_arguments(self) -> set[str]:
+        """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
+        found = set()
+        for call in m.findall(self.func.body, m.Call(func=m.Name("range"))):
+            if self.facts.qualified_names(call.func) == {"builtins.range"}:
+                found.update(arg.value.value for arg in call.args if isinstance(arg.value, cst.Name))
+        return found
 
     @staticmethod
     def _non_tensor_param(param: cst.Param) -> bool:
@@ -760,7 +1022,7 @@ class _ForwardAnalysis:
             for item in stmt.items:
                 self.read(item.item, state)
                 if item.asname is not None:
-                    self.bind_targets(item.asname.name, state, UNKNOWN)
+                    self.bind_targets(item.asname.name, state, UNKNOWN, self.own_dtype(item.item, state))
             return self.block(stmt.body, state, inner)
         if isinstance(stmt, cst.Try):
             after_body = self.block(stmt.body, dict(state), no_grad)
@@ -777,22 +1039,22 @@ class _ForwardAnalysis:
         # captured or rebound there, so nothing more is known about it
         for node in m.findall(stmt, m.Name()):
             if node.value in state:
-                state[node.value] = NameState(frozenset({UNKNOWN}), True, True)
+                state[node.value] = NameState(frozenset({UNKNOWN}), True, True, True)
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            state[stmt.name.value] = NameState(frozenset({UNKNOWN}))
+            state[stmt.name.value] = NameState(frozenset({UNKNOWN}), own_dtype=True)
         return state
 
     def loop(self, stmt: cst.For | cst.While, state: State, no_grad: bool) -> State:
         entry = dict(state)
         if isinstance(stmt, cst.For):
             self.read(stmt.iter, entry)
-            self.bind_targets(stmt.target, entry, UNKNOWN)
+            self.bind_targets(stmt.target, entry, UNKNOWN, self.own_dtype(stmt.iter, entry))
         else:
             self.read(stmt.test, entry)
         end = self.block(stmt.body, dict(entry), no_grad)
         again = merge(entry, end)
         if isinstance(stmt, cst.For):
-            self.bind_targets(stmt.target, again, UNKNOWN)
+            self.bind_targets(stmt.target, again, UNKNOWN, self.own_dtype(stmt.iter, again))
         end = self.block(stmt.body, again, no_grad)  # second pass sees values from the back edge
         result = merge(state, end)
         if stmt.orelse:
@@ -801,23 +1063,26 @@ class _ForwardAnalysis:
 
     def small(self, small: cst.CSTNode, state: State, no_grad: bool) -> State:
         if isinstance(small, cst.Assign):
+            own_dtype = self.own_dtype(small.value, state)  # before the targets are rebound
             self.read(small.value, state, alias=True)
             kind = self.classify(small.value, state)
             for target in small.targets:
-                self.bind_targets(target.target, state, kind)
+                self.bind_targets(target.target, state, kind, own_dtype)
         elif isinstance(small, cst.AnnAssign):
+            own_dtype = small.value is None or self.own_dtype(small.value, state)
             self.read(small.value, state, alias=True)
-            self.bind_targets(small.target, state, self.classify(small.value, state) if small.value else UNKNOWN)
+            self.bind_targets(small.target, state, self.classify(small.value, state) if small.value else UNKNOWN, own_dtype)
         elif isinstance(small, cst.AugAssign):
             self.augmented(small, state, no_grad)
         elif isinstance(small, cst.Del):
             for node in m.findall(small.target, m.Name()):
-                state[node.value] = NameState(frozenset({UNKNOWN}))
+                state[node.value] = NameState(frozenset({UNKNOWN}), own_dtype=True)
         else:
             self.read(small, state, alias=isinstance(small, cst.Return))
         return state
 
     def augmented(self, aug: cst.AugAssign, state: State, no_grad: bool) -> None:
+        value_own_dtype = self.own_dtype(aug.value, state)
         self.read(aug.value, state)
         target = aug.target
         if not isinstance(target, cst.Name):
@@ -826,11 +1091,18 @@ class _ForwardAnalysis:
         name = target.value
         current = state.get(name)
         reason = None
-        if current is not None and not no_grad and out_of_place_ok(aug.value, self.facts, self.self_arg):
+        if current is not None and not no_grad and not non_tensor_value(aug.value, self.facts):
             reason = self.reason(name, current)
-        self.decisions[aug] = reason
-        if reason is not None:
-            state[name] = NameState(frozenset({FRESH}))
+        if reason is None:
+            self.decisions[aug] = None
+            return
+        # `+=` keeps the target's dtype, `x + value` promotes: the fix is safe only where neither
+        # side may hold a dtype of its own (a float16 target and a float32 value promote too)
+        unsafe = current.own_dtype or value_own_dtype
+        if unsafe:
+            reason += f" (unsafe fix: `{name} = {name} op y` may promote the dtype that the in-place op keeps)"
+        self.decisions[aug] = (reason, unsafe)
+        state[name] = NameState(frozenset({FRESH}), own_dtype=unsafe)
 
     def reason(self, name: str, current: NameState) -> str | None:
         if not current.kinds <= TENSOR_KINDS or current.aliased:
@@ -840,10 +1112,10 @@ class _ForwardAnalysis:
                 f"in-place update of `{name}`, the result of an op whose backward needs its output "
                 "(sigmoid, tanh, exp, relu, softmax, ...): backward() fails; use an out-of-place op"
             )
-        if current.read:
+        if current.saved:
             return (
-                f"in-place update of `{name}` after it was used: autograd may have saved it, "
-                "and backward() fails on the modified tensor; use an out-of-place op"
+                f"in-place update of `{name}` after it was passed to an op that may keep it for backward "
+                "(a layer, `*`, `@`, ...): backward() fails on the modified tensor; use an out-of-place op"
             )
         if PARAM in current.kinds:
             return (
@@ -858,29 +1130,47 @@ class _ForwardAnalysis:
             return
         reads = Reads(self.facts, self.self_arg)
         reads.visit(node, alias)
-        for name, aliased in reads.found.items():
+        saves = Saves(self.facts, self.self_arg)
+        if isinstance(node, cst.BaseSmallStatement):  # `return h`, `print(h)`, `assert h.all()`
+            saves.children(node, False)
+        else:
+            saves.visit(node, False)
+        for name in reads.found.keys() | saves.saved:
             if name in state:
                 old = state[name]
-                state[name] = NameState(old.kinds, True, old.aliased or aliased)
+                state[name] = NameState(
+                    old.kinds, old.saved or name in saves.saved, old.aliased or reads.found.get(name, False), old.own_dtype
+                )
         for walrus in m.findall(node, m.NamedExpr()):
             for target in m.findall(walrus.target, m.Name()):
-                state[target.value] = NameState(frozenset({UNKNOWN}), True, True)
+                state[target.value] = NameState(frozenset({UNKNOWN}), True, True, True)
 
     def read_target_base(self, target: cst.CSTNode, state: State) -> None:
         if isinstance(target, cst.Subscript):
             for element in target.slice:
                 self.read(element, state)
 
-    def bind_targets(self, target: cst.CSTNode, state: State, kind: str) -> None:
+    def bind_targets(self, target: cst.CSTNode, state: State, kind: str, own_dtype: bool) -> None:
         if isinstance(target, cst.Name):
-            state[target.value] = NameState(frozenset({kind}))
+            state[target.value] = NameState(frozenset({kind}), own_dtype=own_dtype)
         elif isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
-                self.bind_targets(element.value, state, UNKNOWN)
+                self.bind_targets(element.value, state, UNKNOWN, own_dtype)
         elif isinstance(target, cst.StarredElement):
-            self.bind_targets(target.value, state, UNKNOWN)
+            self.bind_targets(target.value, state, UNKNOWN, own_dtype)
         else:
             self.read_target_base(target, state)
+
+    def own_dtype(self, value: cst.BaseExpression, state: State) -> bool:
+        """Whether ``value`` may hold a dtype other than the one forward's inputs bring: set in
+        the expression itself (``sets_own_dtype``) or read from a local that holds one."""
+        if sets_own_dtype(value, self.facts, self.self_arg):
+            return True
+        for name in m.findall(value, m.Name()):
+            held = state.get(name.value)
+            if held is not None and held.own_dtype and not _callee_or_label(name, self.facts):
+                return True
+        return False
 
     def classify(self, value: cst.BaseExpression, state: State) -> str:
         if isinstance(value, cst.Name):

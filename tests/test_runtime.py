@@ -237,3 +237,132 @@ def test_tfm301_forward_is_unchanged_by_the_fix():
     y = torch.randn(2, SEQ, HIDDEN)
     y[:, 0] = x[:, 0]
     assert torch.allclose(after(x)[:, 0], after(y)[:, 0])
+
+
+# -- TFM201: when the out-of-place form would change the dtype -----------------
+
+DTYPE_GATE = '''
+import torch
+import torch.nn as nn
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        {scale_line}
+        g = torch.sigmoid(self.proj(x))
+        g *= scale
+        return g
+'''
+
+
+def _gate(source: str) -> nn.Module:
+    namespace: dict = {}
+    exec(compile(source, "<gate>", "exec"), namespace)
+    torch.manual_seed(0)
+    return namespace["Gate"]()
+
+
+@pytest.mark.parametrize(
+    ("scale_line", "safe"),
+    [
+        ("scale = x * 2", True),  # inherits x's dtype: `g * scale` is float32 like `g *= scale`
+        ("scale = torch.full((4,), 2.0, dtype=torch.float64)", False),
+        ("scale = (x * 2).double()", False),
+    ],
+    ids=["inherited", "float64-factory", "double-method"],
+)
+def test_tfm201_dtype_of_its_own_makes_the_fix_unsafe(scale_line: str, safe: bool):
+    from conftest import transform
+
+    source = DTYPE_GATE.format(scale_line=scale_line)
+    x = torch.randn(2, 4)
+    before = _gate(source)
+    with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+        before(x).sum().backward()  # the bug is there in every variant
+    in_place_dtype = _gate(source)(x).dtype
+
+    plain = transform(source)
+    [finding] = [d for d in plain.diagnostics if d.code == "TFM201"]
+    assert finding.fix_available == safe and finding.unsafe_fix == (not safe)
+    assert plain.changed == safe
+
+    fixed = transform(source, unsafe=True)
+    assert fixed.changed
+    after = _gate(fixed.new_source)
+    out = after(x)
+    out.sum().backward()  # the fix always cures the autograd error ...
+    assert after.proj.weight.grad is not None
+    # ... but only the safe variant keeps the dtype the in-place update had
+    assert in_place_dtype == torch.float32
+    assert (out.dtype == in_place_dtype) == safe
+
+
+# -- TFM201: reported exactly where autograd kept the tensor --------------------
+
+SAVED_TEMPLATE = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.norm = nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        h = self.norm(self.proj(x))
+{body}
+        return h
+'''
+
+# (body, autograd fails on the in-place update): the rule must report exactly the failing ones
+SAVED_CASES = {
+    "kept-by-mul-with-a-tensor": ("        y = h * x\n        h += 1\n        h = h + y", True),
+    "kept-by-a-layer": ("        y = self.proj(h)\n        h -= 1\n        h = h * 1.0 + y", True),
+    "kept-by-matmul": ("        y = h @ x.t()\n        h *= 2\n        h = h + y.sum()", True),
+    "softmax-result": ("        h = F.softmax(h, dim=-1)\n        h /= h.sum(dim=-1, keepdim=True)", True),
+    "sum-keeps-nothing": ("        h /= h.sum(dim=-1, keepdim=True) + 1e-20", False),
+    "gather-copies": ("        w = h.gather(1, torch.topk(h, 2, dim=-1)[1])\n        w /= w.sum(dim=-1, keepdim=True)\n        h = h + w.sum()", False),
+    "sigmoid-keeps-its-result": ("        h *= torch.sigmoid(h)", False),
+    "mul-by-a-number": ("        y = h * 2.0 + h\n        h += 1\n        h = h + y", False),
+}
+
+
+def _net(source: str) -> nn.Module:
+    namespace: dict = {}
+    exec(compile(source, "<net>", "exec"), namespace)
+    torch.manual_seed(0)
+    return namespace["Net"]()
+
+
+@pytest.mark.parametrize("case", sorted(SAVED_CASES))
+def test_tfm201_reports_exactly_what_autograd_kept(case: str):
+    from conftest import transform
+
+    body, fails = SAVED_CASES[case]
+    source = SAVED_TEMPLATE.format(body=body)
+    # an activation of an earlier layer: it needs grad, so `h * x` keeps `h` for x's gradient
+    x = torch.randn(2, 4, requires_grad=True)
+    out = _net(source)(x)
+    if fails:
+        with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+            out.sum().backward()
+    else:
+        out.sum().backward()
+
+    result = transform(source)
+    findings = [d for d in result.diagnostics if d.code == "TFM201"]
+    assert bool(findings) == fails, [d.message for d in findings]
+    if fails:
+        assert all(d.fixed for d in findings)
+        before, after = _net(source), _net(result.new_source)
+        out_after = after(x)
+        assert torch.allclose(out_after.detach(), before(x).detach())
+        out_after.sum().backward()
+        assert after.proj.weight.grad is not None
