@@ -432,8 +432,18 @@ def latin_source(text: str) -> bytes:
     return (LATIN + body).encode("latin-1")
 
 
+def cookie_source(text: str, encoding: str, comment: str) -> bytes:
+    """``text`` under a coding cookie, with a comment only that codec spells this way."""
+    return (f"# -*- coding: {encoding} -*-\n# {comment}\n" + text).encode(encoding)
+
+
 BOM = b"\xef\xbb\xbf"
 ENCODING_CASES = {
+    "cp1252.py": (cookie_source(LIST.before, "cp1252", "price: 5 \u20ac"), cookie_source(LIST.after, "cp1252", "price: 5 \u20ac")),
+    "euc_kr.py": (
+        cookie_source(INPLACE.before, "euc-kr", "\ubaa8\ub4c8 \ub4f1\ub85d"),
+        cookie_source(INPLACE.after, "euc-kr", "\ubaa8\ub4c8 \ub4f1\ub85d"),
+    ),
     "crlf.py": (crlf(LIST_IMPORT.before), crlf(LIST_IMPORT.after)),
     "crlf_no_final_newline.py": (crlf(LIST_COMMENT.before.rstrip("\n")), crlf(LIST_COMMENT.after.rstrip("\n"))),
     "no_final_newline.py": (LIST_COMMENT.before.rstrip("\n").encode(), LIST_COMMENT.after.rstrip("\n").encode()),
