@@ -351,18 +351,61 @@ def non_tensor_value(value: cst.BaseExpression, facts: FileFacts) -> bool:
     return False
 
 
-def _callee_or_label(node: cst.CSTNode, facts: FileFacts) -> bool:
-    """A node whose value does not flow into the expression's result: an attribute or keyword
-    label, or what is called (``layer(x)``, ``self.blocks[i](x)``: a module's output has the
-    dtype its computation gives it, as ``self.fc(x)`` does)."""
+# Ops whose arguments past the tensor are sizes, dims, indices or fill values: the result has the
+# tensor's dtype whatever they are (`h.view(self.n, -1)`, `torch.topk(h, self.k)`, `h.masked_fill(m, v)`).
+SHAPE_OPS = frozenset(
+    {
+        "view", "reshape", "expand", "repeat", "repeat_interleave", "permute", "transpose", "flatten",
+        "unflatten", "squeeze", "unsqueeze", "narrow", "select", "chunk", "split", "tensor_split", "topk",
+        "kthvalue", "sort", "argsort", "sum", "mean", "prod", "std", "var", "amax", "amin", "max", "min",
+        "argmax", "argmin", "logsumexp", "softmax", "log_softmax", "cumsum", "cumprod", "gather",
+        "index_select", "roll", "flip", "movedim", "tril", "triu", "diagonal", "unfold", "pad", "interpolate",
+        "masked_fill", "index_fill", "new_zeros", "new_ones", "new_empty", "new_full", "any", "all", "size",
+    }
+)
+_ARITHMETIC = (cst.BinaryOperation, cst.UnaryOperation, cst.Tuple, cst.List, cst.Element, cst.StarredElement)
+
+
+def _no_dtype_flow(node: cst.CSTNode, facts: FileFacts) -> bool:
+    """A node whose value cannot set the dtype of the expression it is in: an attribute or
+    keyword label; what is called (``layer(x)``, ``self.blocks[i](x)``: a module's output has
+    the dtype its computation gives it, as ``self.fc(x)`` does); an index; a comparison operand
+    (the result is bool); a size, dim or fill value of a ``SHAPE_OPS`` op."""
     parent = facts.parent(node)
     if isinstance(parent, cst.Attribute) and parent.attr is node:
         return True
     if isinstance(parent, cst.Arg) and parent.keyword is node:
         return True
-    while isinstance(parent, cst.Subscript) and parent.value is node:
-        node, parent = parent, facts.parent(parent)
-    return isinstance(parent, cst.Call) and parent.func is node
+    inner, outer = node, parent
+    while isinstance(outer, cst.Subscript) and outer.value is inner:
+        inner, outer = outer, facts.parent(outer)
+    if isinstance(outer, cst.Call) and outer.func is inner:
+        return True
+    if (
+        isinstance(parent, cst.Attribute)
+        and parent.value is node
+        and isinstance(outer := facts.parent(parent), cst.Call)
+        and outer.func is parent
+        and _casts_to_a_names_dtype(outer)
+    ):
+        return True  # `t.to(h.dtype)`: the result has h's dtype whatever t's was
+    inner, outer = node, parent
+    while isinstance(outer, _ARITHMETIC):
+        inner, outer = outer, facts.parent(outer)
+    if isinstance(outer, (cst.Index, cst.Slice, cst.Comparison, cst.ComparisonTarget)):
+        return True
+    if not isinstance(outer, cst.Arg):
+        return False
+    call = facts.parent(outer)
+    if not isinstance(call, cst.Call):
+        return False
+    if outer.keyword is None or outer.keyword.value != "dtype":
+        if any(arg.keyword is not None and arg.keyword.value == "dtype" for arg in call.args):
+            return True  # `torch.ones([self.n, n], dtype=...)`: the keyword alone decides
+    qname = facts.torch_qualified(call.func)
+    if qname is not None:  # `torch.topk(h, k)`: the first positional argument is the tensor
+        return qname.rsplit(".", 1)[-1] in SHAPE_OPS and (outer.keyword is not None or outer is not call.args[0])
+    return isinstance(call.func, cst.Attribute) and call.func.attr.value in SHAPE_OPS
 
 
 def sets_own_dtype(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -> bool:
@@ -373,9 +416,11 @@ def sets_own_dtype(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -
     if non_tensor_value(value, facts):
         return True
     for attribute in m.findall(value, m.Attribute(value=m.Name(self_arg))):
-        if not _callee_or_label(attribute, facts):
+        if not _no_dtype_flow(attribute, facts):
             return True
     for call in m.findall(value, m.Call()):
+        if _no_dtype_flow(call, facts):
+            continue
         # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
         # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes.
         # `dtype=h.dtype`, `.to(h.dtype)`, `.type_as(h)` and `torch.zeros_like(h)` take `h`'s
@@ -403,6 +448,17 @@ def _dtype_of_a_name(expr: cst.BaseExpression, self_arg: str) -> bool:
         and isinstance(expr.value, cst.Name)
         and expr.value.value != self_arg
     )
+
+
+def _casts_to_a_names_dtype(call: cst.Call) -> bool:
+    """``t.to(h.dtype)``, ``t.to(dtype=h.dtype)``, ``t.type_as(h)`` for a name ``h``."""
+    func = call.func
+    if not isinstance(func, cst.Attribute) or len(call.args) != 1:
+        return False
+    arg = call.args[0]
+    if func.attr.value == "type_as":
+        return arg.keyword is None and isinstance(arg.value, cst.Name)
+    return func.attr.value == "to" and (arg.keyword is None or arg.keyword.value == "dtype") and _dtype_of_a_name(arg.value, "")
 
 
 def _keeps_a_names_dtype(call: cst.Call, self_arg: str) -> bool:
@@ -807,6 +863,36 @@ class InplaceForwardRule(Rule):
             "        g = g * k\n"
             "        return g\n",
         ),
+        # sizes and indices (`self.n`) carry no dtype, `dtype=x.dtype` and `.to(y.dtype)` follow
+        # forward's inputs: these fixes stay safe
+        FixCase(
+            "import torch\n"
+            "import torch.nn as nn\n"
+            "\n"
+            "class Router(nn.Module):\n"
+            "    def forward(self, x, y):\n"
+            "        logits = self.gate(x).view(self.n, -1)\n"
+            "        w = torch.softmax(logits, dim=-1)\n"
+            "        w /= w.sum(dim=-1, keepdim=True)\n"
+            "        mask = torch.ones([self.n, self.n], dtype=x.dtype, device=x.device)\n"
+            "        x *= mask\n"
+            "        prompt = torch.zeros(self.n, device=y.device)\n"
+            "        y += prompt.to(y.dtype)\n"
+            "        return w, x, y\n",
+            "import torch\n"
+            "import torch.nn as nn\n"
+            "\n"
+            "class Router(nn.Module):\n"
+            "    def forward(self, x, y):\n"
+            "        logits = self.gate(x).view(self.n, -1)\n"
+            "        w = torch.softmax(logits, dim=-1)\n"
+            "        w = w / w.sum(dim=-1, keepdim=True)\n"
+            "        mask = torch.ones([self.n, self.n], dtype=x.dtype, device=x.device)\n"
+            "        x = x * mask\n"
+            "        prompt = torch.zeros(self.n, device=y.device)\n"
+            "        y = y + prompt.to(y.dtype)\n"
+            "        return w, x, y\n",
+        ),
     )
     keeps = (
         # `skip` aliases `h`: the in-place update is visible through it
@@ -1168,7 +1254,7 @@ class _ForwardAnalysis:
             return True
         for name in m.findall(value, m.Name()):
             held = state.get(name.value)
-            if held is not None and held.own_dtype and not _callee_or_label(name, self.facts):
+            if held is not None and held.own_dtype and not _no_dtype_flow(name, self.facts):
                 return True
         return False
 
