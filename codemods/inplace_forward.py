@@ -96,7 +96,7 @@ def out_of_place(aug: cst.AugAssign) -> cst.Assign:
 @dataclass
 class NameState:
     kinds: frozenset[str]
-    saved: bool = False  # handed to an op that may keep it for backward (``Saves``)
+    saved: bool = False  # handed to an op that may keep it for backward (``Uses``)
     aliased: bool = False
     # the value may carry a dtype of its own rather than the one forward's inputs bring
     # (`torch.ones(2, 4, dtype=torch.float64)`, `h.double()`, `self.scale`, or computed from such):
@@ -159,185 +159,128 @@ def _constant(node: cst.BaseExpression) -> bool:
     return isinstance(node, (cst.Integer, cst.Float, cst.Imaginary))
 
 
-class Saves:
-    """Which names an expression may hand to autograd to keep for backward: those an in-place
-    update afterwards breaks ("modified by an inplace operation"). Each node is visited with
-    whether its own value may be kept by what consumes it."""
+class Uses:
+    """How an expression uses each name it reads:
 
-    def __init__(self, facts: FileFacts, self_arg: str) -> None:
-        self.facts = facts
-        self.self_arg = self_arg
-        self.saved: set[str] = set()
+    * ``found``: read, and whether through a possible alias (``skip = h``, ``[h]``,
+      ``h.view(...)``, unknown calls): an in-place update is visible through an alias, so
+      rewriting it would change values;
+    * ``saved``: handed to an op that may keep it for backward (a layer, ``*`` by a tensor, ``@``,
+      an unknown call; not ``+``, ``sum``, ``gather``, ``sigmoid``): an in-place update afterwards
+      breaks backward ("modified by an inplace operation").
 
-    def visit(self, node: cst.CSTNode | None, kept: bool) -> None:
-        if node is None:
-            return
-        if isinstance(node, cst.Name):
-            if kept:
-                self.saved.add(node.value)
-        elif isinstance(node, cst.BinaryOperation):
-            left, right, op = node.left, node.right, node.operator
-            if isinstance(op, (cst.Add, cst.Subtract)):
-                self.visit(left, False)
-                self.visit(right, False)
-            elif isinstance(op, cst.Multiply):
-                self.visit(left, not _constant(right))
-                self.visit(right, not _constant(left))
-            elif isinstance(op, cst.Divide):
-                self.visit(left, not _constant(right))
-                self.visit(right, True)
-            else:
-                self.visit(left, True)
-                self.visit(right, True)
-        elif isinstance(node, cst.UnaryOperation):
-            self.visit(node.expression, kept and isinstance(node.operator, cst.Plus))
-        elif isinstance(node, cst.Comparison):
-            self.visit(node.left, False)
-            for target in node.comparisons:
-                self.visit(target.comparator, False)
-        elif isinstance(node, cst.BooleanOperation):
-            self.visit(node.left, kept)
-            self.visit(node.right, kept)
-        elif isinstance(node, cst.IfExp):
-            self.visit(node.test, False)
-            self.visit(node.body, kept)
-            self.visit(node.orelse, kept)
-        elif isinstance(node, cst.Attribute):
-            if node.attr.value not in METADATA_ATTRIBUTES:
-                self.visit(node.value, kept)  # `h.T`, `h.data`: the same storage
-        elif isinstance(node, cst.Subscript):
-            self.visit(node.value, kept)  # indexing may give a view
-            for element in node.slice:
-                self.children(element, False)
-        elif isinstance(node, cst.Call):
-            self.call(node, kept)
-        elif isinstance(node, (cst.BaseList, cst.Tuple, cst.BaseSet, cst.StarredElement, cst.Element)):
-            self.children(node, kept)
-        else:  # lambdas, comprehensions, f-strings, ...: whatever they read may be kept
-            self.children(node, True)
-
-    def children(self, node: cst.CSTNode, kept: bool) -> None:
-        for child in node.children:
-            self.visit(child, kept)
-
-    def call(self, node: cst.Call, kept: bool) -> None:
-        func = node.func
-        args = [arg.value for arg in node.args]
-        op = None
-        receiver = None
-        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
-        if isinstance(func, cst.Name) and qnames == {f"builtins.{func.value}"} and func.value in METADATA_BUILTINS:
-            return
-        if qnames and all(q.startswith("torch.") for q in qnames):
-            shorts = {q.rsplit(".", 1)[-1] for q in qnames}
-            op = shorts.pop() if len(shorts) == 1 else None
-            if op in PASS_THROUGH_OPS and args:
-                self.visit(args[0], kept)
-                for arg in args[1:]:
-                    self.visit(arg, False)
-                return
-        elif isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and func.value.value == self.self_arg):
-            op, receiver = func.attr.value, func.value
-            if op in METADATA_METHODS:
-                return
-            if op in PASS_THROUGH_OPS:
-                self.visit(receiver, kept)
-                for arg in args:
-                    self.visit(arg, False)
-                return
-        else:
-            self.visit(func, False)
-        free = op in INPUT_FREE_OPS
-        self.visit(receiver, not free)
-        for arg in args:
-            self.visit(arg, not free)
-
-
-class Reads:
-    """Which names an expression reads, and whether a read may keep a reference to
-    the tensor (an alias: ``skip = h``, ``[h]``, ``h.view(...)``, unknown calls):
-    an in-place update is visible through an alias, so rewriting it would change values."""
+    Each node is visited with whether its value may be aliased and whether it may be kept by
+    what consumes it."""
 
     def __init__(self, facts: FileFacts, self_arg: str) -> None:
         self.facts = facts
         self.self_arg = self_arg
         self.found: dict[str, bool] = {}  # name -> read through a possible alias
+        self.saved: set[str] = set()
 
-    def name(self, name: str, alias: bool) -> None:
-        self.found[name] = self.found.get(name, False) or alias
-
-    def visit(self, node: cst.CSTNode | None, alias: bool) -> None:
+    def visit(self, node: cst.CSTNode | None, alias: bool, kept: bool) -> None:
         if node is None:
             return
         if isinstance(node, cst.Name):
-            self.name(node.value, alias)
-        elif isinstance(node, (cst.BinaryOperation, cst.UnaryOperation)):
-            self.children(node, False)
+            self.found[node.value] = self.found.get(node.value, False) or alias
+            if kept:
+                self.saved.add(node.value)
+        elif isinstance(node, cst.BinaryOperation):
+            left, right, op = node.left, node.right, node.operator
+            if isinstance(op, (cst.Add, cst.Subtract)):
+                left_kept = right_kept = False
+            elif isinstance(op, cst.Multiply):
+                left_kept, right_kept = not _constant(right), not _constant(left)
+            elif isinstance(op, cst.Divide):
+                left_kept, right_kept = not _constant(right), True
+            else:
+                left_kept = right_kept = True
+            self.visit(left, False, left_kept)
+            self.visit(right, False, right_kept)
+        elif isinstance(node, cst.UnaryOperation):
+            self.visit(node.expression, False, kept and isinstance(node.operator, cst.Plus))
         elif isinstance(node, cst.Comparison):
             identity = all(isinstance(t.operator, (cst.Is, cst.IsNot)) for t in node.comparisons)
             if not (identity and isinstance(node.left, cst.Name)):
-                self.visit(node.left, False)
+                self.visit(node.left, False, False)
             for target in node.comparisons:
-                self.visit(target.comparator, False)
+                self.visit(target.comparator, False, False)
         elif isinstance(node, cst.IfExp):
-            self.visit(node.test, False)
-            self.visit(node.body, alias)
-            self.visit(node.orelse, alias)
+            self.visit(node.test, False, False)
+            self.visit(node.body, alias, kept)
+            self.visit(node.orelse, alias, kept)
         elif isinstance(node, cst.Attribute):
-            if not (isinstance(node.value, cst.Name) and node.attr.value in METADATA_ATTRIBUTES):
-                self.visit(node.value, True)  # `h.data`, `h.T`, ... share storage
+            metadata = node.attr.value in METADATA_ATTRIBUTES
+            if not (metadata and isinstance(node.value, cst.Name)):
+                self.visit(node.value, True, kept and not metadata)  # `h.data`, `h.T`, ... share storage
         elif isinstance(node, cst.Subscript):
-            self.visit(node.value, True)  # indexing may return a view
+            self.visit(node.value, True, kept)  # indexing may return a view
             for element in node.slice:
-                self.children(element, False)
+                self.children(element, False, False)
         elif isinstance(node, cst.Call):
-            self.call(node)
+            self.call(node, kept)
         elif isinstance(node, cst.Lambda):
-            self.visit(node.body, True)
+            self.visit(node.body, True, True)
         else:
-            self.children(node, alias if not isinstance(node, (cst.BaseList, cst.BaseSet, cst.BaseDict, cst.Tuple, cst.BaseComp)) else True)
+            container = isinstance(node, (cst.BaseList, cst.BaseSet, cst.BaseDict, cst.Tuple, cst.BaseComp))
+            passes_kept = isinstance(node, (cst.BaseList, cst.Tuple, cst.BaseSet, cst.StarredElement, cst.Element))
+            # comprehensions, f-strings, dicts, ...: whatever they read may be kept
+            self.children(node, True if container else alias, kept if passes_kept else True)
 
-    def children(self, node: cst.CSTNode, alias: bool) -> None:
+    def children(self, node: cst.CSTNode, alias: bool, kept: bool) -> None:
         for child in node.children:
-            self.visit(child, alias)
+            self.visit(child, alias, kept)
 
-    def call(self, node: cst.Call) -> None:
+    def call(self, node: cst.Call, kept: bool) -> None:
         func = node.func
         args = [arg.value for arg in node.args]
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value in METADATA_METHODS:
             for arg in args:
-                self.visit(arg, False)
+                self.visit(arg, False, False)
             return
         if isinstance(func, cst.Name) and func.value in METADATA_BUILTINS:
             for arg in args:
                 if not isinstance(arg, cst.Name):
-                    self.visit(arg, False)
+                    self.visit(arg, False, False)
             return
         qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
         if qnames and all(q.startswith("torch.") for q in qnames):
-            pure = {q.rsplit(".", 1)[-1] for q in qnames} <= PURE_OPS
+            shorts = {q.rsplit(".", 1)[-1] for q in qnames}
+            alias = not shorts <= PURE_OPS
+            op = next(iter(shorts)) if len(shorts) == 1 else None
+            if op in PASS_THROUGH_OPS and args:  # `torch.reshape(h, ...)` is `h` for what follows
+                self.visit(args[0], alias, kept)
+                for arg in args[1:]:
+                    self.visit(arg, alias, False)
+                return
             for arg in args:
-                self.visit(arg, not pure)
+                self.visit(arg, alias, op not in INPUT_FREE_OPS)
             return
         if isinstance(func, cst.Attribute):
-            receiver = func.value
+            receiver, op = func.value, func.attr.value
             if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
-                for arg in args:  # a submodule call computes a new tensor
-                    self.visit(arg, False)
+                for arg in args:  # a submodule call computes a new tensor, and may keep its input
+                    self.visit(arg, False, True)
                 return
-            pure = func.attr.value in PURE_OPS
-            self.visit(receiver, not pure)
+            alias = op not in PURE_OPS
+            if op in METADATA_METHODS:
+                receiver_kept, args_kept = False, False
+            elif op in PASS_THROUGH_OPS:
+                receiver_kept, args_kept = kept, False
+            else:
+                receiver_kept = args_kept = op not in INPUT_FREE_OPS
+            self.visit(receiver, alias, receiver_kept)
             for arg in args:
-                self.visit(arg, not pure)
+                self.visit(arg, alias, args_kept)
             return
         if isinstance(func, cst.Name) and qnames and all("<locals>" in q for q in qnames):
-            self.visit(func, False)
+            self.visit(func, False, False)
             for arg in args:  # a local callable (`for layer in self.layers: layer(x)`): a submodule
-                self.visit(arg, False)
+                self.visit(arg, False, True)
             return
-        self.visit(func, True)
+        self.visit(func, True, False)
         for arg in args:
-            self.visit(arg, True)
+            self.visit(arg, True, True)
 
 
 def non_tensor_value(value: cst.BaseExpression, facts: FileFacts) -> bool:
@@ -1214,19 +1157,15 @@ class _ForwardAnalysis:
     def read(self, node: cst.CSTNode | None, state: State, alias: bool = False) -> None:
         if node is None:
             return
-        reads = Reads(self.facts, self.self_arg)
-        reads.visit(node, alias)
-        saves = Saves(self.facts, self.self_arg)
+        uses = Uses(self.facts, self.self_arg)
         if isinstance(node, cst.BaseSmallStatement):  # `return h`, `print(h)`, `assert h.all()`
-            saves.children(node, False)
+            uses.children(node, alias, False)
         else:
-            saves.visit(node, False)
-        for name in reads.found.keys() | saves.saved:
+            uses.visit(node, alias, False)
+        for name, aliased in uses.found.items():
             if name in state:
                 old = state[name]
-                state[name] = NameState(
-                    old.kinds, old.saved or name in saves.saved, old.aliased or reads.found.get(name, False), old.own_dtype
-                )
+                state[name] = NameState(old.kinds, old.saved or name in uses.saved, old.aliased or aliased, old.own_dtype)
         for walrus in m.findall(node, m.NamedExpr()):
             for target in m.findall(walrus.target, m.Name()):
                 state[target.value] = NameState(frozenset({UNKNOWN}), True, True, True)
