@@ -60,8 +60,10 @@ class CheckpointReentrantRule(Rule):
     Not reported: calls in a function that handles `use_reentrant` itself (a
     parameter or variable of that name, or the string `"use_reentrant"`, as
     in `ckpt_kwargs = {"use_reentrant": False} if ... else {}` followed by
-    `checkpoint(block, x, **ckpt_kwargs)`). Reported without a fix: other
-    calls unpacking `**kwargs`, and `checkpoint_sequential` with `*args`.
+    `checkpoint(block, x, **ckpt_kwargs)`), and wrappers that pass their own
+    `**kwargs` on (`def ckpt(f, *args, **kwargs): return checkpoint(f, *args,
+    **kwargs)`: their callers decide). Reported without a fix: other calls
+    unpacking `**kwargs`, and `checkpoint_sequential` with `*args`.
     """
 
     code = "TFM702"
@@ -115,6 +117,13 @@ class CheckpointReentrantRule(Rule):
             "    return checkpoint(block, x, **ckpt_kwargs)\n"
         ),
         KeepCase("from torch.utils.checkpoint import checkpoint\n\ny = checkpoint(f, x, **options)\n", reported=True),
+        # a wrapper handing its callers' keywords on (transformers' `checkpoint_func` with offloading)
+        KeepCase(
+            "from torch.utils.checkpoint import checkpoint\n\n"
+            "def checkpoint_func(function, *args, **kwargs):\n"
+            "    with offload():\n"
+            "        return checkpoint(function, *args, **kwargs)\n"
+        ),
         KeepCase("def checkpoint(model, path):\n    pass\n\ncheckpoint(net, 'ckpt.pt')\n"),
         KeepCase("import deepspeed\n\ny = deepspeed.checkpointing.checkpoint(f, x)\n"),
     )
@@ -126,12 +135,24 @@ class CheckpointReentrantRule(Rule):
             not any(k.arg == "use_reentrant" for k in call.keywords) for call in calls_to(tree, frozenset(POSITION))
         )
 
+    def _passes_callers_keywords(self, node: cst.Call) -> bool:
+        """``**kwargs`` is the enclosing function's own ``**`` parameter: its callers choose."""
+        home = self.facts.enclosing_function(node)
+        star = home.params.star_kwarg if home is not None else None
+        if not isinstance(star, cst.Param):
+            return False
+        return any(
+            arg.star == "**" and isinstance(arg.value, cst.Name) and arg.value.value == star.name.value for arg in node.args
+        )
+
     def visit_Call(self, node: cst.Call) -> None:
         target = qualified(self.facts, node.func, POSITION)
         if target is None or argument(node, "use_reentrant", POSITION[target]) is not None:
             return
         if mentioned_around(self.facts, node, "use_reentrant", POSITION):
             return  # the code handles `use_reentrant` itself (a parameter, a kwargs dict, a version check)
+        if self._passes_callers_keywords(node):
+            return
         short = target.rpartition(".")[2]
         message = (
             f"`{short}` without `use_reentrant` runs the reentrant variant, which gives no gradient to the "

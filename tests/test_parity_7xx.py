@@ -97,6 +97,7 @@ DIFFERENCES = {
     "TFM702-fix-2": "layout only: TorchFix writes `use_reentrant=False)` on the closing parenthesis' line",
     "TFM702-keep-2": "TorchFix appends `use_reentrant=False` after `**ckpt_kwargs` that already hold it (TypeError)",
     "TFM702-keep-3": "TorchFix appends `use_reentrant=False` after `**options`, which may hold it",
+    "TFM702-keep-4": "TorchFix appends `use_reentrant=False` in a wrapper that passes its callers' `**kwargs` on",
     "TFM703-fix-0": "TorchFix skips files without the string `torch`",
     "TFM703-keep-1": "TorchFix renames the class's own `self.require_grad` attribute",
     "TFM703-keep-2": "TorchFix renames `cfg.require_grad` although the file reads `cfg.require_grad`",
