@@ -232,3 +232,28 @@ def test_findings_of_a_later_pass_point_at_the_original_lines():
     direct = [d for d in result.diagnostics if d.code == "TFM402"]
     assert [(d.line, d.column) for d in direct] == [(7, 17)]
     assert source.splitlines()[direct[0].line - 1][direct[0].column - 1 :].startswith("layer.forward(x)")
+
+
+def test_a_later_pass_finding_on_a_line_identical_to_a_rewritten_one_keeps_its_own_line():
+    # the first pass rewrites line 7 only; the second pass then fixes line 8, which is the same
+    # text. A plain line diff of original and intermediate may pair line 8 with line 7 and
+    # report both fixes on line 7 (found by the generated-module property test).
+    source = (
+        "import torch\n"
+        "import torch.nn as nn\n"
+        "\n"
+        "class Net0(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.scale = torch.ones(4) * 2\n"
+        "        self.scale = torch.ones(4) * 2\n"
+        "        self.mask = torch.ones(4, requires_grad=True)\n"
+        "\n"
+        "    def forward(self, x):\n"
+        "        return x + self.scale + self.mask\n"
+    )
+    result = transform(source)
+    assert sorted((d.code, d.line) for d in result.diagnostics if d.fixed) == [
+        ("TFM301", 7), ("TFM301", 8), ("TFM302", 9)
+    ]
+    assert result.new_source.count('self.register_buffer("scale"') == 2

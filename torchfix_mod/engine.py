@@ -176,7 +176,8 @@ def transform_source(source: str, settings: Settings) -> FileResult:
             again = _transform(result.new_source, settings)
             if not again.changed or again.errors:
                 break
-            to_original = _line_map(result.new_source, source)
+            rewritten = {n for d in result.diagnostics if d.fixed for n in range(d.line, d.end_line + 1)}
+            to_original = _line_map(result.new_source, source, rewritten)
             fixed_later = [to_original(d) for d in again.diagnostics if d.fixed]
             result = FileResult(source, again.new_source, result.diagnostics + fixed_later, result.errors)
     except RecursionError:  # pathological nesting the parser accepted but a traversal cannot walk
@@ -184,11 +185,14 @@ def transform_source(source: str, settings: Settings) -> FileResult:
     return result
 
 
-def _line_map(current: str, original: str):
+def _line_map(current: str, original: str, rewritten: set[int]):
     """Moves a diagnostic found in an intermediate text back onto the original's lines: a line
     the earlier fixes left alone keeps its column; a line they wrote maps to the original lines
-    they replaced."""
-    matcher = difflib.SequenceMatcher(None, original.split("\n"), current.split("\n"), autojunk=False)
+    they replaced. ``rewritten`` (1-based original lines the earlier fixes reported on) never
+    match a line of ``current``: two identical lines, one of them rewritten, would otherwise let
+    the diff pair the survivor with the wrong original."""
+    lines = [f"\0rewritten line {n}" if n in rewritten else text for n, text in enumerate(original.split("\n"), 1)]
+    matcher = difflib.SequenceMatcher(None, lines, current.split("\n"), autojunk=False)
     blocks = matcher.get_opcodes()
 
     def line(n: int) -> tuple[int, bool]:  # 1-based line in `current` -> (line in original, exact)
