@@ -257,3 +257,29 @@ def test_a_later_pass_finding_on_a_line_identical_to_a_rewritten_one_keeps_its_o
         ("TFM301", 7), ("TFM301", 8), ("TFM302", 9)
     ]
     assert result.new_source.count('self.register_buffer("scale"') == 2
+
+
+def test_a_later_pass_finding_inside_a_method_an_earlier_fix_reported_on_keeps_its_line():
+    # TFM401 reports the whole `__init__` and inserts one line into it; only then can TFM104
+    # make the dict a ParameterDict. Its line is in the middle of the reported region, among
+    # identical comment lines.
+    source = (
+        "import torch\n"
+        "import torch.nn as nn\n"
+        "\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        # note\n"
+        "        self.dim = 4\n"
+        "        # note\n"
+        "        self.biases = {'a': nn.Parameter(torch.ones(4))}\n"
+        "        # note\n"
+        "        self.scale = 2.0\n"
+        "\n"
+        "    def forward(self, x):\n"
+        "        return x + self.biases['a'] * self.scale\n"
+    )
+    result = transform(source)
+    assert "nn.ParameterDict(" in result.new_source and "super().__init__()" in result.new_source
+    [late] = [d for d in result.diagnostics if d.code == "TFM104" and d.fixed]
+    assert late.line == 9

@@ -188,20 +188,33 @@ def transform_source(source: str, settings: Settings) -> FileResult:
 def _line_map(current: str, original: str, rewritten: set[int]):
     """Moves a diagnostic found in an intermediate text back onto the original's lines: a line
     the earlier fixes left alone keeps its column; a line they wrote maps to the original lines
-    they replaced. ``rewritten`` (1-based original lines the earlier fixes reported on) never
-    match a line of ``current``: two identical lines, one of them rewritten, would otherwise let
-    the diff pair the survivor with the wrong original."""
-    lines = [f"\0rewritten line {n}" if n in rewritten else text for n, text in enumerate(original.split("\n"), 1)]
-    matcher = difflib.SequenceMatcher(None, lines, current.split("\n"), autojunk=False)
-    blocks = matcher.get_opcodes()
+    they replaced.
+
+    ``rewritten`` holds the original lines the earlier fixes reported on. They are matched in
+    two steps: first as a region that matches nothing outside it (two identical lines, one of
+    them rewritten, would otherwise let the diff pair the survivor with the wrong original),
+    then line by line within the region (a fix reported on a whole method may only have
+    inserted one line into it)."""
+    old_lines, new_lines = original.split("\n"), current.split("\n")
+    anchored = [f"\0rewritten line {n}" if n in rewritten else text for n, text in enumerate(old_lines, 1)]
+    blocks = difflib.SequenceMatcher(None, anchored, new_lines, autojunk=False).get_opcodes()
+
+    def locate(opcodes, n: int, outer: tuple[int, int, int, int] | None) -> tuple[int, bool]:
+        # 0-based index `n` in `current` -> (0-based index in `original`, exact)
+        for tag, i1, i2, j1, j2 in opcodes:
+            if j1 <= n < j2 or (j1 == j2 == n):
+                if tag == "equal":
+                    return i1 + (n - j1), True
+                if outer is None and i1 < i2 and j1 < j2:  # a rewritten region: line by line inside it
+                    inner = difflib.SequenceMatcher(None, old_lines[i1:i2], new_lines[j1:j2], autojunk=False)
+                    shifted = [(t, a1 + i1, a2 + i1, b1 + j1, b2 + j1) for t, a1, a2, b1, b2 in inner.get_opcodes()]
+                    return locate(shifted, n, (i1, i2, j1, j2))
+                return min(i1 + (n - j1), max(i2 - 1, i1)), False
+        return n, False
 
     def line(n: int) -> tuple[int, bool]:  # 1-based line in `current` -> (line in original, exact)
-        for tag, i1, i2, j1, j2 in blocks:
-            if j1 <= n - 1 < j2 or (j1 == j2 == n - 1):
-                if tag == "equal":
-                    return i1 + (n - 1 - j1) + 1, True
-                return min(i1 + (n - 1 - j1), max(i2 - 1, i1)) + 1, False
-        return n, False
+        index, exact = locate(blocks, n - 1, None)
+        return index + 1, exact
 
     def move(d: Diagnostic) -> Diagnostic:
         start, exact_start = line(d.line)
