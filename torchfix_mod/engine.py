@@ -199,21 +199,21 @@ def _line_map(current: str, original: str, rewritten: set[int]):
     anchored = [f"\0rewritten line {n}" if n in rewritten else text for n, text in enumerate(old_lines, 1)]
     blocks = difflib.SequenceMatcher(None, anchored, new_lines, autojunk=False).get_opcodes()
 
-    def locate(opcodes, n: int, outer: tuple[int, int, int, int] | None) -> tuple[int, bool]:
+    def locate(opcodes, n: int, inside: bool) -> tuple[int, bool]:
         # 0-based index `n` in `current` -> (0-based index in `original`, exact)
         for tag, i1, i2, j1, j2 in opcodes:
             if j1 <= n < j2 or (j1 == j2 == n):
                 if tag == "equal":
                     return i1 + (n - j1), True
-                if outer is None and i1 < i2 and j1 < j2:  # a rewritten region: line by line inside it
+                if not inside and i1 < i2 and j1 < j2:  # a rewritten region: line by line inside it
                     inner = difflib.SequenceMatcher(None, old_lines[i1:i2], new_lines[j1:j2], autojunk=False)
                     shifted = [(t, a1 + i1, a2 + i1, b1 + j1, b2 + j1) for t, a1, a2, b1, b2 in inner.get_opcodes()]
-                    return locate(shifted, n, (i1, i2, j1, j2))
+                    return locate(shifted, n, True)
                 return min(i1 + (n - j1), max(i2 - 1, i1)), False
         return n, False
 
     def line(n: int) -> tuple[int, bool]:  # 1-based line in `current` -> (line in original, exact)
-        index, exact = locate(blocks, n - 1, None)
+        index, exact = locate(blocks, n - 1, False)
         return index + 1, exact
 
     def move(d: Diagnostic) -> Diagnostic:
