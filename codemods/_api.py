@@ -10,7 +10,7 @@ import libcst as cst
 from libcst.metadata import QualifiedNameSource
 
 from torchfix_mod.analysis import FileFacts, dotted_name
-from torchfix_mod.rule import ImportNeed
+from torchfix_mod.legacy_rule import ImportNeed
 from torchfix_mod.screen import nodes, qualified_references
 
 

@@ -21,7 +21,7 @@ from libcst.metadata import ImportAssignment
 
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, Deprecation, docs_table
-from torchfix_mod.rule import Fix, ImportNeed, Rule
+from torchfix_mod.legacy_rule import Fix, ImportNeed, Rule
 from torchfix_mod.suppress import is_suppressed, noqa_codes
 from torchfix_mod.screen import qualified_references
 

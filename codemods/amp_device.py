@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from codemods._deprecated_api import DeprecatedApiRule, Plan, documented, keyword
+from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, Plan, documented, keyword
 from torchfix_mod.deprecations import AMP, Deprecation, for_rule
-from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.legacy_rule import FixCase, KeepCase
 
 
 @documented

@@ -6,8 +6,8 @@ import ast
 
 import libcst as cst
 
-from codemods._api import append_keyword, argument, has_star_args, has_star_kwargs, mentioned_around, qualified
-from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.codemods._api import append_keyword, argument, has_star_args, has_star_kwargs, mentioned_around, qualified
+from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import calls_to
 
 CHECKPOINT = "torch.utils.checkpoint.checkpoint"

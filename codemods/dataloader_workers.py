@@ -6,8 +6,8 @@ import ast
 
 import libcst as cst
 
-from codemods._api import argument, has_star_args, has_star_kwargs, is_zero, references, qualified
-from torchfix_mod.rule import Applicability, KeepCase, Rule
+from torchfix_mod.codemods._api import argument, has_star_args, has_star_kwargs, is_zero, references, qualified
+from torchfix_mod.legacy_rule import Applicability, KeepCase, Rule
 
 DATALOADER = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 NUM_WORKERS_POSITION = 5  # DataLoader(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, ...)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.analysis import dotted_name
+from torchfix_mod.edits import rename_attribute, rename_name
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.screen import nodes
+from torchfix_mod.semantic import dotted
 
 INIT_MODULE = "torch.nn.init"
 DEPRECATED = frozenset(
@@ -86,53 +84,34 @@ class DeprecatedInitRule(Rule):
         KeepCase("from torch.nn.init import orthogonal as ortho\n\ndef f(w):\n    ortho(w)\n", reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        init_aliases = {"init"}
-        imported = set()
-        for node in nodes(tree, (ast.Import, ast.ImportFrom)):
-            if isinstance(node, ast.ImportFrom) and node.module == "torch.nn":
-                init_aliases.update(a.asname or a.name for a in node.names if a.name == "init")
-            elif isinstance(node, ast.Import):
-                init_aliases.update(a.asname for a in node.names if a.name == "torch.nn.init" and a.asname)
-            elif isinstance(node, ast.ImportFrom) and node.module == INIT_MODULE:
-                imported.update(a.asname or a.name for a in node.names)
-        for node in nodes(tree, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Name) and func.id in imported:
-                return True
-            if isinstance(func, ast.Attribute) and func.attr in DEPRECATED:
-                receiver = func.value
-                last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
-                if last in init_aliases:
-                    return True
-        return False
+    def check(self) -> None:
+        model = self.model
+        for call in model.nodes(ast.Call):
+            func = call.func
+            if dotted(func) is None:
+                continue
+            qname = model.torch_qualified(func)
+            if qname is None:
+                continue
+            module, _, name = qname.rpartition(".")
+            if module != INIT_MODULE or name not in DEPRECATED:
+                continue
+            replacement = f"{name}_"
+            message = f"`{dotted(func)}` is deprecated; use `{replacement}` (the same function, without the warning)"
+            fix = None
+            if isinstance(func, ast.Attribute) and func.attr == name:
+                fix = Fix([self.edit(func, "Attribute", rename_attribute, replacement)])
+            elif isinstance(func, ast.Name) and func.id == name and self._free_or_imported(replacement, func):
+                fix = Fix(
+                    [self.edit(func, "Name", rename_name, replacement)],
+                    imports=(ImportNeed(INIT_MODULE, replacement),),
+                    removals=(ImportNeed(INIT_MODULE, name),),
+                )
+            self.report(call, message, fix)
 
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if dotted_name(func) is None:
-            return
-        qname = self.facts.torch_qualified(func)
-        if qname is None:
-            return
-        module, _, name = qname.rpartition(".")
-        if module != INIT_MODULE or name not in DEPRECATED:
-            return
-        replacement = f"{name}_"
-        message = f"`{dotted_name(func)}` is deprecated; use `{replacement}` (the same function, without the warning)"
-        fix = None
-        if isinstance(func, cst.Attribute) and func.attr.value == name:
-            fix = Fix({func: lambda f: f.with_changes(attr=cst.Name(replacement))})
-        elif isinstance(func, cst.Name) and func.value == name and self._free_or_imported(replacement, func):
-            fix = Fix(
-                {func: lambda f: f.with_changes(value=replacement)},
-                imports=(ImportNeed(INIT_MODULE, replacement),),
-                removals=(ImportNeed(INIT_MODULE, name),),
-            )
-        self.report(node, message, fix)
-
-    def _free_or_imported(self, name: str, at: cst.CSTNode) -> bool:
-        if name not in self.facts.names_used:
+    def _free_or_imported(self, name: str, at: ast.AST) -> bool:
+        """``name`` is unused in the file, or bound here only to the init function itself."""
+        if name not in self.model.names_used:
             return True
-        scope = self.facts.scope(at)
-        return scope is not None and {q.name for q in scope.get_qualified_names_for(name)} == {f"{INIT_MODULE}.{name}"}
+        found = self.model.scope(at).resolve(name)
+        return bool(found) and {b.target for b in found} == {f"{INIT_MODULE}.{name}"}

@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from torchfix_mod.analysis import all_references
 from torchfix_mod.containers import self_assignments
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import constructor_names, may_build_module, nodes
 
 HEADER = "import torch.nn as nn\n\n"

@@ -6,7 +6,7 @@ import ast
 
 import libcst as cst
 
-from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import called_names
 
 

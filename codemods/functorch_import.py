@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from codemods._deprecated_api import DeprecatedApiRule, documented
+from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, documented
 from torchfix_mod.analysis import dotted_name
 from torchfix_mod.deprecations import FUNCTORCH, Deprecation, for_rule
-from torchfix_mod.rule import Fix, FixCase, KeepCase
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
 
 TORCH_FUNC = "torch.func"
 

@@ -11,7 +11,7 @@ import libcst.matchers as m
 
 from torchfix_mod.analysis import TENSOR_FACTORIES, FileFacts, class_methods, dotted_name, self_name
 from torchfix_mod.containers import self_assignments
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import methods, nodes, resolved
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).

@@ -6,8 +6,8 @@ import ast
 
 import libcst as cst
 
-from codemods._api import is_one, qualified, reference
-from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.codemods._api import is_one, qualified, reference
+from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 from torchfix_mod.screen import calls_to, nodes, resolved
 
 

@@ -8,7 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from torchfix_mod.analysis import TORCH_MODULE_BASE, class_methods, self_name
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import methods, nodes
 
 HEADER = "import torch.nn as nn\n\n"

@@ -8,7 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import Verdict
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
-from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.legacy_rule import FixCase, KeepCase
 from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
 from torchfix_mod.torch_facts import MODULE_DICT_ATTRIBUTES
 

@@ -8,7 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import ContainerUses, all_references
 from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
-from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.legacy_rule import FixCase, KeepCase
 from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"

@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from torchfix_mod.analysis import TENSOR_FACTORIES, TensorExpressions, call_keyword, dotted_name
 from torchfix_mod.containers import SelfAssignment
-from torchfix_mod.rule import Fix, FixCase, KeepCase
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
 from torchfix_mod.screen import methods, resolved, self_stores
 from torchfix_mod.tensor_attributes import TensorAttributeRule
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from codemods.module_list import ModuleListRule
+from torchfix_mod.codemods.module_list import ModuleListRule
 from torchfix_mod.project import PARAMETER_CLASSES
-from torchfix_mod.rule import FixCase, KeepCase
+from torchfix_mod.legacy_rule import FixCase, KeepCase
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 

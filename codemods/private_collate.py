@@ -6,9 +6,9 @@ import ast
 
 import libcst as cst
 
-from codemods._api import references, top_level_imports
+from torchfix_mod.codemods._api import references, top_level_imports
 from torchfix_mod.analysis import dotted_name
-from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 
 PRIVATE_MODULE = "torch.utils.data._utils.collate"
 PUBLIC_MODULE = "torch.utils.data"

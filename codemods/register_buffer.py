@@ -8,7 +8,7 @@ import libcst as cst
 
 from torchfix_mod.analysis import TENSOR_FACTORIES, TENSOR_FUNCTIONS, TENSOR_METHODS, TensorExpressions
 from torchfix_mod.containers import SelfAssignment
-from torchfix_mod.rule import Fix, FixCase, KeepCase
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
 from torchfix_mod.screen import TensorScreen, methods, self_stores
 from torchfix_mod.tensor_attributes import TensorAttributeRule
 

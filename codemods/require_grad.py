@@ -7,7 +7,7 @@ import ast
 import libcst as cst
 import libcst.matchers as m
 
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.syntax import nodes
 
 TYPO = "require_grad"

@@ -6,7 +6,7 @@ import ast
 
 import libcst as cst
 
-from codemods._api import (
+from torchfix_mod.codemods._api import (
     append_keyword,
     argument,
     has_star_args,
@@ -15,7 +15,7 @@ from codemods._api import (
     mentioned_around,
     qualified,
 )
-from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import calls_to
 
 LOAD = frozenset({"torch.load", "torch.serialization.load"})

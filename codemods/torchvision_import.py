@@ -7,7 +7,7 @@ import ast
 import libcst as cst
 
 from torchfix_mod.analysis import dotted_name
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.syntax import nodes
 
 

@@ -6,9 +6,9 @@ import ast
 
 import libcst as cst
 
-from codemods._api import argument, bool_literal, keyword_arg, positional_args, reference
+from torchfix_mod.codemods._api import argument, bool_literal, keyword_arg, positional_args, reference
 from torchfix_mod.analysis import dotted_name
-from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.screen import calls_to
 
 # What torchvision's legacy interface (`handle_legacy_interface`, torchvision 0.13 and later)

@@ -7,9 +7,9 @@ import ast
 import libcst as cst
 import libcst.matchers as m
 
-from codemods._api import imports_package, references, reference
+from torchfix_mod.codemods._api import imports_package, references, reference
 from torchfix_mod.analysis import dotted_name
-from torchfix_mod.rule import Applicability, Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, ImportNeed, KeepCase, Rule
 
 V2 = "torchvision.transforms.v2"
 TO_TENSOR = frozenset({f"{V2}.ToTensor", f"{V2}._deprecated.ToTensor"})

@@ -7,7 +7,7 @@ import ast
 import libcst as cst
 
 from torchfix_mod.analysis import dotted_name, requires_grad_true
-from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 from torchfix_mod.screen import calls_to
 
 VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})

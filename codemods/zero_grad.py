@@ -6,8 +6,8 @@ import ast
 
 import libcst as cst
 
-from codemods._api import argument, bool_literal, imported_from, mentions
-from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
+from torchfix_mod.codemods._api import argument, bool_literal, imported_from, mentions
+from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
 
 
 class ZeroGradSetToNoneRule(Rule):

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from codemods.module_dict import key_problem
+from torchfix_mod.codemods.module_dict import key_problem
 from conftest import ALL_RULES, transform
 from torchfix_mod import torch_facts
-from torchfix_mod.rule import Fix, Rule
+from torchfix_mod.legacy_rule import Fix, Rule
 
 LIST_BODY = (
     "class Net({base}):\n"

@@ -20,7 +20,7 @@ from libcst.metadata import (
 )
 
 from torchfix_mod.project import ProjectClass, ProjectIndex, is_torch_module_class
-from torchfix_mod.rule import ImportNeed
+from torchfix_mod.legacy_rule import ImportNeed
 
 TORCH_MODULE_BASE = "torch.nn.Module"
 

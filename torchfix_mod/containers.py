@@ -20,7 +20,7 @@ from torchfix_mod.analysis import (
     statements_after_super_init,
     top_statement,
 )
-from torchfix_mod.rule import Fix, Rule
+from torchfix_mod.legacy_rule import Fix, Rule
 
 
 @dataclass

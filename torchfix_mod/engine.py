@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import ast
 import difflib
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-import libcst as cst
-
-from torchfix_mod.analysis import FileFacts
 from torchfix_mod.project import ProjectIndex
-from torchfix_mod.rule import Finding, ImportNeed, NodeEdit, Rule, RuleOptions
+from torchfix_mod.rule import BaseRule, Finding, Rule, RuleOptions
+from torchfix_mod.semantic import SemanticModel
 from torchfix_mod.suppress import is_suppressed, noqa_codes, skips_file
 
 
@@ -43,10 +40,10 @@ class SourceError:
 
 @dataclass(frozen=True)
 class Settings:
-    rules: tuple[type[Rule], ...]
+    rules: tuple[type[BaseRule], ...]
     unsafe_fixes: bool = False
     apply_fixes: bool = True
-    screen: bool = True  # skip rules whose ast screen rules the file out
+    screen: bool = True  # skip LibCST-tree rules whose ast screen rules the file out
     rule_options: RuleOptions = field(default_factory=RuleOptions)
     project: ProjectIndex | None = None  # nn.Module classes of the run's other files
     module: str | None = None  # this file's dotted module name, to resolve relative imports
@@ -63,17 +60,6 @@ class FileResult:
     @property
     def changed(self) -> bool:
         return self.new_source != self.source
-
-
-class _ApplyEdits(cst.CSTTransformer):
-    def __init__(self, edits: dict[cst.CSTNode, list[NodeEdit]]) -> None:
-        super().__init__()
-        self.edits = edits
-
-    def on_leave(self, original_node, updated_node):
-        for edit in self.edits.get(original_node, ()):
-            updated_node = edit(updated_node)
-        return updated_node
 
 
 def parse_python(source: str) -> ast.Module | SourceError:
@@ -101,66 +87,28 @@ def compile_error(source: str) -> SourceError | None:
     return None
 
 
-def _collect(module: cst.Module, rules: Sequence[Rule], facts: FileFacts) -> None:
-    facts.attach(module).visit_batched([facts, *rules])
-
-
-def _run_rules(module: cst.Module, settings: Settings) -> tuple[list[Rule], list[SourceError]]:
-    """All rules in one traversal; if one raises, re-run each alone so the others' work survives."""
-    def new_facts() -> FileFacts:
-        return FileFacts(settings.project, settings.module, settings.is_package)
-
-    facts = new_facts()
-    rules = [cls(facts, settings.rule_options) for cls in settings.rules]
-    try:
-        _collect(module, rules, facts)
-        return rules, []
-    except Exception:
-        pass
-    survivors, errors = [], []
+def _check(model: SemanticModel, settings: Settings) -> tuple[list[Finding], list[SourceError]]:
+    """Every semantic-model rule on the file; a rule that raises costs only its own findings."""
+    findings: list[Finding] = []
+    errors: list[SourceError] = []
     for cls in settings.rules:
-        facts = new_facts()
-        rule = cls(facts, settings.rule_options)
+        if not issubclass(cls, Rule):
+            continue
+        rule = cls(model, settings.rule_options)
         try:
-            _collect(module, [rule], facts)
+            rule.check()
+        except RecursionError:
+            raise
         except Exception as exc:  # a rule bug must not cost the file its other fixes
             errors.append(SourceError(1, 1, f"internal error in rule {cls.code}: {type(exc).__name__}: {exc}"))
             continue
-        survivors.append(rule)
-    return survivors, errors
-
-
-def _apply(module: cst.Module, fixes: list[Finding]) -> cst.Module:
-    edits: dict[cst.CSTNode, list[NodeEdit]] = defaultdict(list)
-    imports: dict[ImportNeed, None] = {}
-    removals: dict[ImportNeed, None] = {}
-    for finding in fixes:
-        assert finding.fix is not None
-        for node, edit in finding.fix.edits.items():
-            edits[node].append(edit)
-        imports.update(dict.fromkeys(finding.fix.imports))
-        removals.update(dict.fromkeys(finding.fix.removals))
-    new_module = module.visit(_ApplyEdits(edits))
-    if imports or removals:
-        from libcst.codemod import CodemodContext  # slow to import; most runs change no import
-        from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
-
-        if removals:
-            context = CodemodContext()
-            for need in removals:
-                RemoveImportsVisitor.remove_unused_import(context, need.module, need.name)
-            new_module = RemoveImportsVisitor(context).transform_module(new_module)
-        if imports:
-            context = CodemodContext()
-            for need in imports:
-                AddImportsVisitor.add_needed_import(context, need.module, need.name)
-            new_module = AddImportsVisitor(context).transform_module(new_module)
-    return new_module
+        findings.extend(rule.findings)
+    return findings, errors
 
 
 def _reported_lines(finding: Finding) -> range:
     """A ``# noqa`` counts on the first or last line of what was reported (as in Ruff)."""
-    first, last = finding.position.start.line, finding.position.end.line
+    first, last = finding.span.line, finding.span.end_line
     return range(first, first + 1) if first == last else range(first, last + 1, last - first)
 
 
@@ -236,31 +184,27 @@ def _transform(source: str, settings: Settings) -> FileResult:
     tree = parse_python(source)
     if isinstance(tree, SourceError):
         return FileResult(source, source, [], [tree])
-    if settings.screen:
-        tree._tfm_project = (settings.project, settings.module, settings.is_package)  # for the screens
-        settings = replace(settings, rules=tuple(r for r in settings.rules if r.screen(tree)))
-        if not settings.rules:
-            return FileResult(source, source, [], [])
-    try:
-        module = cst.parse_module(source)
-    except cst.ParserSyntaxError as exc:
-        return FileResult(source, source, [], [SourceError(exc.raw_line, exc.raw_column + 1, exc.message)])
-    except Exception as exc:  # the parser's own limits
-        return FileResult(source, source, [], [SourceError(1, 1, f"cannot parse: {type(exc).__name__}: {exc}")])
+    model = SemanticModel(tree, source, settings.project, settings.module, settings.is_package)
+    findings, errors = _check(model, settings)
+    module = None  # the LibCST tree, parsed only when a LibCST-tree rule or a fix needs it
+    legacy = [r for r in settings.rules if not issubclass(r, Rule)]
+    if legacy:
+        from torchfix_mod import cst_engine
 
-    if module.code != source:
-        # the parser cannot give this file back byte for byte (seen with blank lines before a
-        # last line that has no newline): report, but rewrite nothing
-        settings = replace(settings, apply_fixes=False)
-    rules, errors = _run_rules(module, settings)
-    findings = [f for rule in rules for f in rule.findings]
+        if settings.screen:
+            tree._tfm_project = (settings.project, settings.module, settings.is_package)  # for the screens
+            legacy = [r for r in legacy if r.screen(tree)]
+        if legacy:
+            parsed = cst_engine.parse(source)
+            if isinstance(parsed, SourceError):
+                return FileResult(source, source, [], [parsed])
+            module = parsed
+            more, more_errors = cst_engine.run_rules(module, legacy, settings)
+            findings += more
+            errors += more_errors
     if findings:
         suppressed = noqa_codes(source)
-        findings = [
-            f
-            for f in findings
-            if not is_suppressed(suppressed, f.code, _reported_lines(f))
-        ]
+        findings = [f for f in findings if not is_suppressed(suppressed, f.code, _reported_lines(f))]
 
     def applicable(finding: Finding) -> bool:
         return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)
@@ -268,8 +212,22 @@ def _transform(source: str, settings: Settings) -> FileResult:
     to_apply = [f for f in findings if applicable(f)] if settings.apply_fixes else []
     new_source = source
     if to_apply:
+        from torchfix_mod import cst_engine
+
+        if module is None:
+            parsed = cst_engine.parse(source)
+            if isinstance(parsed, SourceError):
+                errors.append(parsed)
+                to_apply = []
+            else:
+                module = parsed
+    if to_apply and module.code != source:
+        # the parser cannot give this file back byte for byte (seen with blank lines before a
+        # last line that has no newline): report, but rewrite nothing
+        to_apply = []
+    if to_apply:
         try:
-            new_source = _apply(module, to_apply).code
+            new_source = cst_engine.apply_fixes(module, to_apply).code
         except Exception as exc:
             errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
             to_apply = []
@@ -286,10 +244,10 @@ def _transform(source: str, settings: Settings) -> FileResult:
         Diagnostic(
             code=f.code,
             message=f.message,
-            line=f.position.start.line,
-            column=f.position.start.column + 1,
-            end_line=f.position.end.line,
-            end_column=f.position.end.column + 1,
+            line=f.span.line,
+            column=f.span.column + 1,
+            end_line=f.span.end_line,
+            end_column=f.span.end_column + 1,
             fix_available=applicable(f),
             unsafe_fix=f.fix is not None and f.fix.unsafe and not settings.unsafe_fixes,
             fixed=id(f) in applied,

@@ -1,4 +1,10 @@
-"""The rule contract: what a codemod in ``codemods/`` declares, reports and fixes."""
+"""The rule contract: what a codemod in ``codemods/`` declares, reports and fixes.
+
+A rule decides on the file's :class:`~torchfix_mod.semantic.SemanticModel` (Python's ``ast``)
+and reports findings. A finding's fix is a list of :class:`Edit` intents: the position of a
+node and the LibCST change to make there. The engine parses the file with LibCST only when a
+fix is to be written, finds each node by its position and applies the change.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,14 @@ import inspect
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import libcst as cst
-from libcst.metadata import CodeRange
+from torchfix_mod.semantic import Span
 
 if TYPE_CHECKING:
-    from torchfix_mod.analysis import FileFacts
+    from torchfix_mod.semantic import SemanticModel
+
+RULES_PACKAGE = "torchfix_mod.codemods"
 
 
 class Applicability(enum.Enum):
@@ -52,14 +59,25 @@ class ImportNeed:
     name: str | None = None
 
 
-NodeEdit = Callable[[cst.CSTNode], cst.CSTNode | cst.RemovalSentinel]
+@dataclass(frozen=True)
+class Edit:
+    """A fix intent: change the LibCST node of class ``node_type`` found at ``span``.
+
+    ``change(node, *args)`` receives the node with its children already updated and returns
+    the new node (or ``libcst.RemoveFromParent()``); it is the only place a rule touches
+    LibCST, and it decides nothing."""
+
+    span: Span
+    node_type: str
+    change: Callable[..., Any]
+    args: tuple = ()
 
 
 @dataclass
 class Fix:
-    """Edits keyed by original node; each edit receives the already-updated node."""
+    """The edits of one finding, applied together or not at all."""
 
-    edits: dict[cst.CSTNode, NodeEdit]
+    edits: tuple[Edit, ...] | list[Edit]
     imports: tuple[ImportNeed, ...] = ()
     unsafe: bool = False
     removals: tuple[ImportNeed, ...] = ()  # imports to drop if the fix leaves them unused
@@ -68,9 +86,9 @@ class Fix:
 @dataclass
 class Finding:
     code: str
-    position: CodeRange
+    span: Span
     message: str
-    fix: Fix | None
+    fix: Any  # Fix, or a LibCST-keyed fix of a rule not yet on the semantic model
     # state_dict keys the fix adds, as patterns relative to the module ("blocks.*", "mask");
     # old checkpoints lack them (the migration report lists them)
     state_keys: tuple[str, ...] = ()
@@ -83,12 +101,8 @@ class RuleOptions:
     buffer_persistent: bool = False
 
 
-class Rule(cst.BatchableCSTVisitor):
-    """Base class of every codemod. Subclasses live one per file in ``codemods/``.
-
-    A rule visits the parsed file (all rules share one traversal), decides on
-    evidence and calls :meth:`report` with or without a :class:`Fix`.
-    """
+class BaseRule:
+    """What every rule declares: its code, name, summary, fix safety and examples."""
 
     code: ClassVar[str]
     name: ClassVar[str]
@@ -98,41 +112,59 @@ class Rule(cst.BatchableCSTVisitor):
     fixes: ClassVar[Sequence[FixCase]] = ()
     keeps: ClassVar[Sequence[KeepCase]] = ()
 
-    METADATA_DEPENDENCIES = ()  # through ``self.facts``, which resolves metadata lazily
-
-    def __init__(self, facts: FileFacts, options: RuleOptions) -> None:
-        super().__init__()
-        self.facts = facts
-        self.options = options
-        self.findings: list[Finding] = []
-
     @classmethod
     def screen(cls, tree: ast.Module) -> bool:
-        """Could this file hold a finding? Must never say no when the rule would report."""
+        """Could this file hold a finding? Only rules that analyse LibCST trees use it."""
         return True
-
-    def report(
-        self, node: cst.CSTNode, message: str, fix: Fix | None = None, state_keys: Sequence[str] = ()
-    ) -> None:
-        position = self.facts.position(node)
-        self.findings.append(Finding(self.code, position, message, fix, tuple(state_keys)))
 
     @classmethod
     def docs(cls) -> str:
         return inspect.cleandoc(cls.__doc__ or "")
 
 
-def load_rules() -> list[type[Rule]]:
-    """Every rule class defined in the ``codemods`` package, sorted by code."""
-    import codemods
+class Rule(BaseRule):
+    """Base class of every codemod that decides on the semantic model.
 
-    found: dict[str, type[Rule]] = {}
-    for info in pkgutil.iter_modules(codemods.__path__):
-        if info.name.startswith("_"):
+    Subclasses live one per file in ``codemods/``; :meth:`check` reads ``self.model`` and
+    calls :meth:`report`, with a :class:`Fix` built from :meth:`edit` intents when the fix is
+    proven right.
+    """
+
+    def __init__(self, model: SemanticModel, options: RuleOptions) -> None:
+        self.model = model
+        self.options = options
+        self.findings: list[Finding] = []
+
+    def check(self) -> None:
+        raise NotImplementedError
+
+    def report(
+        self, node: ast.AST | Span, message: str, fix: Fix | None = None, state_keys: Sequence[str] = ()
+    ) -> None:
+        span = node if isinstance(node, Span) else self.model.span(node)
+        self.findings.append(Finding(self.code, span, message, fix, tuple(state_keys)))
+
+    def edit(self, node: ast.AST | Span, node_type: str, change: Callable[..., Any], *args: Any) -> Edit:
+        """An intent to change the LibCST ``node_type`` node at ``node``'s position."""
+        span = node if isinstance(node, Span) else self.model.span(node)
+        return Edit(span, node_type, change, args)
+
+
+def load_rules() -> list[type[BaseRule]]:
+    """Every rule class defined in the rules package, sorted by code."""
+    package = importlib.import_module(RULES_PACKAGE)
+    found: dict[str, type[BaseRule]] = {}
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{RULES_PACKAGE}."):
+        if info.name.rpartition(".")[2].startswith("_"):
             continue
-        module = importlib.import_module(f"codemods.{info.name}")
+        module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, Rule) and obj.__module__ == module.__name__:
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseRule)
+                and obj.__module__ == module.__name__
+                and getattr(obj, "code", None)
+            ):
                 if obj.code in found:
                     raise RuntimeError(f"rule code {obj.code} is defined twice")
                 found[obj.code] = obj
@@ -140,8 +172,8 @@ def load_rules() -> list[type[Rule]]:
 
 
 def select_rules(
-    rules: Sequence[type[Rule]], select: Sequence[str] = (), ignore: Sequence[str] = ()
-) -> list[type[Rule]]:
+    rules: Sequence[type[BaseRule]], select: Sequence[str] = (), ignore: Sequence[str] = ()
+) -> list[type[BaseRule]]:
     """Filter by code or code prefix, as Ruff's ``--select`` / ``--ignore``."""
 
     def matches(code: str, patterns: Sequence[str]) -> bool:

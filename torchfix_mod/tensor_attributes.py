@@ -14,7 +14,7 @@ from torchfix_mod.analysis import (
     top_statement,
 )
 from torchfix_mod.containers import SelfAssignment, self_assignments
-from torchfix_mod.rule import Fix, Rule, RuleOptions
+from torchfix_mod.legacy_rule import Fix, Rule, RuleOptions
 from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 

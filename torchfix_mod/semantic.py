@@ -1,0 +1,736 @@
+"""The semantic model of one file, built on Python's ``ast``: scopes, bindings and accesses,
+qualified names through the file's imports, nn.Module classes, and positions.
+
+Every rule decides on this model; LibCST is only used later, to write a fix. The scope rules
+follow Python's (and LibCST's ``ScopeProvider``): a class body is not visible from functions
+nested in it, a comprehension has a scope of its own whose first iterable is evaluated outside
+it, ``global``/``nonlocal`` move a binding to the scope that owns the name. Resolution is not
+flow-sensitive: a name resolves to every binding of it in the scope that owns it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
+from torchfix_mod.syntax import dotted, nodes, walk
+
+TORCH_MODULE_BASE = "torch.nn.Module"
+BUILTIN_NAMES = frozenset(dir(builtins))
+ACCESS_HOOKS = frozenset(
+    {"__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__getstate__", "__setstate__"}
+)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A source range: 1-based lines, 0-based columns counted in characters (as LibCST's
+    ``PositionProvider``, so a fix finds its node by position)."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+@dataclass(eq=False)
+class Binding:
+    """One place that binds a name in a scope (as LibCST's ``Assignment``)."""
+
+    name: str
+    node: ast.AST  # ast.Name (store), ast.arg, ast.alias, a def/class, ast.ExceptHandler, a match pattern
+    scope: Scope
+    kind: str  # "import", "from-import", "def", "class", "param", "assign", "except", "match"
+    target: str | None = None  # imports: the dotted name bound ("torch.nn" for `import torch.nn as nn`)
+    statement: ast.stmt | None = None  # imports: the statement
+    accesses: list[ast.Name] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Scope:
+    kind: str  # "module", "class", "function", "lambda", "comprehension"
+    node: ast.AST
+    parent: Scope | None
+    name: str = ""  # the qualified prefix of names defined here ("f.<locals>", "A")
+    bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    accesses: dict[str, list[ast.Name]] = field(default_factory=dict)
+    declared_global: set[str] = field(default_factory=set)
+    declared_nonlocal: set[str] = field(default_factory=set)
+
+    @property
+    def globals(self) -> Scope:
+        scope = self
+        while scope.parent is not None:
+            scope = scope.parent
+        return scope
+
+    def __contains__(self, name: str) -> bool:
+        return bool(self.resolve(name))
+
+    def __getitem__(self, name: str) -> list[Binding]:
+        return self.resolve(name)
+
+    def resolve(self, name: str) -> list[Binding]:
+        """The bindings a read of ``name`` in this scope may see (empty: a builtin or unbound)."""
+        owner = self.owner(name)
+        return owner.bindings.get(name, []) if owner is not None else []
+
+    def owner(self, name: str) -> Scope | None:
+        """The scope that owns ``name`` as seen from here."""
+        scope: Scope | None = self
+        first = True
+        while scope is not None:
+            if name in scope.declared_global:
+                return self.globals
+            if name in scope.declared_nonlocal:
+                scope = scope.parent
+                first = False
+                continue
+            if scope.kind == "class" and not first:
+                scope = scope.parent  # a class body is invisible to the functions nested in it
+                continue
+            if name in scope.bindings:
+                return scope
+            scope = scope.parent
+            first = False
+        return None
+
+
+class _Binder(ast.NodeVisitor):
+    """One walk that builds the scopes, records bindings and accesses, and the parent map."""
+
+    def __init__(self, model: SemanticModel) -> None:
+        self.model = model
+        self.scope: Scope = model.module_scope
+        self.pending: list[tuple[Scope, ast.Name]] = []
+
+    # -- helpers -------------------------------------------------------------
+    def bind(self, name: str, node: ast.AST, kind: str, target: str | None = None, statement=None) -> None:
+        scope = self.scope
+        if name in scope.declared_global:
+            scope = scope.globals
+        elif name in scope.declared_nonlocal:
+            outer = scope.parent
+            while outer is not None and (outer.kind == "class" or name not in outer.bindings):
+                outer = outer.parent
+            scope = outer or scope
+        scope.bindings.setdefault(name, []).append(Binding(name, node, scope, kind, target, statement))
+        self.model._binding_scope[node] = scope
+
+    def enter(self, kind: str, node: ast.AST, name: str) -> Scope:
+        prefix = self.scope.name
+        if kind == "class":
+            qualified = f"{prefix}{name}."
+        elif kind == "function":
+            qualified = f"{prefix}{name}.<locals>."
+        else:
+            qualified = prefix
+        scope = Scope(kind, node, self.scope, qualified)
+        self.model.scopes.append(scope)
+        self.model._scope_of_node[node] = scope
+        return scope
+
+    def visit_all(self, items) -> None:
+        for item in items:
+            if item is not None:
+                self.visit(item)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        model = self.model
+        model._scope_at[node] = self.scope
+        for child in ast.iter_child_nodes(node):
+            model.parents[child] = node
+            self.visit(child)
+
+    def _record(self, node: ast.AST) -> None:
+        self.model._scope_at[node] = self.scope
+        for child in ast.iter_child_nodes(node):
+            self.model.parents[child] = node
+
+    # -- names ---------------------------------------------------------------
+    def visit_Name(self, node: ast.Name) -> None:
+        self.model._scope_at[node] = self.scope
+        if isinstance(node.ctx, ast.Store):
+            self.bind(node.id, node, "assign")
+        else:
+            self.scope.accesses.setdefault(node.id, []).append(node)
+            self.pending.append((self.scope, node))
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.scope.declared_global.update(node.names)
+        self.generic_visit(node)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.scope.declared_nonlocal.update(node.names)
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                self.bind(alias.asname, alias, "import", alias.name, node)
+            else:
+                top = alias.name.split(".")[0]
+                self.bind(top, alias, "import", top, node)
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        source = "." * node.level + (node.module or "")
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            joined = f"{source}.{alias.name}" if not source.endswith(".") else f"{source}{alias.name}"
+            self.bind(alias.asname or alias.name, alias, "from-import", joined, node)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.bind(node.name, node, "except")
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.bind(node.name, node, "match")
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.bind(node.name, node, "match")
+        self.generic_visit(node)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.bind(node.rest, node, "match")
+        self.generic_visit(node)
+
+    # -- scopes --------------------------------------------------------------
+    def _arguments_outside(self, args: ast.arguments) -> None:
+        """Defaults and annotations are evaluated where the function is defined."""
+        for default in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]:
+            self.model.parents[default] = args
+            self.visit(default)
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                self.model.parents[arg.annotation] = arg
+                self.visit(arg.annotation)
+
+    def _params_inside(self, args: ast.arguments) -> None:
+        self.model._scope_at[args] = self.scope
+        for arg in [*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg]:
+            if arg is not None:
+                self.model.parents[arg] = args
+                self.model._scope_at[arg] = self.scope
+                self.bind(arg.arg, arg, "param")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._record(node)
+        self.visit_all(node.decorator_list)
+        self._arguments_outside(node.args)
+        self.model.parents[node.args] = node
+        if node.returns is not None:
+            self.visit(node.returns)
+        self.bind(node.name, node, "def")
+        outer, self.scope = self.scope, self.enter("function", node, node.name)
+        self._params_inside(node.args)
+        self.visit_all(node.body)
+        self.scope = outer
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._record(node)
+        self._arguments_outside(node.args)
+        self.model.parents[node.args] = node
+        outer, self.scope = self.scope, self.enter("lambda", node, "<lambda>")
+        self._params_inside(node.args)
+        self.visit(node.body)
+        self.scope = outer
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._record(node)
+        self.visit_all(node.decorator_list)
+        self.visit_all(node.bases)
+        self.visit_all(node.keywords)
+        outer, self.scope = self.scope, self.enter("class", node, node.name)
+        self.visit_all(node.body)
+        self.scope = outer
+        self.bind(node.name, node, "class")
+
+    def _comprehension(self, node, parts) -> None:
+        self._record(node)
+        generators = node.generators
+        for gen in generators:
+            self.model.parents[gen] = node
+            for child in ast.iter_child_nodes(gen):
+                self.model.parents[child] = gen
+        # the first iterable is evaluated in the enclosing scope
+        self.visit(generators[0].iter)
+        outer, self.scope = self.scope, self.enter("comprehension", node, "<comprehension>")
+        for index, gen in enumerate(generators):
+            self.model._scope_at[gen] = self.scope
+            self.visit(gen.target)
+            if index:
+                self.visit(gen.iter)
+            self.visit_all(gen.ifs)
+        self.visit_all(parts)
+        self.scope = outer
+
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node, [node.elt])
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node, [node.key, node.value])
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self._record(node)
+        self.visit(node.value)
+        # the target binds in the nearest enclosing non-comprehension scope
+        scope, outer = self.scope, self.scope
+        while scope.kind == "comprehension" and scope.parent is not None:
+            scope = scope.parent
+        self.scope = scope
+        self.model._scope_at[node.target] = scope
+        self.bind(node.target.id, node.target, "assign")
+        self.scope = outer
+
+    def finish(self) -> None:
+        for scope, name in self.pending:
+            for binding in scope.resolve(name.id):
+                binding.accesses.append(name)
+
+
+class SemanticModel:
+    """What the rules know about one file. Built once per file, from one ``ast`` parse."""
+
+    def __init__(
+        self,
+        tree: ast.Module,
+        source: str,
+        project=None,
+        module: str | None = None,
+        is_package: bool = False,
+    ) -> None:
+        self.tree = tree
+        self.source = source
+        self.lines = source.split("\n")
+        self.project = project  # classes of the run's other files (ProjectIndex)
+        self.module_name = module
+        self.is_package = is_package
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.scopes: list[Scope] = []
+        self.module_scope = Scope("module", tree, None, "")
+        self.scopes.append(self.module_scope)
+        self._scope_at: dict[ast.AST, Scope] = {}
+        self._scope_of_node: dict[ast.AST, Scope] = {tree: self.module_scope}
+        self._binding_scope: dict[ast.AST, Scope] = {}
+        self.memo: dict[object, object] = {}  # per-file results shared between rules
+        binder = _Binder(self)
+        binder.generic_visit(tree)
+        binder.finish()
+        self._module_classes: dict[ast.ClassDef, bool] | None = None
+        self._attributes: dict[str, list[ast.Attribute]] | None = None
+        self._names_used: set[str] | None = None
+        self._called: set[str] | None = None
+
+    # -- tree navigation -------------------------------------------------------
+    def parent(self, node: ast.AST) -> ast.AST | None:
+        return self.parents.get(node)
+
+    def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
+        parent = self.parents.get(node)
+        while parent is not None:
+            yield parent
+            parent = self.parents.get(parent)
+
+    def nodes(self, kind, root: ast.AST | None = None) -> list:
+        """Every node of one kind under ``root`` (the module by default), from one shared walk."""
+        return nodes(root if root is not None else self.tree, kind)
+
+    def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The nearest def around ``node``; None at module level or inside a lambda."""
+        for anc in self.ancestors(node):
+            if isinstance(anc, ast.Lambda):
+                return None
+            if isinstance(anc, _FUNCTIONS):
+                return anc
+        return None
+
+    def enclosing_class(self, node: ast.AST) -> ast.ClassDef | None:
+        for anc in self.ancestors(node):
+            if isinstance(anc, ast.ClassDef):
+                return anc
+        return None
+
+    def statement(self, node: ast.AST) -> ast.stmt | None:
+        """The innermost statement that contains ``node`` (itself, if it is one)."""
+        current: ast.AST | None = node
+        while current is not None and not isinstance(current, ast.stmt):
+            current = self.parents.get(current)
+        return current
+
+    # -- positions --------------------------------------------------------------
+    def _column(self, line: int, byte_offset: int) -> int:
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        if text.isascii():
+            return byte_offset
+        return len(text.encode("utf-8")[:byte_offset].decode("utf-8", "replace"))
+
+    def span(self, node: ast.AST) -> Span:
+        """Where ``node`` is, in the units LibCST's positions use."""
+        line, end_line = node.lineno, node.end_lineno or node.lineno
+        return Span(line, self._column(line, node.col_offset), end_line, self._column(end_line, node.end_col_offset or 0))
+
+    def text(self, node: ast.AST) -> str:
+        """The source text of ``node``."""
+        return ast.get_source_segment(self.source, node) or ""
+
+    # -- scopes and names ----------------------------------------------------
+    def scope(self, node: ast.AST) -> Scope:
+        """The scope a node is evaluated in (for a def or class: where its name is bound)."""
+        found = self._scope_at.get(node)
+        if found is not None:
+            return found
+        for anc in self.ancestors(node):
+            found = self._scope_at.get(anc)
+            if found is not None:
+                return found
+        return self.module_scope
+
+    def inner_scope(self, node: ast.AST) -> Scope | None:
+        """The scope a def, lambda, class or comprehension opens."""
+        return self._scope_of_node.get(node)
+
+    def bindings(self, name: ast.Name) -> list[Binding]:
+        """The bindings a name node refers to (for a stored name: those of its scope)."""
+        return self.scope(name).resolve(name.id)
+
+    def qualified_names(self, expr: ast.AST) -> set[str]:
+        """The qualified names a name or attribute chain may refer to, through the file's
+        imports: ``nn.Linear`` after ``import torch.nn as nn`` is ``torch.nn.Linear``; a
+        builtin is ``builtins.len``; a local class ``A`` is ``A`` (``f.<locals>.A`` inside a
+        function). Relative imports keep their dots (``.blocks.Block``). Empty for anything
+        that is not a chain of names."""
+        parts: list[str] = []
+        node = expr
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return set()
+        suffix = "".join(f".{p}" for p in reversed(parts))
+        found = self.scope(node).resolve(node.id)
+        if not found:
+            return {f"builtins.{node.id}{suffix}"} if node.id in BUILTIN_NAMES else set()
+        names = set()
+        for binding in found:
+            if binding.target is not None:
+                names.add(binding.target + suffix)
+            else:
+                names.add(binding.scope.name + binding.name + suffix)
+        return names
+
+    def qualified_name(self, expr: ast.AST) -> str | None:
+        """The single qualified name of an expression, if it has exactly one."""
+        names = self.qualified_names(expr)
+        return next(iter(names)) if len(names) == 1 else None
+
+    def torch_qualified(self, expr: ast.AST) -> str | None:
+        """The single ``torch...`` qualified name of an expression, if it has one."""
+        name = self.qualified_name(expr)
+        if name is not None and (name == "torch" or name.startswith("torch.")):
+            return name
+        return None
+
+    def absolute(self, qname: str) -> str | None:
+        """A qualified name with its relative-import dots resolved against this file's module."""
+        if not qname.startswith("."):
+            return qname
+        if self.module_name is None:
+            return None
+        return absolute(qname, self.module_name, self.is_package)
+
+    @property
+    def names_used(self) -> set[str]:
+        """Every identifier read or written anywhere in the file."""
+        if self._names_used is None:
+            used = {n.id for n in self.nodes(ast.Name)}
+            for scope in self.scopes:
+                used.update(scope.bindings)
+            self._names_used = used
+        return self._names_used
+
+    @property
+    def attributes(self) -> dict[str, list[ast.Attribute]]:
+        """Every ``x.attr`` node of the file, by attribute name."""
+        if self._attributes is None:
+            found: dict[str, list[ast.Attribute]] = {}
+            for node in self.nodes(ast.Attribute):
+                found.setdefault(node.attr, []).append(node)
+            for items in found.values():
+                items.sort(key=lambda n: (n.lineno, n.col_offset))
+            self._attributes = found
+        return self._attributes
+
+    @property
+    def called(self) -> set[str]:
+        """The last name of every called function or method."""
+        if self._called is None:
+            called = set()
+            for call in self.nodes(ast.Call):
+                func = call.func
+                if isinstance(func, ast.Attribute):
+                    called.add(func.attr)
+                elif isinstance(func, ast.Name):
+                    called.add(func.id)
+            self._called = called
+        return self._called
+
+    # -- classes ---------------------------------------------------------------
+    def project_class(self, qname: str) -> ProjectClass | None:
+        """A class of another file of the run, by the qualified name it has here."""
+        if self.project is None:
+            return None
+        return self.project.lookup(qname, self.module_name, self.is_package)
+
+    def local_classes(self, expr: ast.AST) -> list[ast.ClassDef] | None:
+        """The ClassDefs a name may refer to, or None if any binding of it is not a class."""
+        if not isinstance(expr, ast.Name):
+            return None
+        found = self.scope(expr).resolve(expr.id)
+        if not found or any(b.kind != "class" for b in found):
+            return None
+        return [b.node for b in found]
+
+    def _is_module_class_name(self, qname: str, base_ok: bool = True) -> bool:
+        if is_torch_module_class(qname):
+            return base_ok or qname != TORCH_MODULE_BASE
+        found = self.project_class(qname)
+        return found is not None and found.module_subclass
+
+    @property
+    def module_classes(self) -> dict[ast.ClassDef, bool]:
+        """Every class of the file and whether it is an nn.Module subclass, in source order
+        (a base must be defined before the class that derives from it, as Python requires)."""
+        if self._module_classes is None:
+            self._module_classes = {}
+            for cls in sorted(self.nodes(ast.ClassDef), key=lambda c: (c.lineno, c.col_offset)):
+                self._module_classes[cls] = any(self.is_module_class_expr(base) for base in cls.bases)
+        return self._module_classes
+
+    def is_module_class(self, cls: ast.ClassDef) -> bool:
+        return self.module_classes.get(cls, False)
+
+    def is_module_class_expr(self, expr: ast.AST) -> bool:
+        """``expr`` (a base class or a called name) names an nn.Module class."""
+        qnames = self.qualified_names(expr)
+        if qnames and all(self._is_module_class_name(q) for q in qnames):
+            return True
+        classes = self.local_classes(expr)
+        known = self._module_classes or {}
+        return bool(classes) and all(known.get(c, False) for c in classes)
+
+    def is_module_construction(self, expr: ast.AST) -> bool:
+        """A call that certainly builds a new nn.Module instance."""
+        if not isinstance(expr, ast.Call):
+            return False
+        qnames = self.qualified_names(expr.func)
+        if qnames and all(self._is_module_class_name(q, base_ok=False) for q in qnames):
+            return True
+        classes = self.local_classes(expr.func)
+        return bool(classes) and all(self.module_classes.get(c, False) for c in classes)
+
+    def base_classes(self, cls: ast.ClassDef) -> list[ast.ClassDef | str]:
+        """Each base as a local ClassDef, or as its qualified name when not local ("?": unknown)."""
+        result: list[ast.ClassDef | str] = []
+        for base in cls.bases:
+            classes = self.local_classes(base)
+            if classes and len(classes) == 1:
+                result.append(classes[0])
+            else:
+                qnames = self.qualified_names(base)
+                result.append(next(iter(qnames)) if len(qnames) == 1 else "?")
+        return result
+
+    def class_family_up(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
+        """``cls`` and its bases defined in this file, nearest first."""
+        chain = [cls]
+        for base in self.base_classes(cls):
+            if isinstance(base, ast.ClassDef) and base not in chain:
+                chain.extend(c for c in self.class_family_up(base) if c not in chain)
+        return chain
+
+    def class_family(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
+        """``cls``, its bases defined in this file, and the classes of this file derived from it."""
+        family = list(self.class_family_up(cls))
+        for other in self.module_classes:
+            if other is not cls and other not in family and cls in self.class_family_up(other):
+                family.append(other)
+        return family
+
+    def customizes_attribute_access(self, cls: ast.ClassDef) -> bool:
+        """The class family overrides attribute access or reaches into ``__dict__``: an
+        attribute may then be read or written behind the analysis' back."""
+        for member in self.class_family(cls):
+            if any(method.name in ACCESS_HOOKS for method in class_methods(member)):
+                return True
+            if any(node.attr == "__dict__" for node in nodes(member, ast.Attribute)):
+                return True
+            for base in self.base_classes(member):
+                if isinstance(base, str):
+                    found = self.project_class(base)
+                    if found is not None and found.customizes_access:
+                        return True
+        return False
+
+    # -- torch spelling ----------------------------------------------------------
+    def top_level_imports(self) -> list[ast.stmt]:
+        return [stmt for stmt in self.tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
+
+    def nn_reference(self, attr: str, at: ast.AST) -> tuple[str, tuple[str, str | None] | None] | None:
+        """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
+        import it needs as ``(module, name)`` (None: none needed); None when no spelling is safe.
+
+        Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``; adds an
+        import only when no binding is usable and the new name shadows nothing."""
+        scope = self.scope(at)
+        module_scope = self.module_scope
+        target = f"torch.nn.{attr}"
+        top_level = set(self.top_level_imports())
+        by_target: dict[str, str] = {}
+        for name, found in module_scope.bindings.items():
+            for binding in found:
+                # an import under `if TYPE_CHECKING:` or in a try block may not run
+                if binding.statement not in top_level or binding.target is None:
+                    continue
+                if binding.kind == "import" and isinstance(binding.node, ast.alias) and binding.node.asname is None and "." in binding.node.name:
+                    continue  # `import torch.nn` binds `torch`; handled below
+                targets = {b.target for b in module_scope.bindings[name]}
+                if len(targets) == 1 and None not in targets:
+                    by_target.setdefault(binding.target, name)
+
+        def visible(name: str, expected: str) -> bool:
+            found = scope.resolve(name)
+            return bool(found) and {b.target for b in found} == {expected}
+
+        for qname, build in (
+            (target, lambda n: n),
+            ("torch.nn", lambda n: f"{n}.{attr}"),
+            ("torch", lambda n: f"{n}.nn.{attr}"),
+        ):
+            name = by_target.get(qname)
+            if name and visible(name, qname):
+                return build(name), None
+        for binding in module_scope.bindings.get("torch", []):
+            if (
+                binding.kind == "import"
+                and binding.statement in top_level
+                and isinstance(binding.node, ast.alias)
+                and binding.node.name == "torch.nn"
+                and visible("torch", "torch")
+            ):
+                return f"torch.nn.{attr}", None
+        imports_torch_nn = any(
+            isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module == "torch.nn"
+            for stmt in self.top_level_imports()
+        )
+        if imports_torch_nn and attr not in self.names_used:
+            return attr, ("torch.nn", attr)
+        if "torch" not in self.names_used:
+            return f"torch.nn.{attr}", ("torch", None)
+        return None
+
+
+# -- methods -----------------------------------------------------------------------
+
+
+def class_methods(cls: ast.ClassDef) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions defined directly in a class body."""
+    for stmt in cls.body:
+        if isinstance(stmt, _FUNCTIONS):
+            yield stmt
+
+
+def self_name(func: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """The name of the instance parameter of a plain method."""
+    for deco in func.decorator_list:
+        if isinstance(deco, ast.Name) and deco.id in ("staticmethod", "classmethod"):
+            return None
+    params = func.args.posonlyargs or func.args.args
+    return params[0].arg if params else None
+
+
+def is_self_attr(node: ast.AST, self_arg: str, attr: str | None = None) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == self_arg
+        and (attr is None or node.attr == attr)
+    )
+
+
+def is_super_init_call(model: SemanticModel, stmt: ast.AST, self_arg: str) -> bool:
+    """``super().__init__(...)``, ``super(Cls, self).__init__(...)``, or ``Base.__init__(self, ...)``
+    where ``Base`` is ``nn.Module`` or an nn.Module class (a mixin's ``__init__`` does not count)."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    call = stmt.value
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "__init__"):
+        return False
+    receiver = func.value
+    if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and receiver.func.id == "super":
+        return True
+    return (
+        bool(call.args)
+        and isinstance(call.args[0], ast.Name)
+        and call.args[0].id == self_arg
+        and model.is_module_class_expr(receiver)
+    )
+
+
+def statements_after_super_init(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[ast.stmt] | None:
+    """Top-level statements of ``__init__`` that run after the base ``__init__``, or None."""
+    self_arg = self_name(func)
+    if self_arg is None:
+        return None
+    for index, stmt in enumerate(func.body):
+        if is_super_init_call(model, stmt, self_arg):
+            return set(func.body[index + 1 :])
+    return None
+
+
+def top_statement(model: SemanticModel, node: ast.AST, func: ast.AST) -> ast.stmt | None:
+    """The statement directly in ``func``'s body that contains ``node``."""
+    previous = node
+    for anc in model.ancestors(node):
+        if anc is func:
+            return previous if isinstance(previous, ast.stmt) and previous in getattr(func, "body", ()) else None
+        previous = anc
+    return None
+
+
+def keyword(call: ast.Call, name: str) -> ast.keyword | None:
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw
+    return None
+
+
+def is_number(expr: ast.AST) -> bool:
+    if isinstance(expr, ast.Constant):
+        return type(expr.value) in (int, float, complex)
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+        return is_number(expr.operand)
+    return False
+
+
+__all__ = [
+    "Binding", "Scope", "SemanticModel", "Span", "class_methods", "dotted", "is_number", "is_self_attr",
+    "is_super_init_call", "keyword", "self_name", "statements_after_super_init", "top_statement", "walk",
+]
