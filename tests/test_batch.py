@@ -555,6 +555,33 @@ def test_changed_settings_never_give_stale_cached_results(tmp_path):
     assert snapshot(cached)["a.py"] == files["a.py"].encode()
 
 
+def test_an_edited_rule_never_serves_a_stale_cached_result(tmp_path):
+    """The cache key hashes the engine's and the rules' source: a run of an edited copy of the
+    tool over the same project, with the same cache, gets the edited rule's result."""
+    import torchfix_mod
+    import torchfix_mod.codemods as rules
+
+    tool = tmp_path / "tool"
+    shutil.copytree(Path(torchfix_mod.__path__[0]), tool / "torchfix_mod", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(rules.__path__[0]), tool / "codemods", ignore=shutil.ignore_patterns("__pycache__"))
+    project = write_tree(tmp_path / "project", {
+        "pyproject.toml": "[project]\nname = 'x'\n",
+        "m.py": "import torch.nn as nn\n\ndef f(w):\n    nn.init.normal(w)\n",
+    })
+    env = {**os.environ, "PYTHONPATH": str(tool)}
+
+    def check() -> str:
+        done = subprocess.run([sys.executable, "-m", "torchfix_mod", "."], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        return done.stdout
+
+    assert "without the warning" in check()
+    assert (project / CACHE_DIR_NAME).is_dir()
+    rule_file = tool / "codemods" / "deprecated_init.py"
+    rule_file.write_text(rule_file.read_text().replace("without the warning", "edited message"))
+    assert "edited message" in check()
+
+
 def test_cache_follows_other_files_classes(tmp_path):
     files = {"pkg/__init__.py": "", "pkg/blocks.py": PROJECT_BLOCKS, "pkg/net.py": PROJECT_NET}
     write_tree(tmp_path, files)

@@ -2,7 +2,8 @@
 
 Entries live in ``.torchfix_mod_cache/<version>/`` at the project root, one small JSON
 file per key. A key hashes everything a result depends on: the tool version, the
-effective settings, the project-wide class table, the file's module name and its bytes.
+effective settings, the project-wide class table, the file's module name and its bytes, and a
+hash of the engine's and the rules' own source, so an edited rule never serves stale results.
 A stale entry therefore cannot be found; old ones are simply never read again. The
 directory ignores itself for git (it holds a ``.gitignore`` of ``*``), and writes are
 atomic, so parallel workers and interrupted runs never leave a half-written entry.
@@ -19,6 +20,31 @@ from pathlib import Path
 from torchfix_mod import __version__
 
 CACHE_DIR_NAME = ".torchfix_mod_cache"
+_FINGERPRINT: str | None = None
+
+
+def source_fingerprint() -> str:
+    """A hash of every ``.py`` file of the package and of its rules package (which a source
+    checkout keeps outside it): what the results are computed by."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import torchfix_mod
+        import torchfix_mod.codemods as rules
+
+        _FINGERPRINT = fingerprint_of([*torchfix_mod.__path__, *rules.__path__])
+    return _FINGERPRINT
+
+
+def fingerprint_of(directories: list[str]) -> str:
+    digest = hashlib.sha256()
+    for directory in directories:
+        for path in sorted(Path(directory).rglob("*.py")):
+            digest.update(str(path.relative_to(directory)).encode("utf-8", "surrogatepass") + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"?")
+    return digest.hexdigest()
 
 
 def project_root(paths: list[Path], config_root: Path | None = None) -> Path:
@@ -40,7 +66,7 @@ class Cache:
         self.root = root
         self.directory = root / CACHE_DIR_NAME / __version__
         self.salt_text = salt
-        self.salt = f"{__version__}\0{salt}".encode("utf-8", "surrogatepass")
+        self.salt = f"{__version__}\0{source_fingerprint()}\0{salt}".encode("utf-8", "surrogatepass")
         self._ready = False
 
     def salted(self, extra: str) -> Cache:
