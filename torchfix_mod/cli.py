@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from torchfix_mod import __version__
-from torchfix_mod.cache import Cache, project_root
-from torchfix_mod.config import Config, ConfigError, effective_codes, resolve
-from torchfix_mod.docs import rule_safety
-from torchfix_mod.report import error_lines, finding_lines, findings_json, note_lines, rule_statistics, summary
-from torchfix_mod.rule import RuleOptions, load_rules
-from torchfix_mod.runner import FileReport, Progress, RunOptions, process_stdin, run
+
+if TYPE_CHECKING:
+    from torchfix_mod.config import Config
+    from torchfix_mod.runner import FileReport
 
 app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -33,8 +33,9 @@ class OutputFormat(str, enum.Enum):
     sarif = "sarif"
 
 
-class _Bar(Progress):
-    """A rich progress bar on stderr (only used when stderr is a terminal)."""
+class _Bar:
+    """A rich progress bar on stderr (only used when stderr is a terminal); it implements
+    :class:`torchfix_mod.runner.Progress`."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -104,6 +105,11 @@ def torchfix_mod(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     """Find and fix nn.Module mistakes that silently break PyTorch training."""
+    from torchfix_mod.config import ConfigError, effective_codes, resolve
+    from torchfix_mod.docs import rule_safety
+    from torchfix_mod.rule import RuleOptions, load_rules
+    from torchfix_mod.runner import RunOptions, process_stdin
+
     all_rules = load_rules()
     if list_rules:
         for rule in all_rules:
@@ -169,6 +175,9 @@ def _pick(cli_value: Optional[bool], config_value: Optional[bool]) -> bool:
 
 
 def _run_files(paths, rules, options, settings: Config, jobs, quiet, no_cache, force_exclude) -> list[FileReport]:
+    from torchfix_mod.cache import Cache, project_root
+    from torchfix_mod.runner import run
+
     cache = None
     if not no_cache:
         salt = "\0".join([settings.fingerprint(), repr(options.mode), repr(options.unsafe_fixes), repr(options.rule_options)])
@@ -197,6 +206,8 @@ def _enough_files(paths) -> bool:
 
 
 def _print(reports, mode, output_format, quiet, use_stdin, all_rules) -> None:
+    from torchfix_mod.report import error_lines, finding_lines, findings_json, note_lines, rule_statistics, summary
+
     # the diff (or, for stdin with --write, the fixed source) owns stdout, so it can be piped
     out = sys.stderr if mode == "diff" or (use_stdin and mode == "write") else sys.stdout
     if mode == "diff":
@@ -245,4 +256,7 @@ def exit_code(reports, mode: str) -> int:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:  # needs nothing else: answer before typer builds the parser
+        print(f"torchfix-mod {__version__}")
+        return
     app(prog_name="torchfix-mod")
