@@ -11,7 +11,10 @@ Every contender runs as a whole process over the same files, one after the other
 - ``TorchFix 0.7.0``: ``torchfix <dirs>`` with its default rules, installed on first use in its
   own virtualenv (``pip install torchfix==0.7.0``) under the cache directory;
 - ``libcst floor`` / ``ast floor``: one process that reads every file and calls
-  ``libcst.parse_module`` / ``ast.parse`` on it, nothing else.
+  ``libcst.parse_module`` / ``ast.parse`` on it, nothing else;
+- ``start-up``: ``torchfix-mod --version``, and one file with no findings (timm's
+  ``models/resnet.py``) checked by torchfix-mod (no cache) and by TorchFix: what a pre-commit
+  hook or an editor pays per call. These are the median of several runs.
 
 Wall time is measured around each process; peak memory is the largest sum of the resident
 set sizes of the process and all its children seen while it ran (sampled from /proc every
@@ -45,6 +48,8 @@ from bench.corpus import WHEELS, cache_dir, python_files, source_dir  # noqa: E4
 
 TORCHFIX_VERSION = "0.7.0"
 QUICK_FILES = 40
+SINGLE_FILE = ("timm", "models/resnet.py")  # 2,300 lines, no findings
+REPEATS = 5
 
 
 @dataclass
@@ -207,6 +212,31 @@ def measure_all(args, libraries: list[str]) -> dict:
     return {"libraries": libraries, "files": len(files), "lines": lines, "jobs": jobs, "measures": results}
 
 
+def median_process(name: str, argv: list[str], files: int, lines: int, cwd: Path | None = None) -> Measure:
+    """The run with the median wall time of ``REPEATS`` runs (after one warm-up)."""
+    run_process(name, argv, files, lines, cwd=cwd)
+    runs = sorted((run_process(name, argv, files, lines, cwd=cwd) for _ in range(REPEATS)), key=lambda m: m.seconds)
+    return runs[len(runs) // 2]
+
+
+def measure_startup(args) -> list[Measure]:
+    """Per-call cost: ``--version`` and one file with no findings, torchfix-mod and TorchFix."""
+    library, relative = SINGLE_FILE
+    path = source_dir(library) / relative
+    lines = path.read_bytes().count(b"\n")
+    results = [median_process("torchfix-mod --version", [sys.executable, "-m", "torchfix_mod", "--version"], 0, 0)]
+    with tempfile.TemporaryDirectory(prefix="tfm-single-") as tmp:
+        single = Path(tmp) / path.name
+        shutil.copyfile(path, single)
+        results.append(
+            median_process(f"torchfix-mod one file ({library} {relative})", [sys.executable, "-m", "torchfix_mod", "--no-cache", str(single)], 1, lines)
+        )
+        if not args.no_torchfix:
+            binary = torchfix_binary(args.torchfix)
+            results.append(median_process(f"TorchFix {TORCHFIX_VERSION} one file ({library} {relative})", [binary, str(single)], 1, lines))
+    return results
+
+
 def growth(args) -> list[dict]:
     """Cold runs on growing corpora: is time linear in lines?"""
     rows = []
@@ -244,6 +274,20 @@ def table(result: dict) -> str:
     single = next((m for m in measures if m.name == "torchfix-mod cold (-j 1)"), None)
     if single:
         lines.append(f"- -j 1 / -j {result['jobs']}: {single.seconds / cold.seconds:.2f}x")
+    if torchfix and cold.lines_per_second:
+        lines.append(f"- lines/s, torchfix-mod cold / TorchFix: {cold.lines_per_second / torchfix.lines_per_second:.1f}x")
+    startup = result.get("startup") or []
+    if startup:
+        lines += ["", "| per call (median of runs) | wall s | peak RSS MB |", "|---|---:|---:|"]
+        for m in startup:
+            lines.append(f"| {m.name} | {m.seconds:.3f} | {m.peak_mb:.0f} |")
+        version = startup[0]
+        one = next((m for m in startup if m.name.startswith("torchfix-mod one file")), None)
+        theirs = next((m for m in startup if m.name.startswith("TorchFix")), None)
+        if one and theirs:
+            lines.append(f"- one file, TorchFix / torchfix-mod: {theirs.seconds / one.seconds:.1f}x")
+        if warm:
+            lines.append(f"- warm / --version: {warm.seconds / version.seconds:.2f}x")
     if result.get("growth"):
         lines += ["", "| corpus | files | lines | wall s | lines/s |", "|---|---:|---:|---:|---:|"]
         for row in result["growth"]:
@@ -268,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.libraries, args.no_torchfix, args.skip_growth, args.skip_scaling = ["timm"], True, True, True
     result = measure_all(args, args.libraries)
+    if not args.quick:
+        result["startup"] = measure_startup(args)
     if not args.skip_growth and len(args.libraries) > 1:
         result["growth"] = growth(args)
     result["machine"] = {
@@ -278,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = table(result)
     print(text)
-    serial = dict(result, measures=[asdict(m) | {"lines_per_second": m.lines_per_second} for m in result["measures"]])
+    serial = dict(
+        result,
+        measures=[asdict(m) | {"lines_per_second": m.lines_per_second} for m in result["measures"]],
+        startup=[asdict(m) for m in result.get("startup", [])],
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(serial, indent=2) + "\n", encoding="utf-8")
     return 0
