@@ -1,156 +1,123 @@
-"""Helpers shared by the API rules (TFM7xx): call arguments, references to a module's
-names at a given place, literal checks and ast screens."""
+"""Helpers shared by the API rules (TFM7xx), on the semantic model: call arguments, literals,
+references to a module's names at a given place, and the identifiers and strings a file spells.
+
+The LibCST side of their fixes is in :mod:`._api_edits`; :func:`change` hands a rule one of its
+functions without importing LibCST until a fix is written.
+"""
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+import io
+import tokenize
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-import libcst as cst
-from libcst.metadata import QualifiedNameSource
+from torchfix_mod.rule import ImportNeed
+from torchfix_mod.semantic import BUILTIN_NAMES, Span, dotted
 
-from torchfix_mod.analysis import FileFacts, dotted_name
-from torchfix_mod.legacy_rule import ImportNeed
-from torchfix_mod.screen import nodes, qualified_references
+if TYPE_CHECKING:
+    from torchfix_mod.semantic import Scope, SemanticModel
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def change(name: str) -> Callable[..., Any]:
+    """The change function ``name`` of :mod:`._api_edits`, imported when it first runs."""
+
+    def apply(node, *args):
+        from torchfix_mod.codemods import _api_edits
+
+        return getattr(_api_edits, name)(node, *args)
+
+    apply.__name__ = apply.__qualname__ = name
+    return apply
+
+
+def in_source_order(found: Iterable[ast.AST]) -> list:
+    """Nodes in the order of a pre-order traversal (an outer node before one that starts with it)."""
+    return sorted(found, key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
 
 
 # -- call arguments -------------------------------------------------------------
+# An argument is an ``ast.keyword`` when passed by keyword, else the positional expression.
 
 
-def keyword_arg(call: cst.Call, name: str) -> cst.Arg | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == name:
-            return arg
+def keyword_arg(call: ast.Call, name: str) -> ast.keyword | None:
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw
     return None
 
 
-def positional_args(call: cst.Call) -> list[cst.Arg]:
+def positional_args(call: ast.Call) -> list[ast.expr]:
     """The plain positional arguments, in order (``*args`` excluded)."""
-    return [arg for arg in call.args if arg.keyword is None and not arg.star]
+    return [arg for arg in call.args if not isinstance(arg, ast.Starred)]
 
 
-def has_star_args(call: cst.Call) -> bool:
-    return any(arg.star == "*" for arg in call.args)
+def has_star_args(call: ast.Call) -> bool:
+    return any(isinstance(arg, ast.Starred) for arg in call.args)
 
 
-def has_star_kwargs(call: cst.Call) -> bool:
-    return any(arg.star == "**" for arg in call.args)
+def has_star_kwargs(call: ast.Call) -> bool:
+    return any(kw.arg is None for kw in call.keywords)
 
 
-def argument(call: cst.Call, name: str, position: int | None) -> cst.Arg | None:
+def argument(call: ast.Call, name: str, position: int | None) -> ast.keyword | ast.expr | None:
     """The argument bound to parameter ``name``: by keyword, or the ``position``-th plain
     positional argument when no ``*args`` comes before it."""
     found = keyword_arg(call, name)
     if found is not None or position is None:
         return found
     index = 0
-    for arg in call.args:
-        if arg.star == "*":
+    for arg in call.args:  # positional arguments keep their order among themselves
+        if isinstance(arg, ast.Starred):
             return None  # the position of what follows is unknown
-        if arg.keyword is None and not arg.star:
-            if index == position:
-                return arg
-            index += 1
+        if index == position:
+            return arg
+        index += 1
     return None
 
 
-def _separator(call: cst.Call) -> cst.Comma:
-    """The comma to write between two arguments, in the call's own layout."""
-    commas = [arg.comma for arg in call.args[:-1] if isinstance(arg.comma, cst.Comma)]
-    if commas:
-        comma = commas[-1]
-        if isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):  # without its comment
-            return comma.with_changes(
-                whitespace_after=comma.whitespace_after.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
-            )
-        return comma
-    if isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
-        # one argument per line, the first one on its own line
-        return cst.Comma(whitespace_after=call.whitespace_before_args)
-    return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+def value_of(arg: ast.keyword | ast.expr) -> ast.expr:
+    return arg.value if isinstance(arg, ast.keyword) else arg
 
 
-def append_keyword(call: cst.Call, name: str, value: cst.BaseExpression) -> cst.Call:
-    """``call`` with ``name=value`` added after its last argument. The existing arguments
-    are kept as they are, and a trailing comma or one-argument-per-line layout is followed."""
-    new_arg = cst.Arg(
-        value=value,
-        keyword=cst.Name(name),
-        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
-    )
-    if not call.args:
-        return call.with_changes(args=[new_arg])
-    args = list(call.args)
-    last = args[-1]
-    trailing = isinstance(last.comma, cst.Comma)
-    # the whitespace before the closing parenthesis: after a trailing comma, or after the argument
-    closing = last.comma.whitespace_after if trailing else last.whitespace_after_arg
-    separator = _separator(call)
-    if isinstance(closing, cst.ParenthesizedWhitespace) and isinstance(separator.whitespace_after, cst.ParenthesizedWhitespace):
-        # one argument per line: the old last argument keeps its comment on its own line, the
-        # new line gets the arguments' indentation, the closing parenthesis keeps its own
-        line = separator.whitespace_after
-        own_line = closing.with_changes(indent=line.indent, last_line=line.last_line)
-        bare_close = closing.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
-        if trailing:
-            args[-1] = last.with_changes(comma=last.comma.with_changes(whitespace_after=own_line))
-            new_arg = new_arg.with_changes(comma=cst.Comma(whitespace_before=last.comma.whitespace_before, whitespace_after=bare_close))
-        else:
-            args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=own_line), whitespace_after_arg=cst.SimpleWhitespace(""))
-            new_arg = new_arg.with_changes(whitespace_after_arg=bare_close)
-    elif trailing:
-        # the new argument takes the trailing comma and what follows it
-        new_arg = new_arg.with_changes(comma=last.comma)
-        args[-1] = last.with_changes(comma=separator)
-    else:
-        new_arg = new_arg.with_changes(whitespace_after_arg=last.whitespace_after_arg)
-        args[-1] = last.with_changes(comma=separator, whitespace_after_arg=cst.SimpleWhitespace(""))
-    return call.with_changes(args=[*args, new_arg])
-
-
-def replace_arg(call: cst.Call, old: cst.Arg, new: cst.Arg) -> cst.Call:
-    """``call`` with argument ``old`` (matched by identity, or by position in an updated
-    call) replaced by ``new``, which keeps ``old``'s comma and whitespace."""
-    args = list(call.args)
-    new = new.with_changes(comma=old.comma, whitespace_after_arg=old.whitespace_after_arg)
-    for index, arg in enumerate(args):
-        if arg is old:
-            args[index] = new
-            return call.with_changes(args=args)
-    raise ValueError("argument not found")
-
-
-def bool_literal(expr: cst.BaseExpression) -> bool | None:
-    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
-        return expr.value == "True"
+def bool_literal(expr: ast.AST) -> bool | None:
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, bool):
+        return expr.value
     return None
 
 
-def is_one(expr: cst.BaseExpression) -> bool:
-    """The literal ``1`` or a float literal whose value is exactly one (``1.0``, ``1.``)."""
-    if isinstance(expr, cst.Integer):
-        return expr.value == "1"
-    if isinstance(expr, cst.Float):
+def is_one(model: SemanticModel, expr: ast.AST) -> bool:
+    """The literal ``1`` or a float literal whose value is exactly one (``1.0``, ``1.``), as
+    written (``0x1`` and ``True`` are not)."""
+    if not isinstance(expr, ast.Constant):
+        return False
+    if type(expr.value) is int:
+        return model.text(expr) == "1"
+    if type(expr.value) is float:
         try:
-            return float(expr.value.replace("_", "")) == 1.0
+            return float(model.text(expr).replace("_", "")) == 1.0
         except ValueError:
             return False
     return False
 
 
-def is_zero(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Integer) and expr.value in ("0", "00")
+def is_zero(model: SemanticModel, expr: ast.AST) -> bool:
+    return isinstance(expr, ast.Constant) and type(expr.value) is int and model.text(expr) in ("0", "00")
 
 
 # -- names ------------------------------------------------------------------------
 
 
-def qualified(facts: FileFacts, node: cst.CSTNode, targets: Iterable[str]) -> str | None:
+def qualified(model: SemanticModel, node: ast.AST, targets: Iterable[str]) -> str | None:
     """The target a name or attribute chain refers to, if it refers to one of ``targets``
-    only (every binding that may reach it, as LibCST resolves imports and aliases)."""
-    if dotted_name(node) is None:
+    only (every binding that may reach it, through the file's imports and aliases)."""
+    if dotted(node) is None:
         return None
-    qnames = facts.qualified_names(node)
+    qnames = model.qualified_names(node)
     if len(qnames) == 1:
         (qname,) = qnames
         if qname in targets:
@@ -158,92 +125,136 @@ def qualified(facts: FileFacts, node: cst.CSTNode, targets: Iterable[str]) -> st
     return None
 
 
-def imported_from(facts: FileFacts, node: cst.CSTNode) -> bool:
-    """Every binding of ``node`` (a Name or the root of an attribute chain) is an import."""
+def _full_name(node: ast.AST) -> str | None:
+    """The dotted name of a chain, looking through calls and subscripts (``a.b().c[0]`` is
+    ``a.b.c``); an unnamed root reads ``None``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_full_name(node.value)}.{node.attr}"
+    if isinstance(node, ast.Call):
+        return _full_name(node.func)
+    if isinstance(node, ast.Subscript):
+        return _full_name(node.value)
+    return None
+
+
+def imported_from(model: SemanticModel, node: ast.AST) -> bool:
+    """Every binding of the name ``node`` starts with (through attributes, calls and
+    subscripts: ``helpers.make().opt``) is an import."""
     root = node
-    while isinstance(root, cst.Attribute):
+    while isinstance(root, ast.Attribute):
         root = root.value
-    found = facts.qualified_name_set(root)
-    return bool(found) and all(q.source is QualifiedNameSource.IMPORT for q in found)
+    name = _full_name(root)
+    if name is None:
+        return False
+    found = model.scope(root).resolve(name.split(".")[0])
+    return bool(found) and all(b.kind in ("import", "from-import") for b in found)
 
 
-def top_level_imports(module: cst.Module | None) -> list[cst.Import | cst.ImportFrom]:
+def top_level_imports(model: SemanticModel) -> list[ast.Import | ast.ImportFrom]:
     """Imports in the module body itself (not under ``if``/``try``/a function): they always run."""
-    found: list[cst.Import | cst.ImportFrom] = []
-    if module is None:
-        return found
-    for stmt in module.body:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            found.extend(s for s in stmt.body if isinstance(s, (cst.Import, cst.ImportFrom)))
-    return found
+    return [stmt for stmt in model.tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
 
 
-def imports_package(facts: FileFacts, package: str) -> bool:
+def imports_package(model: SemanticModel, package: str) -> bool:
     """The module imports ``package`` (or a submodule of it) unconditionally at its top."""
-    for stmt in top_level_imports(facts.module):
-        if isinstance(stmt, cst.ImportFrom):
-            if stmt.relative:
+    for stmt in top_level_imports(model):
+        if isinstance(stmt, ast.ImportFrom):
+            if stmt.level:
                 continue
-            names = [dotted_name(stmt.module)] if stmt.module is not None else []
+            names = [stmt.module] if stmt.module is not None else []
         else:
-            names = [dotted_name(alias.name) for alias in stmt.names]
+            names = [alias.name for alias in stmt.names]
         for name in names:
-            if name and (name == package or name.startswith(package + ".")):
+            if name == package or name.startswith(package + "."):
                 return True
     return False
 
 
-def visible_as(facts: FileFacts, at: cst.CSTNode, name: str, qname: str) -> bool:
+def _name_qualified(scope: Scope, name: str) -> set[str]:
+    """The qualified names the plain name ``name`` has when read in ``scope``."""
+    found = scope.resolve(name)
+    if not found:
+        return {f"builtins.{name}"} if name in BUILTIN_NAMES else set()
+    return {b.target if b.target is not None else b.scope.name + name for b in found}
+
+
+def visible_as(model: SemanticModel, at: ast.AST, name: str, qname: str) -> bool:
     """At ``at``, ``name`` refers to ``qname`` and to nothing else."""
-    scope = facts.scope(at)
-    if scope is None:
-        return False
-    return {q.name for q in scope.get_qualified_names_for(name)} == {qname}
+    return _name_qualified(model.scope(at), name) == {qname}
+
+
+def _module_spellings(model: SemanticModel) -> dict[str, str]:
+    """Qualified name -> the module-level name that refers to it and nothing else, for names an
+    unconditional top-level import binds; the first such name in the file wins. ``import a.b``
+    also offers ``a.b`` itself (reachable as an attribute of ``a``)."""
+    memo = model.memo.get("api.module_spellings")
+    if memo is not None:
+        return memo
+    top = set(top_level_imports(model))
+    module_scope = model.module_scope
+    ordered = sorted(
+        (b for bindings in module_scope.bindings.values() for b in bindings),
+        key=lambda b: (b.node.lineno, b.node.col_offset),
+    )
+    # name -> (bound by a top-level import, its qualified names), names in binding order
+    names: dict[str, tuple[bool, set[str]]] = {}
+
+    def record(name: str, qname: str, top_level: bool) -> None:
+        seen, qnames = names.get(name, (False, set()))
+        names[name] = (seen or top_level, qnames | {qname})
+
+    for binding in ordered:
+        top_level = binding.kind in ("import", "from-import") and binding.statement in top
+        alias = binding.node
+        if binding.kind == "import" and isinstance(alias, ast.alias) and alias.asname is None and "." in alias.name:
+            parts = alias.name.split(".")
+            for end in range(len(parts), 1, -1):
+                dotted_name = ".".join(parts[:end])
+                record(dotted_name, dotted_name, top_level)
+        record(binding.name, binding.target if binding.target is not None else binding.name, top_level)
+    spellings: dict[str, str] = {}
+    for name, (top_level, qnames) in names.items():
+        if top_level and len(qnames) == 1:
+            spellings.setdefault(next(iter(qnames)), name)
+    model.memo["api.module_spellings"] = spellings
+    return spellings
 
 
 def reference(
-    facts: FileFacts,
-    at: cst.CSTNode,
+    model: SemanticModel,
+    at: ast.AST,
     modules: Iterable[str],
     name: str,
-    hint: cst.BaseExpression | None = None,
+    hint: ast.AST | None = None,
     package: str | None = None,
-) -> tuple[cst.BaseExpression, ImportNeed | None] | None:
-    """An expression naming ``<module>.<name>`` at ``at`` for one of ``modules`` (the first
-    is where a new import would take it from), or None.
+) -> tuple[str | int, ImportNeed | None] | None:
+    """How to spell ``<module>.<name>`` at ``at`` for one of ``modules`` (the first is where a
+    new import would take it from), and the import that needs; None when no spelling is safe.
+    The spelling is source text, or an int: the number of ``.value`` steps from ``hint`` to the
+    prefix of it to which ``.name`` is added.
 
     In order: a prefix of ``hint`` (the dotted expression the code already uses, such as a
     call's function) that refers to one of the modules; a module-level import of ``name``
     itself; a module-level binding of one of the modules; else ``from <module> import name``
-    is added, but only when ``name`` is used nowhere in the file and the file imports
+    is added, but only when ``name`` is spelled nowhere in the file and the file imports
     ``package`` unconditionally at its top (a new top-level import must not turn an
     optional dependency into a required one).
     """
     modules = list(modules)
     if hint is not None:
-        prefix = hint
-        while isinstance(prefix, cst.Attribute):
-            prefix = prefix.value
-            if dotted_name(prefix) is not None and facts.qualified_names(prefix) & set(modules) and (
-                len(facts.qualified_names(prefix)) == 1
-            ):
-                return cst.Attribute(value=prefix.deep_clone(), attr=cst.Name(name)), None
-    scope = facts.scope(at)
-    if scope is None:
-        return None
-    module_scope = scope.globals
-    top = set(top_level_imports(facts.module))
-    bound: dict[str, str] = {}
-    for assignment in module_scope.assignments:
-        if getattr(assignment, "node", None) not in top:
-            continue
-        qnames = {q.name for q in module_scope.get_qualified_names_for(assignment.name)}
-        if len(qnames) == 1:
-            bound.setdefault(next(iter(qnames)), assignment.name)
+        prefix, depth = hint, 0
+        while isinstance(prefix, ast.Attribute):
+            prefix, depth = prefix.value, depth + 1
+            qnames = model.qualified_names(prefix) if dotted(prefix) is not None else set()
+            if len(qnames) == 1 and qnames & set(modules):
+                return depth, None
+    bound = _module_spellings(model)
     for module in modules:
         local = bound.get(f"{module}.{name}")
-        if local is not None and "." not in local and visible_as(facts, at, local, f"{module}.{name}"):
-            return cst.Name(local), None
+        if local is not None and "." not in local and visible_as(model, at, local, f"{module}.{name}"):
+            return local, None
     for module in modules:
         local = bound.get(module)
         if local is None:
@@ -251,60 +262,177 @@ def reference(
         root = local.split(".")[0]
         if "." in local:
             # `import a.b` binds `a`; `a.b` is then reachable as an attribute
-            if not visible_as(facts, at, root, root):
+            if not visible_as(model, at, root, root):
                 continue
-        elif not visible_as(facts, at, local, module):
+        elif not visible_as(model, at, local, module):
             continue
-        return cst.parse_expression(f"{local}.{name}"), None
-    if package is not None and name not in facts.names_used and imports_package(facts, package):
-        return cst.Name(name), ImportNeed(modules[0], name)
+        return f"{local}.{name}", None
+    if package is not None and name not in identifiers(model) and imports_package(model, package):
+        return name, ImportNeed(modules[0], name)
     return None
 
 
-# -- ast screens ------------------------------------------------------------------
+# -- what the source spells ----------------------------------------------------------
+
+_TYPE_PARAMS = tuple(getattr(ast, kind) for kind in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(ast, kind))
+_NAMED = (
+    ast.Name, ast.Attribute, ast.keyword, ast.arg, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.alias,
+    ast.ImportFrom, ast.Global, ast.Nonlocal, ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.MatchMapping,
+    ast.MatchClass, *_TYPE_PARAMS,
+)
 
 
-def mentions(tree: ast.Module, names: Iterable[str]) -> bool:
-    """Some attribute, name or imported name of the file is one of ``names`` (an
-    over-approximation of "the file may call or reference one of them")."""
-    wanted = set(names)
-    for node in nodes(tree, (ast.Attribute, ast.Name, ast.Import, ast.ImportFrom)):
-        if isinstance(node, ast.Attribute):
-            if node.attr in wanted:
+def _spelled_names(node: ast.AST) -> Iterator[str]:
+    """The identifiers ``node`` itself spells: every place LibCST writes a ``Name`` (an
+    attribute, a keyword, a parameter, each part of an imported module's dotted name, ...)."""
+    if isinstance(node, ast.Name):
+        yield node.id
+    elif isinstance(node, ast.Attribute):
+        yield node.attr
+    elif isinstance(node, (ast.keyword, ast.arg)):
+        if node.arg:
+            yield node.arg
+    elif isinstance(node, (*_FUNCTIONS, ast.ClassDef, *_TYPE_PARAMS)):
+        yield node.name
+    elif isinstance(node, ast.alias):
+        if node.name != "*":
+            yield from node.name.split(".")
+        if node.asname:
+            yield node.asname
+    elif isinstance(node, ast.ImportFrom):
+        if node.module:
+            yield from node.module.split(".")
+    elif isinstance(node, (ast.Global, ast.Nonlocal)):
+        yield from node.names
+    elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+        if node.name:
+            yield node.name
+    elif isinstance(node, ast.MatchMapping):
+        if node.rest:
+            yield node.rest
+    elif isinstance(node, ast.MatchClass):
+        yield from node.kwd_attrs
+
+
+def identifiers(model: SemanticModel) -> set[str]:
+    """Every identifier the file spells anywhere: read or bound names, attributes, keywords,
+    parameters, the parts of imported module names. A new import of one of these could clash."""
+    memo = model.memo.get("api.identifiers")
+    if memo is None:
+        memo = {name for node in model.nodes(_NAMED) for name in _spelled_names(node)}
+        model.memo["api.identifiers"] = memo
+    return memo
+
+
+def _literals(text: str) -> Iterator[object]:
+    """The values of the plain (not formatted) string literals in the source of a string
+    expression, one per literal of an implicit concatenation."""
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(f"({text})").readline):
+            if tok.type == tokenize.STRING:
+                try:
+                    yield ast.literal_eval(tok.string)
+                except (ValueError, SyntaxError):
+                    continue  # an f-string, which counts as no literal
+    except (tokenize.TokenError, SyntaxError):
+        return
+
+
+def has_string(model: SemanticModel, root: ast.AST, text: str) -> bool:
+    """Some plain string literal under ``root`` is exactly ``text`` (each part of an implicit
+    concatenation counts on its own; the text of f-strings does not)."""
+    for node in model.nodes(ast.Constant, root):
+        if not (isinstance(node.value, str) and text in node.value):
+            continue
+        holder = model.parent(node)
+        if isinstance(holder, ast.JoinedStr):
+            # a literal part of an f-string: literal only if a plain string was concatenated
+            outer = model.parent(holder)
+            if isinstance(outer, ast.FormattedValue) and outer.format_spec is holder:
+                continue  # a format spec
+            if any(value == text for value in _literals(model.text(holder))):
                 return True
-        elif isinstance(node, ast.Name):
-            if node.id in wanted:
+            continue
+        source = model.text(node)
+        values = list(_literals(source)) if source else []
+        if values and "".join(v for v in values if isinstance(v, str)) == node.value:
+            if text in values:
                 return True
-        else:
-            for alias in node.names:
-                if alias.name.rsplit(".", 1)[-1] in wanted:
-                    return True
+        elif node.value == text:
+            return True
     return False
 
 
-def references(tree: ast.Module, qualified_names: Iterable[str]) -> bool:
-    """The file reaches one of ``qualified_names`` through its imports (the rules match calls by
-    qualified name, so a file that never does cannot hold a finding)."""
-    found = qualified_references(tree)
-    return any(name in found for name in qualified_names)
-
-
-def mentioned_around(facts: FileFacts, node: cst.CSTNode, name: str, calls: Iterable[str] = ()) -> bool:
+def mentioned_around(model: SemanticModel, node: ast.AST, name: str, calls: Iterable[str] = ()) -> bool:
     """``name`` appears in the function around ``node`` (in the module, at top level): as a
     name, parameter, attribute, keyword argument or string. The keyword of a call to one of
     ``calls`` does not count: ``f(x, weights_only=True)`` next to ``f(y)`` is no sign that
     ``f(y)`` leaves the argument out on purpose; a parameter or variable of that name is."""
-    import libcst.matchers as m
-
-    home = facts.enclosing_function(node) or facts.module
-    if home is None:
-        return False
+    home = model.enclosing_function(node) or model.tree
     targets = set(calls)
-    for found in m.findall(home, m.Name(name)):
-        holder = facts.parent(found)
-        if isinstance(holder, cst.Arg) and holder.keyword is found:
-            call = facts.parent(holder)
-            if isinstance(call, cst.Call) and qualified(facts, call.func, targets) is not None:
+    for found in model.nodes(_NAMED, home):
+        if name not in _spelled_names(found):
+            continue
+        if isinstance(found, ast.keyword):
+            call = model.parent(found)
+            if isinstance(call, ast.Call) and qualified(model, call.func, targets) is not None:
                 continue
         return True
-    return any(s.evaluated_value == name for s in m.findall(home, m.SimpleString()))
+    return has_string(model, home, name)
+
+
+# -- source text --------------------------------------------------------------------
+
+
+def _line_starts(model: SemanticModel) -> list[int]:
+    starts = model.memo.get("api.line_starts")
+    if starts is None:
+        starts = [0]
+        for text in model.lines:
+            starts.append(starts[-1] + len(text) + 1)
+        model.memo["api.line_starts"] = starts
+    return starts
+
+
+def offsets(model: SemanticModel, node: ast.AST) -> tuple[int, int]:
+    """Where ``node`` starts and ends, as indices in the source."""
+    span, starts = model.span(node), _line_starts(model)
+    return starts[span.line - 1] + span.column, starts[span.end_line - 1] + span.end_column
+
+
+def span_between(model: SemanticModel, start: int, end: int) -> Span:
+    """The span from one source index to another."""
+    starts = _line_starts(model)
+    line, end_line = bisect_right(starts, start), bisect_right(starts, end)
+    return Span(line, start - starts[line - 1], end_line, end - starts[end_line - 1])
+
+
+def code_chars(text: str) -> Iterator[tuple[int, str]]:
+    """The index and character of everything but whitespace in ``text``, source between two
+    tokens (parentheses, operators, commas); a comment is given as its ``#`` alone."""
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "#":
+            yield i, char
+            newline = text.find("\n", i)
+            i = len(text) if newline == -1 else newline
+            continue
+        if not char.isspace() and char != "\\":
+            yield i, char
+        i += 1
+
+
+def comment_at_operator(model: SemanticModel, binop: ast.BinOp) -> bool:
+    """A comment around the operator of ``binop``: after the left operand's closing
+    parentheses or before the right operand's opening ones (where LibCST keeps it with the
+    operator, which a rewrite drops)."""
+    source = model.source
+    marks = [char for _, char in code_chars(source[offsets(model, binop.left)[1] : offsets(model, binop.right)[0]])]
+    op = next((i for i, mark in enumerate(marks) if mark not in "()#"), None)
+    if op is None:
+        return False
+    before, after = marks[:op], marks[op + 1 :]
+    closing = max((i for i, mark in enumerate(before) if mark == ")"), default=-1)
+    opening = next((i for i, mark in enumerate(after) if mark == "("), len(after))
+    return "#" in before[closing + 1 :] or "#" in after[:opening]

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.codemods._api import append_keyword, argument, has_star_args, has_star_kwargs, mentioned_around, qualified
-from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import calls_to
+from torchfix_mod.codemods._api import (
+    argument,
+    change,
+    has_star_args,
+    has_star_kwargs,
+    in_source_order,
+    mentioned_around,
+    qualified,
+)
+from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
 
 CHECKPOINT = "torch.utils.checkpoint.checkpoint"
 SEQUENTIAL = "torch.utils.checkpoint.checkpoint_sequential"
 # where `use_reentrant` may be passed by position (checkpoint takes it by keyword only)
 POSITION = {CHECKPOINT: None, SEQUENTIAL: 3}
+ADD_KEYWORD = change("add_keyword")
 
 
 class CheckpointReentrantRule(Rule):
@@ -128,28 +134,26 @@ class CheckpointReentrantRule(Rule):
         KeepCase("import deepspeed\n\ny = deepspeed.checkpointing.checkpoint(f, x)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # a call without the keyword (a `**kwargs` may hold it: the rule reports those too)
-        return any(
-            not any(k.arg == "use_reentrant" for k in call.keywords) for call in calls_to(tree, frozenset(POSITION))
-        )
-
-    def _passes_callers_keywords(self, node: cst.Call) -> bool:
+    def _passes_callers_keywords(self, node: ast.Call) -> bool:
         """``**kwargs`` is the enclosing function's own ``**`` parameter: its callers choose."""
-        home = self.facts.enclosing_function(node)
-        star = home.params.star_kwarg if home is not None else None
-        if not isinstance(star, cst.Param):
+        home = self.model.enclosing_function(node)
+        star = home.args.kwarg if home is not None else None
+        if star is None:
             return False
         return any(
-            arg.star == "**" and isinstance(arg.value, cst.Name) and arg.value.value == star.name.value for arg in node.args
+            kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == star.arg for kw in node.keywords
         )
 
-    def visit_Call(self, node: cst.Call) -> None:
-        target = qualified(self.facts, node.func, POSITION)
+    def check(self) -> None:
+        for node in in_source_order(self.model.nodes(ast.Call)):
+            self._check(node)
+
+    def _check(self, node: ast.Call) -> None:
+        model = self.model
+        target = qualified(model, node.func, POSITION)
         if target is None or argument(node, "use_reentrant", POSITION[target]) is not None:
             return
-        if mentioned_around(self.facts, node, "use_reentrant", POSITION):
+        if mentioned_around(model, node, "use_reentrant", POSITION):
             return  # the code handles `use_reentrant` itself (a parameter, a kwargs dict, a version check)
         if self._passes_callers_keywords(node):
             return
@@ -164,5 +168,5 @@ class CheckpointReentrantRule(Rule):
         if POSITION[target] is not None and has_star_args(node):
             self.report(node, message)
             return
-        fix = Fix({node: lambda call: append_keyword(call, "use_reentrant", cst.Name("False"))}, unsafe=True)
+        fix = Fix([self.edit(node, "Call", ADD_KEYWORD, "use_reentrant", "False")], unsafe=True)
         self.report(node, message, fix)

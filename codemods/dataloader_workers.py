@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.codemods._api import argument, has_star_args, has_star_kwargs, is_zero, references, qualified
-from torchfix_mod.legacy_rule import Applicability, KeepCase, Rule
+from torchfix_mod.codemods._api import argument, has_star_args, has_star_kwargs, in_source_order, is_zero, qualified, value_of
+from torchfix_mod.rule import Applicability, KeepCase, Rule
 
 DATALOADER = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 NUM_WORKERS_POSITION = 5  # DataLoader(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, ...)
@@ -70,20 +68,18 @@ class DataLoaderNumWorkersRule(Rule):
         KeepCase("from mylib import DataLoader\n\nloader = DataLoader(ds)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return references(tree, DATALOADER)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if qualified(self.facts, node.func, DATALOADER) is None:
-            return
-        if has_star_args(node) or has_star_kwargs(node):
-            return
-        workers = argument(node, "num_workers", NUM_WORKERS_POSITION)
-        if workers is not None and not is_zero(workers.value):
-            return
-        self.report(
-            node,
-            "`DataLoader` loads every batch in the training process (`num_workers=0`); "
-            "set `num_workers` > 0 to load in parallel with the training step",
-        )
+    def check(self) -> None:
+        model = self.model
+        for node in in_source_order(model.nodes(ast.Call)):
+            if qualified(model, node.func, DATALOADER) is None:
+                continue
+            if has_star_args(node) or has_star_kwargs(node):
+                continue
+            workers = argument(node, "num_workers", NUM_WORKERS_POSITION)
+            if workers is not None and not is_zero(model, value_of(workers)):
+                continue
+            self.report(
+                node,
+                "`DataLoader` loads every batch in the training process (`num_workers=0`); "
+                "set `num_workers` > 0 to load in parallel with the training step",
+            )

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.codemods._api import is_one, qualified, reference
-from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.screen import calls_to, nodes, resolved
-
+from torchfix_mod.codemods._api import change, comment_at_operator, in_source_order, is_one, qualified, reference
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 
 LOG = frozenset({"torch.log"})
 EXP = frozenset({"torch.exp"})
+LOG1P_CALL = change("log1p_call")
+EXPM1_CALL = change("expm1_call")
 
 
-def _one(expr: ast.AST) -> bool:
-    """Could ``expr`` be a literal the rule's ``is_one`` accepts (``1``, ``1.0``, ``0x1``...)?"""
-    return isinstance(expr, ast.Constant) and not isinstance(expr.value, bool) and expr.value == 1
-
-
-def _has_comment(node: cst.CSTNode) -> bool:
-    return "#" in cst.Module([]).code_for_node(node)
-
-
-def _input(call: cst.Call) -> tuple[cst.Arg | None, bool]:
+def _input(call: ast.Call) -> tuple[ast.expr | None, bool]:
     """The input of ``f(x, ...)`` or ``f(input=x, ...)``, and whether it is the only argument."""
-    if any(arg.star for arg in call.args):
+    if any(isinstance(arg, ast.Starred) for arg in call.args) or any(kw.arg is None for kw in call.keywords):
         return None, False
-    for arg in call.args:
-        if arg.keyword is None or arg.keyword.value == "input":
-            return arg, len(call.args) == 1
+    alone = len(call.args) + len(call.keywords) == 1
+    if call.args:  # without `*args`, positional arguments come before keywords
+        return call.args[0], alone
+    for kw in call.keywords:
+        if kw.arg == "input":
+            return kw.value, alone
     return None, False
 
 
@@ -116,76 +108,60 @@ class Log1pExpm1Rule(Rule):
         KeepCase("import torch\n\ny = torch.log(1 +  # shift\n    x)\n", reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # the shapes the rule matches, with `log`/`exp` resolved through the file's imports
-        for call in calls_to(tree, LOG):
-            for value in [*call.args, *(k.value for k in call.keywords if k.arg == "input")]:
-                if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and (_one(value.left) or _one(value.right)):
-                    return True
-        for node in nodes(tree, ast.BinOp):
-            if isinstance(node.op, ast.Sub) and _one(node.right) and isinstance(node.left, ast.Call):
-                if not resolved(tree, node.left.func).isdisjoint(EXP):
-                    return True
-        return False
+    def check(self) -> None:
+        model = self.model
+        for node in in_source_order(model.nodes((ast.Call, ast.BinOp))):
+            if isinstance(node, ast.Call):
+                self._check_log(node)
+            else:
+                self._check_exp(node)
 
-    def visit_Call(self, node: cst.Call) -> None:
-        if qualified(self.facts, node.func, LOG) is None:
+    def _check_log(self, node: ast.Call) -> None:
+        model = self.model
+        if qualified(model, node.func, LOG) is None:
             return
-        arg, alone = _input(node)
-        binop = arg.value if arg is not None else None
-        if not (isinstance(binop, cst.BinaryOperation) and isinstance(binop.operator, cst.Add)):
+        binop, alone = _input(node)
+        if not (isinstance(binop, ast.BinOp) and isinstance(binop.op, ast.Add)):
             return
-        if is_one(binop.left):
-            operand = binop.right
-        elif is_one(binop.right):
-            operand = binop.left
+        if is_one(model, binop.left):
+            keep_right = True
+        elif is_one(model, binop.right):
+            keep_right = False
         else:
             return
         message = "`torch.log(1 + x)` loses precision for small x; use `torch.log1p(x)`"
         func = self._counterpart(node.func, "log1p")
-        if func is None or not alone or _has_comment(binop.operator):
+        if func is None or not alone or comment_at_operator(model, binop):
             self.report(node, message)
             return
-        new_func, need = func
-        keep_right = operand is binop.right
+        spelling, need = func
+        edit = self.edit(node, "Call", LOG1P_CALL, spelling, "log1p", keep_right)
+        self.report(node, message, self._fix(edit, node.func, "log", need))
 
-        def edit(call: cst.Call) -> cst.Call:
-            (old,) = call.args
-            value = old.value.right if keep_right else old.value.left
-            return call.with_changes(func=new_func, args=[old.with_changes(value=value)])
-
-        self.report(node, message, self._fix(node, edit, node.func, "log", need))
-
-    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
-        if not (isinstance(node.operator, cst.Subtract) and is_one(node.right) and isinstance(node.left, cst.Call)):
+    def _check_exp(self, node: ast.BinOp) -> None:
+        model = self.model
+        if not (isinstance(node.op, ast.Sub) and is_one(model, node.right) and isinstance(node.left, ast.Call)):
             return
         call = node.left
         arg, alone = _input(call)
-        if qualified(self.facts, call.func, EXP) is None or arg is None:
+        if qualified(model, call.func, EXP) is None or arg is None:
             return
         message = "`torch.exp(x) - 1` loses precision for small x; use `torch.expm1(x)`"
         func = self._counterpart(call.func, "expm1")
-        if func is None or not alone or _has_comment(node.operator):
+        if func is None or not alone or comment_at_operator(model, node):
             self.report(node, message)
             return
-        new_func, need = func
+        spelling, need = func
+        edit = self.edit(node, "BinaryOperation", EXPM1_CALL, spelling, "expm1")
+        self.report(node, message, self._fix(edit, call.func, "exp", need))
 
-        # a call needs no parentheses around it; keep them only if they hold a comment
-        keep = any(_has_comment(paren) for paren in (*node.lpar, *node.rpar))
-
-        def edit(binop: cst.BinaryOperation) -> cst.Call:
-            parens = (binop.lpar, binop.rpar) if keep else ((), ())
-            return binop.left.with_changes(func=new_func, lpar=parens[0], rpar=parens[1])
-
-        self.report(node, message, self._fix(node, edit, call.func, "exp", need))
-
-    def _fix(self, node, edit, func, old_name, need) -> Fix:
+    def _fix(self, edit, func: ast.AST, old_name: str, need: ImportNeed | None) -> Fix:
         # a bare `log` imported from torch is dropped once the fix leaves it unused
-        removals = (ImportNeed("torch", old_name),) if isinstance(func, cst.Name) and func.value == old_name else ()
-        return Fix({node: edit}, imports=(need,) if need else (), removals=removals)
+        removals = (ImportNeed("torch", old_name),) if isinstance(func, ast.Name) and func.id == old_name else ()
+        return Fix([edit], imports=(need,) if need else (), removals=removals)
 
-    def _counterpart(self, func: cst.BaseExpression, name: str):
-        if isinstance(func, cst.Attribute):
-            return func.with_changes(attr=cst.Name(name)), None
-        return reference(self.facts, func, ["torch"], name, package="torch")
+    def _counterpart(self, func: ast.AST, name: str) -> tuple[str | None, ImportNeed | None] | None:
+        """How to spell torch's ``name`` for the call (None: rename the call's own attribute)."""
+        if isinstance(func, ast.Attribute):
+            return None, None
+        return reference(self.model, func, ["torch"], name, package="torch")

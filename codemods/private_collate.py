@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.codemods._api import references, top_level_imports
-from torchfix_mod.analysis import dotted_name
-from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.codemods._api import change, in_source_order, top_level_imports
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.semantic import dotted
 
 PRIVATE_MODULE = "torch.utils.data._utils.collate"
 PUBLIC_MODULE = "torch.utils.data"
 PUBLIC = frozenset({"default_collate", "default_convert"})
+WITH_MODULE = change("with_module")
+WITHOUT_NAMES = change("without_names")
+SKIP_TWO_ATTRIBUTES = change("skip_two_attributes")
 
 
 class PrivateCollateRule(Rule):
@@ -87,47 +88,44 @@ class PrivateCollateRule(Rule):
         ),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return references(tree, {f"{PRIVATE_MODULE}.{name}" for name in PUBLIC})
+    def check(self) -> None:
+        model = self.model
+        for node in in_source_order(model.nodes(ast.ImportFrom)):
+            self._check_import(node)
+        for node in model.nodes(ast.Attribute):
+            self._check_attribute(node)
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None or dotted_name(node.module) != PRIVATE_MODULE:
+    def _check_import(self, node: ast.ImportFrom) -> None:
+        if node.level or node.module != PRIVATE_MODULE:
             return
-        if isinstance(node.names, cst.ImportStar):
+        if any(alias.name == "*" for alias in node.names):
             return
-        private = [alias for alias in node.names if isinstance(alias.name, cst.Name) and alias.name.value in PUBLIC]
+        private = [alias for alias in node.names if alias.name in PUBLIC]
         if not private:
             return
-        names = ", ".join(f"`{alias.name.value}`" for alias in private)
+        names = ", ".join(f"`{alias.name}`" for alias in private)
         message = f"{names} imported from the private `{PRIVATE_MODULE}`; import from `{PUBLIC_MODULE}`"
         if len(private) == len(node.names):
-            new_module = cst.parse_expression(PUBLIC_MODULE)
-            self.report(node, message, Fix({node: lambda imp: imp.with_changes(module=new_module)}))
+            self.report(node, message, Fix([self.edit(node, "ImportFrom", WITH_MODULE, PUBLIC_MODULE)]))
             return
-        if any(alias.asname is not None for alias in private) or node not in top_level_imports(self.facts.module):
+        if any(alias.asname is not None for alias in private) or node not in top_level_imports(self.model):
             self.report(node, message)
             return
-        def split(imp: cst.ImportFrom) -> cst.ImportFrom:
-            names = [alias for alias in imp.names if not (isinstance(alias.name, cst.Name) and alias.name.value in PUBLIC)]
-            names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-            return imp.with_changes(names=names)
+        needs = tuple(ImportNeed(PUBLIC_MODULE, alias.name) for alias in private)
+        self.report(node, message, Fix([self.edit(node, "ImportFrom", WITHOUT_NAMES, PUBLIC)], imports=needs))
 
-        needs = tuple(ImportNeed(PUBLIC_MODULE, alias.name.value) for alias in private)
-        self.report(node, message, Fix({node: split}, imports=needs))
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        if node.attr.value not in PUBLIC or dotted_name(node) is None:
+    def _check_attribute(self, node: ast.Attribute) -> None:
+        model = self.model
+        if node.attr not in PUBLIC or dotted(node) is None:
             return
-        qnames = self.facts.qualified_names(node)
-        if qnames != {f"{PRIVATE_MODULE}.{node.attr.value}"}:
+        if model.qualified_names(node) != {f"{PRIVATE_MODULE}.{node.attr}"}:
             return
-        message = f"`{dotted_name(node)}` is private; use `{PUBLIC_MODULE}.{node.attr.value}`"
+        message = f"`{dotted(node)}` is private; use `{PUBLIC_MODULE}.{node.attr}`"
         # `<P>._utils.collate.<name>` where <P> is torch.utils.data -> `<P>.<name>`
         collate = node.value
-        utils = collate.value if isinstance(collate, cst.Attribute) and collate.attr.value == "collate" else None
-        public = utils.value if isinstance(utils, cst.Attribute) and utils.attr.value == "_utils" else None
-        if public is None or self.facts.qualified_names(public) != {PUBLIC_MODULE}:
+        utils = collate.value if isinstance(collate, ast.Attribute) and collate.attr == "collate" else None
+        public = utils.value if isinstance(utils, ast.Attribute) and utils.attr == "_utils" else None
+        if public is None or model.qualified_names(public) != {PUBLIC_MODULE}:
             self.report(node, message)
             return
-        self.report(node, message, Fix({node: lambda a: a.with_changes(value=a.value.value.value)}))
+        self.report(node, message, Fix([self.edit(node, "Attribute", SKIP_TWO_ATTRIBUTES)]))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.syntax import nodes
+from torchfix_mod.codemods._api import has_string, in_source_order
+from torchfix_mod.edits import rename_attribute
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 
 TYPO = "require_grad"
 
@@ -90,61 +88,64 @@ class RequireGradTypoRule(Rule):
         KeepCase("import torch\n\nclass Options:\n    require_grad = True\n\nopts = Options()\nopts.require_grad = False\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return any(
-            isinstance(node, ast.Attribute) and node.attr == TYPO and isinstance(node.ctx, ast.Store)
-            for node in nodes(tree, ast.Attribute)
-        )
-
-    def visit_Module(self, node: cst.Module) -> None:
-        self.candidates: list[cst.Attribute] = []
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            attr = target.target
-            if isinstance(attr, cst.Attribute) and attr.attr.value == TYPO and not self._is_instance_parameter(attr.value):
-                self.candidates.append(attr)
-
-    def leave_Module(self, original_node: cst.Module) -> None:
-        # decided once the whole file is seen: a later read makes the attribute the program's own
-        if not self.candidates or self._used_as_own_attribute(original_node):
+    def check(self) -> None:
+        model = self.model
+        candidates = [
+            target
+            for node in in_source_order(model.nodes(ast.Assign))
+            for target in node.targets
+            if isinstance(target, ast.Attribute) and target.attr == TYPO and not self._is_instance_parameter(target.value)
+        ]
+        # decided on the whole file: a read anywhere makes the attribute the program's own
+        if not candidates or self._used_as_own_attribute():
             return
-        for attr in self.candidates:
-            fix = Fix({attr: lambda a: a.with_changes(attr=cst.Name("requires_grad"))})
+        for attr in candidates:
             self.report(
                 attr,
                 "`require_grad` is a typo: this sets a new, unused attribute and leaves `requires_grad` unchanged",
-                fix,
+                Fix([self.edit(attr, "Attribute", rename_attribute, "requires_grad")]),
             )
 
-    def _used_as_own_attribute(self, module: cst.Module) -> bool:
+    def _used_as_own_attribute(self) -> bool:
         """The file reads `.require_grad`, defines it in a class body, or names it in a string."""
-        for node in self.facts.attributes.get(TYPO, ()):
-            parent = self.facts.parent(node)
-            stored = isinstance(parent, cst.AssignTarget) or (
-                isinstance(parent, (cst.AnnAssign, cst.AugAssign)) and parent.target is node
+        model = self.model
+        for node in model.attributes.get(TYPO, ()):
+            parent = model.parent(node)
+            stored = (isinstance(parent, ast.Assign) and any(t is node for t in parent.targets)) or (
+                isinstance(parent, ast.AnnAssign) and parent.target is node
             )
-            if not stored or isinstance(parent, cst.AugAssign):
-                return True  # read (an augmented assignment reads it too)
-        for cls in m.findall(module, m.ClassDef()):
-            for stmt in cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ():
-                if isinstance(stmt, cst.FunctionDef) and stmt.name.value == TYPO:
+            if not stored:
+                return True  # read (an augmented assignment, a `for` or tuple target, `del` count too)
+        for cls in model.nodes(ast.ClassDef):
+            for stmt in cls.body if self._indented_body(cls) else ():
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == TYPO:
                     return True
-                if m.findall(stmt, m.AssignTarget(target=m.Name(TYPO))) or m.findall(stmt, m.AnnAssign(target=m.Name(TYPO))):
-                    return True
-        return any(
-            isinstance(s, cst.SimpleString) and s.evaluated_value == TYPO for s in m.findall(module, m.SimpleString())
-        )
+                for node in model.nodes((ast.Assign, ast.AnnAssign), stmt):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    if any(isinstance(t, ast.Name) and t.id == TYPO for t in targets):
+                        return True
+        return has_string(model, model.tree, TYPO)
 
-    def _is_instance_parameter(self, receiver: cst.BaseExpression) -> bool:
+    def _indented_body(self, cls: ast.ClassDef) -> bool:
+        """The class body is a block of its own lines (not ``class A: x = 1``, whose body LibCST
+        keeps as a one-line suite that the check of class attributes never looked into)."""
+        first = cls.body[0]
+        decorators = getattr(first, "decorator_list", None)
+        if decorators:
+            first = min(decorators, key=lambda d: (d.lineno, d.col_offset))
+        span = self.model.span(first)
+        before = self.model.lines[span.line - 1][: span.column].strip()
+        return before in ("", "@") if decorators else not before
+
+    def _is_instance_parameter(self, receiver: ast.AST) -> bool:
         """``receiver`` is the first parameter (``self``/``cls``) of the method around it."""
-        if not isinstance(receiver, cst.Name):
+        if not isinstance(receiver, ast.Name):
             return False
-        func = self.facts.enclosing_function(receiver)
+        model = self.model
+        func = model.enclosing_function(receiver)
         if func is None:
             return False
-        if not any(isinstance(anc, cst.ClassDef) for anc in self.facts.ancestors(func)):
+        if not any(isinstance(anc, ast.ClassDef) for anc in model.ancestors(func)):
             return False
-        params = func.params.posonly_params or func.params.params
-        return bool(params) and params[0].name.value == receiver.value
+        params = func.args.posonlyargs or func.args.args
+        return bool(params) and params[0].arg == receiver.id

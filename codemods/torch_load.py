@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
 from torchfix_mod.codemods._api import (
-    append_keyword,
     argument,
+    change,
     has_star_args,
     has_star_kwargs,
+    in_source_order,
     keyword_arg,
     mentioned_around,
     qualified,
+    value_of,
 )
-from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import calls_to
+from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
 
 LOAD = frozenset({"torch.load", "torch.serialization.load"})
+ADD_KEYWORD = change("add_keyword")
 
 
 class TorchLoadWeightsOnlyRule(Rule):
@@ -142,17 +142,16 @@ class TorchLoadWeightsOnlyRule(Rule):
         ),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # a call without the keyword (a `**kwargs` may hold it: the rule reports those too)
-        return any(
-            not any(k.arg == "weights_only" for k in call.keywords) for call in calls_to(tree, frozenset(LOAD))
-        )
+    def check(self) -> None:
+        model = self.model
+        for node in in_source_order(model.nodes(ast.Call)):
+            self._check(node)
 
-    def visit_Call(self, node: cst.Call) -> None:
-        if qualified(self.facts, node.func, LOAD) is None or keyword_arg(node, "weights_only") is not None:
+    def _check(self, node: ast.Call) -> None:
+        model = self.model
+        if qualified(model, node.func, LOAD) is None or keyword_arg(node, "weights_only") is not None:
             return
-        if mentioned_around(self.facts, node, "weights_only", LOAD):
+        if mentioned_around(model, node, "weights_only", LOAD):
             return  # the code handles `weights_only` itself (a parameter, a kwargs dict, a version check)
         message = (
             "`torch.load` without `weights_only`: pass `weights_only=True` unless the file is trusted "
@@ -160,7 +159,7 @@ class TorchLoadWeightsOnlyRule(Rule):
         )
         pickle_module = argument(node, "pickle_module", 2)
         custom_pickle = pickle_module is not None and not (
-            isinstance(pickle_module.value, cst.Name) and pickle_module.value.value == "None"
+            isinstance(value_of(pickle_module), ast.Constant) and value_of(pickle_module).value is None
         )
         if custom_pickle:
             message = (
@@ -170,5 +169,5 @@ class TorchLoadWeightsOnlyRule(Rule):
         if custom_pickle or has_star_args(node) or has_star_kwargs(node):
             self.report(node, message)
             return
-        fix = Fix({node: lambda call: append_keyword(call, "weights_only", cst.Name("True"))}, unsafe=True)
+        fix = Fix([self.edit(node, "Call", ADD_KEYWORD, "weights_only", "True")], unsafe=True)
         self.report(node, message, fix)

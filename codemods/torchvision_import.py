@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from torchfix_mod.codemods._api import change, in_source_order
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 
-from torchfix_mod.analysis import dotted_name
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.syntax import nodes
+IMPORT_FROM = change("import_from")
 
 
 class TorchvisionSubmoduleImportRule(Rule):
@@ -67,32 +66,20 @@ class TorchvisionSubmoduleImportRule(Rule):
         KeepCase("import torchvision.models as models, os\n", reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return any(
-            isinstance(node, ast.Import)
-            and any(a.name.startswith("torchvision.") and a.asname == a.name.rsplit(".", 1)[1] for a in node.names)
-            for node in nodes(tree, ast.Import)
-        )
+    def check(self) -> None:
+        for node in in_source_order(self.model.nodes(ast.Import)):
+            self._check(node)
 
-    def visit_Import(self, node: cst.Import) -> None:
+    def _check(self, node: ast.Import) -> None:
         for alias in node.names:
-            full = dotted_name(alias.name)
-            if full is None or not full.startswith("torchvision.") or alias.asname is None:
+            full = alias.name
+            if not full.startswith("torchvision.") or alias.asname is None:
                 continue
             package, _, module = full.rpartition(".")
-            if not (isinstance(alias.asname.name, cst.Name) and alias.asname.name.value == module):
+            if alias.asname != module:
                 continue
             message = f"`import {full} as {module}`: use `from {package} import {module}`"
             if len(node.names) != 1:
                 self.report(node, message)
                 continue
-
-            def edit(imp: cst.Import, package=package, module=module) -> cst.ImportFrom:
-                return cst.ImportFrom(
-                    module=cst.parse_expression(package),
-                    names=[cst.ImportAlias(name=cst.Name(module))],
-                    semicolon=imp.semicolon,
-                )
-
-            self.report(node, message, Fix({node: edit}))
+            self.report(node, message, Fix([self.edit(node, "Import", IMPORT_FROM, package, module)]))

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from torchfix_mod.codemods._api import (
+    argument,
+    bool_literal,
+    change,
+    in_source_order,
+    keyword_arg,
+    positional_args,
+    code_chars,
+    offsets,
+    reference,
+    span_between,
+    value_of,
+)
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.semantic import Span, dotted
 
-from torchfix_mod.codemods._api import argument, bool_literal, keyword_arg, positional_args, reference
-from torchfix_mod.analysis import dotted_name
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import calls_to
+RENAME_ARGUMENT = change("rename_argument")
 
 # What torchvision's legacy interface (`handle_legacy_interface`, torchvision 0.13 and later)
 # turns `pretrained=True` / `pretrained_backbone=True` into, per model builder: module under
@@ -288,15 +299,14 @@ class TorchvisionPretrainedRule(Rule):
         KeepCase("from torchvision.models import resnet50\n\nm = resnet50(weights_enum)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # a call of a model builder, resolved through the file's imports
-        return next(calls_to(tree, QUALIFIED_BUILDERS), None) is not None
+    def check(self) -> None:
+        for node in in_source_order(self.model.nodes(ast.Call)):
+            self._check_call(node)
 
-    def visit_Call(self, node: cst.Call) -> None:
-        if dotted_name(node.func) is None:
+    def _check_call(self, node: ast.Call) -> None:
+        if dotted(node.func) is None:
             return
-        qnames = self.facts.qualified_names(node.func)
+        qnames = self.model.qualified_names(node.func)
         if len(qnames) != 1:
             return
         (qname,) = qnames
@@ -307,47 +317,75 @@ class TorchvisionPretrainedRule(Rule):
             arg = argument(node, old, position)
             if arg is None:
                 continue
-            flag = bool_literal(arg.value)
-            if arg.keyword is None and flag is None:
+            flag = bool_literal(value_of(arg))
+            if not isinstance(arg, ast.keyword) and flag is None:
                 continue  # a positional argument that is not a bool is the new `weights`
             if old == "pretrained_backbone" and builder is not None and builder.backbone is None:
                 continue  # not a parameter of this builder
-            self._check(node, builder, arg, old, new, flag)
+            self._check(node, builder, arg, old, new, position, flag)
 
-    def _check(self, call: cst.Call, builder: Builder | None, arg: cst.Arg, old: str, new: str, flag: bool | None) -> None:
-        written = f"{old}={cst.Module([]).code_for_node(arg.value)}" if flag is not None else f"`{old}`"
+    def _check(
+        self, call: ast.Call, builder: Builder | None, arg: ast.keyword | ast.expr, old: str, new: str,
+        position: int | None, flag: bool | None,
+    ) -> None:
+        extent = self._value_extent(call, arg)
+        written = f"{old}={self.model.source[extent[0] : extent[1]]}" if flag is not None else f"`{old}`"
+        # where LibCST's argument is: a keyword with its value, or the value in its parentheses
+        at = arg if isinstance(arg, ast.keyword) else span_between(self.model, *extent)
         message = f"`{old}` is deprecated since torchvision 0.13; use `{new}`"
         if builder is None:
-            self.report(arg, f"{message} (for quantized models the weights depend on `quantize`)")
+            self.report(at, f"{message} (for quantized models the weights depend on `quantize`)")
             return
         if keyword_arg(call, new) is not None or flag is None:
-            self.report(arg, message)
+            self.report(at, message)
             return
-        if arg.keyword is None and (len(positional_args(call)) != 1 or any(a.star for a in call.args)):
-            self.report(arg, f"{message} (passed by position, with other positional arguments after it)")
+        stars = any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords)
+        if not isinstance(arg, ast.keyword) and (len(positional_args(call)) != 1 or stars):
+            self.report(at, f"{message} (passed by position, with other positional arguments after it)")
             return
         if not flag:
-            self._fix(arg, old, new, cst.Name("None"), None, f"{message}: `{new}=None`")
+            self._fix(call, at, (old, position, new, None, "", ""), None, f"{message}: `{new}=None`")
             return
         weights = builder.weights if old == "pretrained" else builder.backbone
         if weights is None:
-            self.report(arg, f"`{written}`: torchvision has no legacy weights for `{builder.name}` and raises")
+            self.report(at, f"`{written}`: torchvision has no legacy weights for `{builder.name}` and raises")
             return
         enum, member = weights.split(".")
         modules = builder.weights_modules() if old == "pretrained" else [MODELS, WEIGHTS_HOME[enum]]
-        found = reference(self.facts, call, modules, enum, hint=call.func, package="torchvision")
+        found = reference(self.model, call, modules, enum, hint=call.func, package="torchvision")
         message = f"{message}: `{new}={enum}.{member}` are the weights `{written}` loads"
         if found is None:
-            self.report(arg, message)
+            self.report(at, message)
             return
-        expr, need = found
-        self._fix(arg, old, new, cst.Attribute(value=expr, attr=cst.Name(member)), need, message)
+        spelling, need = found
+        self._fix(call, at, (old, position, new, spelling, enum, member), need, message)
 
-    def _fix(self, arg: cst.Arg, old: str, new: str, value: cst.BaseExpression, need, message: str) -> None:
-        def edit(a: cst.Arg) -> cst.Arg:
-            equal = a.equal if a.keyword is not None else cst.AssignEqual(
-                whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
-            )
-            return a.with_changes(keyword=cst.Name(new), equal=equal, value=value)
+    def _fix(self, call: ast.Call, at: ast.AST | Span, change_args: tuple, need: ImportNeed | None, message: str) -> None:
+        # the edit rewrites the argument through its call, which ast and LibCST place alike
+        edit = self.edit(call, "Call", RENAME_ARGUMENT, *change_args)
+        self.report(at, message, Fix([edit], imports=(need,) if need else ()))
 
-        self.report(arg, message, Fix({arg: edit}, imports=(need,) if need else ()))
+    def _value_extent(self, call: ast.Call, arg: ast.keyword | ast.expr) -> tuple[int, int]:
+        """Where the argument's value starts and ends in the source, with any parentheses of
+        its own around it (LibCST's extent of the value, and of a positional argument)."""
+        model, source = self.model, self.model.source
+        start, end = offsets(model, value_of(arg))
+        if isinstance(arg, ast.keyword):
+            # `name = (value)`: every parenthesis after the `=` is the value's
+            begin = offsets(model, arg)[0]
+            chars = list(code_chars(source[begin:start]))
+            equal = next(i for i, (_, char) in enumerate(chars) if char == "=")
+            opening = [begin + i for i, char in chars[equal + 1 :] if char == "("]
+        else:
+            # the first positional argument: the first parenthesis after the function is the call's
+            begin = offsets(model, call.func)[1]
+            opening = [begin + i for i, char in code_chars(source[begin:start]) if char == "("][1:]
+        if not opening:
+            return start, end
+        closed, remaining = end, len(opening)
+        for i, char in code_chars(source[end:]):
+            if char == ")":
+                closed, remaining = end + i + 1, remaining - 1
+                if not remaining:
+                    break
+        return opening[0], closed

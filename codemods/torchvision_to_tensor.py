@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.codemods._api import imports_package, references, reference
-from torchfix_mod.analysis import dotted_name
-from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.codemods._api import change, identifiers, imports_package, in_source_order, reference
+from torchfix_mod.rule import Applicability, Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.semantic import dotted
 
 V2 = "torchvision.transforms.v2"
 TO_TENSOR = frozenset({f"{V2}.ToTensor", f"{V2}._deprecated.ToTensor"})
+TO_IMAGE_DTYPE = change("to_image_dtype")
 
 
 class TorchvisionToTensorRule(Rule):
@@ -89,96 +87,62 @@ class TorchvisionToTensorRule(Rule):
         KeepCase("from torchvision.transforms.v2 import ToTensor as TT\n\nt = TT(1)\n", reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return references(tree, TO_TENSOR)
-
-    def visit_Module(self, node: cst.Module) -> None:
+    def check(self) -> None:
+        model = self.model
         # local names that may be ToTensor: its own name and `import ... ToTensor as <alias>`
-        self.local_names = {"ToTensor"}
-        for alias in m.findall(node, m.ImportAlias(asname=m.AsName())):
-            if dotted_name(alias.name) and dotted_name(alias.name).endswith("ToTensor") and isinstance(alias.asname.name, cst.Name):
-                self.local_names.add(alias.asname.name.value)
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        if node.attr.value == "ToTensor" and dotted_name(node) is not None:
+        local_names = {"ToTensor"}
+        for alias in model.nodes(ast.alias):
+            if alias.asname and alias.name.endswith("ToTensor"):
+                local_names.add(alias.asname)
+        found: list[ast.Name | ast.Attribute] = [
+            node for node in model.attributes.get("ToTensor", ()) if dotted(node) is not None
+        ]
+        for node in model.nodes(ast.Name):
+            if node.id in local_names and not isinstance(model.parent(node), ast.Attribute):
+                found.append(node)
+        for node in in_source_order(found):
             self._check(node)
 
-    def visit_Name(self, node: cst.Name) -> None:
-        if node.value not in self.local_names:
-            return
-        parent = self.facts.parent(node)
-        if isinstance(parent, cst.Attribute) or isinstance(parent, (cst.ImportAlias, cst.AsName)):
-            return
-        if any(isinstance(anc, (cst.Import, cst.ImportFrom)) for anc in self.facts.ancestors(node)):
-            return
-        self._check(node)
-
-    def _check(self, node: cst.Name | cst.Attribute) -> None:
-        if not self.facts.qualified_names(node) or not self.facts.qualified_names(node) <= TO_TENSOR:
+    def _check(self, node: ast.Name | ast.Attribute) -> None:
+        model = self.model
+        qnames = model.qualified_names(node)
+        if not qnames or not qnames <= TO_TENSOR:
             return
         message = (
             "`v2.ToTensor` is deprecated; use `v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])`"
         )
-        call = self.facts.parent(node)
-        if not (isinstance(call, cst.Call) and call.func is node and not call.args):
+        call = model.parent(node)
+        if not (isinstance(call, ast.Call) and call.func is node and not call.args and not call.keywords):
             self.report(node, message)
             return
-        fix = self._fix(call, node)
-        self.report(node, message, fix)
+        self.report(node, message, self._fix(call, node))
 
-    def _fix(self, call: cst.Call, func: cst.Name | cst.Attribute) -> Fix | None:
+    def _fix(self, call: ast.Call, func: ast.Name | ast.Attribute) -> Fix | None:
+        model = self.model
         needs: list[ImportNeed] = []
-        names = {}
+        names: list[str | int] = []
         for name in ("Compose", "ToImage", "ToDtype"):
-            if isinstance(func, cst.Attribute):
-                names[name] = cst.Attribute(value=func.value.deep_clone(), attr=cst.Name(name))
+            if isinstance(func, ast.Attribute):
+                names.append(1)  # through the module the call spells: `v2.ToTensor` -> `v2.<name>`
                 continue
-            found = reference(self.facts, call, [V2], name, package="torchvision")
+            found = reference(model, call, [V2], name, package="torchvision")
             if found is None:
                 return None
-            names[name], need = found
+            spelling, need = found
+            names.append(spelling)
             if need is not None:
                 needs.append(need)
-        dtype = reference(self.facts, call, ["torch"], "float32", package="torch")
+        dtype = reference(model, call, ["torch"], "float32", package="torch")
         if dtype is None:
-            if "torch" in self.facts.names_used or not imports_package(self.facts, "torchvision"):
+            if "torch" in identifiers(model) or not imports_package(model, "torchvision"):
                 return None
-            dtype = (cst.parse_expression("torch.float32"), ImportNeed("torch"))
-        dtype_expr, need = dtype
+            dtype = ("torch.float32", ImportNeed("torch"))
+        dtype_text, need = dtype
         if need is not None:
             needs.append(need)
-        replacement = cst.Call(
-            func=names["Compose"],
-            args=[
-                cst.Arg(
-                    cst.List(
-                        [
-                            cst.Element(cst.Call(func=names["ToImage"])),
-                            cst.Element(
-                                cst.Call(
-                                    func=names["ToDtype"],
-                                    args=[
-                                        cst.Arg(dtype_expr),
-                                        cst.Arg(
-                                            cst.Name("True"),
-                                            keyword=cst.Name("scale"),
-                                            equal=cst.AssignEqual(
-                                                whitespace_before=cst.SimpleWhitespace(""),
-                                                whitespace_after=cst.SimpleWhitespace(""),
-                                            ),
-                                        ),
-                                    ],
-                                )
-                            ),
-                        ]
-                    )
-                )
-            ],
-        )
-        removals = (ImportNeed(V2, "ToTensor"),) if isinstance(func, cst.Name) and func.value == "ToTensor" else ()
+        removals = (ImportNeed(V2, "ToTensor"),) if isinstance(func, ast.Name) and func.id == "ToTensor" else ()
         return Fix(
-            {call: lambda c: replacement.with_changes(lpar=c.lpar, rpar=c.rpar)},
+            [self.edit(call, "Call", TO_IMAGE_DTYPE, *names, dtype_text)],
             imports=tuple(needs),
             removals=removals,
             unsafe=True,

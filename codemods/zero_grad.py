@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from torchfix_mod.codemods._api import argument, bool_literal, change, imported_from, in_source_order, value_of
+from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
 
-from torchfix_mod.codemods._api import argument, bool_literal, imported_from, mentions
-from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
+SET_ARGUMENT = change("set_argument")
 
 
 class ZeroGradSetToNoneRule(Rule):
@@ -82,20 +82,22 @@ class ZeroGradSetToNoneRule(Rule):
         KeepCase("import helpers\n\nhelpers.zero_grad(set_to_none=False)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return mentions(tree, {"zero_grad"})
+    def check(self) -> None:
+        model = self.model
+        for node in in_source_order(model.attributes.get("zero_grad", ())):
+            call = model.parent(node)
+            if isinstance(call, ast.Call) and call.func is node:
+                self._check(call, node)
 
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if not (isinstance(func, cst.Attribute) and func.attr.value == "zero_grad"):
-            return
-        if imported_from(self.facts, func.value):
+    def _check(self, node: ast.Call, func: ast.Attribute) -> None:
+        if imported_from(self.model, func.value):
             return  # `helpers.zero_grad(...)`: a module's function, not a method
         arg = argument(node, "set_to_none", 0)
-        if arg is None or bool_literal(arg.value) is not False:
+        if arg is None or bool_literal(value_of(arg)) is not False:
             return
-        fix = Fix({arg: lambda a: a.with_changes(value=cst.Name("True"))}, unsafe=True)
+        # the call is rewritten (not the argument: a positional one in parentheses of its own
+        # is larger in LibCST than its value)
+        fix = Fix([self.edit(node, "Call", SET_ARGUMENT, "set_to_none", 0, "True")], unsafe=True)
         self.report(
             node,
             "`zero_grad(set_to_none=False)` fills every gradient with zeros and keeps their memory; "
