@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.analysis import all_references
-from torchfix_mod.containers import self_assignments
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import constructor_names, may_build_module, nodes
+from torchfix_mod.codemods._attributes import is_display_element, self_assignments
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 
 HEADER = "import torch.nn as nn\n\n"
 CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential"})
@@ -114,136 +109,91 @@ class DirectForwardRule(Rule):
         ),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # `<receiver>.forward(...)` inside a function named forward, where the receiver may be a
-        # module as `_is_module` decides it: a construction, `x.attr` with some store of a
-        # construction to an attribute of that name, or a local assigned a construction or
-        # bound by a `for` loop (not `super()`)
-        constructors = constructor_names(tree)
-        built_attributes = None
-        for func in nodes(tree, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if func.name != "forward":
+    def check(self) -> None:
+        model = self.model
+        for attribute in model.attributes.get("forward", ()):
+            call = model.parent(attribute)
+            if not (isinstance(call, ast.Call) and call.func is attribute):
                 continue
-            calls = [c for c in nodes(func, ast.Call) if isinstance(c.func, ast.Attribute) and c.func.attr == "forward"]
-            if not calls:
-                continue
-            if built_attributes is None:
-                built_attributes = {
-                    target.attr
-                    for node in nodes(tree, (ast.Assign, ast.AnnAssign))
-                    if node.value is not None and may_build_module(node.value, set(), constructors)
-                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                    if isinstance(target, ast.Attribute)
-                }
-            locals_ = {
-                name.id for loop in nodes(func, (ast.For, ast.AsyncFor)) for name in nodes(loop.target, ast.Name)
-            } | {
-                node.targets[0].id
-                for node in nodes(func, ast.Assign)
-                if isinstance(node.targets[0], ast.Name) and may_build_module(node.value, set(), constructors)
-            }
-            for call in calls:
-                receiver = call.func.value
-                if isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name):
-                    if receiver.attr in built_attributes:
-                        return True
-                elif isinstance(receiver, ast.Name):
-                    if receiver.id in locals_:
-                        return True
-                elif may_build_module(receiver, set(), constructors):
-                    return True
-        return False
-
-    def __init__(self, facts, options) -> None:
-        super().__init__(facts, options)
-        self.classes: list[cst.ClassDef] = []
-        self.calls: list[cst.Call] = []
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.classes.append(node)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if m.matches(node.func, m.Attribute(attr=m.Name("forward"))):
-            self.calls.append(node)
-
-    def leave_Module(self, original_node: cst.Module) -> None:
-        for call in self.calls:
-            receiver = call.func.value
-            method = self.facts.enclosing_function(call)
+            method = model.enclosing_function(call)
             # only inside `forward`: a hook that calls `.forward` skips hooks on purpose
             # (calling the module there would run the hook again, forever)
-            if method is None or method.name.value != "forward":
+            if method is None or method.name != "forward":
                 continue
-            if self._is_module(receiver, call):
-                fix = Fix({call: lambda updated: updated.with_changes(func=updated.func.value)})
+            if self._is_module(attribute.value, call):
                 self.report(
                     call,
                     "calling `.forward()` directly skips the module's forward/backward hooks and pre-hooks; "
                     "call the module instead",
-                    fix,
+                    Fix([self.edit(call, "Call", _call_the_receiver)]),
                 )
 
     # -- evidence ---------------------------------------------------------------
-    def _is_module(self, receiver: cst.BaseExpression, at: cst.CSTNode) -> bool:
-        facts = self.facts
-        if facts.is_module_construction(receiver):
+    def _is_module(self, receiver: ast.expr, at: ast.AST) -> bool:
+        model = self.model
+        if model.is_module_construction(receiver):
             return True
         cls = self._enclosing_class(at)
-        method = facts.enclosing_function(at)
-        if isinstance(receiver, cst.Attribute) and isinstance(receiver.value, cst.Name) and cls is not None:
-            stores = self._stores(cls, receiver.attr.value, receiver.value.value)
-            return bool(stores) and all(facts.is_module_construction(v) for v in stores)
-        if isinstance(receiver, cst.Name) and method is not None:
+        method = model.enclosing_function(at)
+        if isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name) and cls is not None:
+            stores = self._stores(cls, receiver.attr)
+            return bool(stores) and all(model.is_module_construction(v) for v in stores)
+        if isinstance(receiver, ast.Name) and method is not None:
             return self._local_is_module(receiver, cls)
         return False
 
-    def _enclosing_class(self, node: cst.CSTNode) -> cst.ClassDef | None:
-        for anc in self.facts.ancestors(node):
-            if isinstance(anc, cst.ClassDef):
-                return anc if self.facts.is_module_class(anc) else None
-        return None
+    def _enclosing_class(self, node: ast.AST) -> ast.ClassDef | None:
+        cls = self.model.enclosing_class(node)
+        return cls if cls is not None and self.model.is_module_class(cls) else None
 
-    def _stores(self, cls: cst.ClassDef, attr: str, self_arg: str) -> list[cst.BaseExpression]:
+    def _stores(self, cls: ast.ClassDef, attr: str) -> list[ast.expr]:
         """Values stored to ``self.<attr>`` across the class family; [] if any store is hidden."""
+        model = self.model
         values = []
-        for member in self.facts.class_family(cls):
-            values += [site.value for site in self_assignments(self.facts, member) if site.attr == attr]
-        for use in self.facts.attributes.get(attr, ()):
-            holder = self.facts.parent(use)
-            if isinstance(holder, (cst.Element, cst.AugAssign, cst.AnnAssign)) and getattr(holder, "target", use) is use:
+        for member in model.class_family(cls):
+            values += [site.value for site in self_assignments(model, member) if site.attr == attr]
+        for use in model.attributes.get(attr, ()):
+            holder = model.parent(use)
+            if is_display_element(model, use) or (isinstance(holder, (ast.AugAssign, ast.AnnAssign)) and holder.target is use):
                 return []
-        if self.facts.customizes_attribute_access(cls) or "setattr" in self.facts.called:
+        if model.customizes_attribute_access(cls) or "setattr" in model.called:
             return []
         return values
 
-    def _local_is_module(self, name: cst.Name, cls: cst.ClassDef | None) -> bool:
+    def _local_is_module(self, name: ast.Name, cls: ast.ClassDef | None) -> bool:
         """A local bound only to module constructions, or a loop over a ModuleList/Sequential attribute."""
-        facts = self.facts
-        scope = facts.scope(name)
-        if scope is None or scope is scope.globals or name.value not in scope:
+        model = self.model
+        scope = model.scope(name)
+        if scope.kind == "module":
             return False
-        assignments = list(scope.assignments[name.value])
-        if not assignments:
+        # the bindings of the scope the name is read in: a name a comprehension reads from the
+        # function around it is not followed
+        bindings = scope.bindings.get(name.id, [])
+        if not bindings:
             return False
-        for assignment in assignments:
-            target = assignment.node
-            holder = facts.parent(target)
-            if isinstance(holder, cst.AssignTarget):
-                assign = facts.parent(holder)
-                if len(assign.targets) == 1 and facts.is_module_construction(assign.value):
+        for binding in bindings:
+            target = binding.node
+            holder = model.parent(target)
+            if isinstance(target, ast.Name) and isinstance(holder, ast.Assign):
+                if len(holder.targets) == 1 and model.is_module_construction(holder.value):
                     continue
                 return False
-            if isinstance(holder, cst.For) and holder.target is target and cls is not None:
+            if isinstance(holder, (ast.For, ast.AsyncFor)) and holder.target is target and cls is not None:
                 iterated = holder.iter
-                if isinstance(iterated, cst.Attribute) and isinstance(iterated.value, cst.Name):
-                    stores = self._stores(cls, iterated.attr.value, iterated.value.value)
+                if isinstance(iterated, ast.Attribute) and isinstance(iterated.value, ast.Name):
+                    stores = self._stores(cls, iterated.attr)
                     if stores and all(self._is_module_sequence(v) for v in stores):
                         continue
             return False
-        return bool(all_references(scope, name.value))
+        return any(binding.accesses for binding in bindings)
 
-    def _is_module_sequence(self, value: cst.BaseExpression) -> bool:
-        return isinstance(value, cst.Call) and bool(self.facts.qualified_names(value.func)) and (
-            self.facts.qualified_names(value.func) <= CONTAINERS
-        )
+    def _is_module_sequence(self, value: ast.expr) -> bool:
+        if not isinstance(value, ast.Call):
+            return False
+        qnames = self.model.qualified_names(value.func)
+        return bool(qnames) and qnames <= CONTAINERS
+
+
+def _call_the_receiver(call):
+    """``module.forward(x)`` -> ``module(x)``."""
+    return call.with_changes(func=call.func.value)

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.analysis import TORCH_MODULE_BASE, class_methods, self_name
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import methods, nodes
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.semantic import TORCH_MODULE_BASE, SemanticModel, class_methods, self_name
 
 HEADER = "import torch.nn as nn\n\n"
-INIT_CALL = m.Call(func=m.Attribute(attr=m.Name("__init__")))
 
 
-def calls_an_init(node: cst.CSTNode) -> bool:
+def calls_an_init(model: SemanticModel, method: ast.AST) -> bool:
     """Any ``X.__init__(...)`` call: ``super().__init__()``, ``Base.__init__(self)``, ..."""
-    return bool(m.findall(node, INIT_CALL))
+    return any(isinstance(call.func, ast.Attribute) and call.func.attr == "__init__" for call in model.nodes(ast.Call, method))
 
 
-def required_params(func: cst.FunctionDef) -> int:
+def required_params(func: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Parameters after ``self`` that have no default."""
-    params = [*func.params.posonly_params, *func.params.params][1:]
-    required = [p for p in params if p.default is None]
-    required += [p for p in func.params.kwonly_params if p.default is None]
-    return len(required)
+    args = func.args
+    positional = len(args.posonlyargs) + len(args.args)
+    without_default = positional - len(args.defaults)  # defaults belong to the last parameters
+    return max(without_default - 1, 0) + sum(1 for d in args.kw_defaults if d is None)
+
+
+def body_on_header_line(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """The body follows the colon on the same logical line (``def f(self): x = 1``), so it has
+    no indented block to insert a statement into."""
+    first = func.body[0]
+    column = model.span(first).column
+    line = model.lines[first.lineno - 1]
+    if line[:column].strip():
+        return True
+    if first.lineno > func.lineno:  # a backslash after the colon joins the next line to the header
+        previous = model.lines[first.lineno - 2].rstrip()
+        return previous.endswith("\\") and not previous.lstrip().startswith("#")
+    return False
 
 
 class MissingSuperInitRule(Rule):
@@ -111,53 +120,55 @@ class MissingSuperInitRule(Rule):
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self): self.x = 1\n", reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        for method, _ in methods(tree):
-            if method.name == "__init__" and not any(
-                n.attr == "__init__" for n in nodes(method, ast.Attribute)
-            ):
-                return True
-        return False
+    def check(self) -> None:
+        model = self.model
+        for node, is_module in model.module_classes.items():
+            if is_module:
+                self.check_class(node)
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        if not self.facts.is_module_class(node):
-            return
-        init = next((f for f in class_methods(node) if f.name.value == "__init__"), None)
+    def check_class(self, node: ast.ClassDef) -> None:
+        init = next((f for f in class_methods(node) if f.name == "__init__"), None)
         if init is None or self_name(init) is None:
             return
-        if any(calls_an_init(method) for method in class_methods(node)):
+        if any(calls_an_init(self.model, method) for method in class_methods(node)):
             return
         message = (
             "`__init__` never calls `super().__init__()`: assigning layers raises "
             "'cannot assign module before Module.__init__() call' and the module cannot be called"
         )
-        if not isinstance(init.body, cst.IndentedBlock):
+        if body_on_header_line(self.model, init):
             self.report(init, message)
             return
-        self.report(init, message, Fix({init.body: _insert_super_init}, unsafe=not self._base_init_takes_nothing(node)))
+        edit = self.edit(init, "FunctionDef", _insert_super_init)
+        self.report(init, message, Fix([edit], unsafe=not self._base_init_takes_nothing(node)))
 
-    def _base_init_takes_nothing(self, cls: cst.ClassDef) -> bool:
-        bases = self.facts.base_classes(cls)
+    def _base_init_takes_nothing(self, cls: ast.ClassDef) -> bool:
+        model = self.model
+        bases = model.base_classes(cls)
         if len(bases) != 1:
             return False
         base = bases[0]
         if base == TORCH_MODULE_BASE:
             return True
-        if not isinstance(base, cst.ClassDef):
+        if not isinstance(base, ast.ClassDef):
             return False
-        for member in self.facts.class_family_up(base):
-            init = next((f for f in class_methods(member) if f.name.value == "__init__"), None)
+        for member in model.class_family_up(base):
+            init = next((f for f in class_methods(member) if f.name == "__init__"), None)
             if init is not None:
                 return required_params(init) == 0
         return False
 
 
-def _insert_super_init(block: cst.IndentedBlock) -> cst.IndentedBlock:
+def _insert_super_init(func):
+    """``super().__init__()`` as the first statement of the function's block, after its docstring."""
+    import libcst as cst
+    import libcst.matchers as m
+
+    block = func.body
     body = list(block.body)
     index = 0
     if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())])):
         index = 1  # after the docstring
     call = cst.SimpleStatementLine(body=[cst.Expr(cst.parse_expression("super().__init__()"))])
     body.insert(index, call)
-    return block.with_changes(body=body)
+    return func.with_changes(body=block.with_changes(body=body))

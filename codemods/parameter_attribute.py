@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.analysis import TENSOR_FACTORIES, TensorExpressions, call_keyword, dotted_name
-from torchfix_mod.containers import SelfAssignment
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
-from torchfix_mod.screen import methods, resolved, self_stores
-from torchfix_mod.tensor_attributes import TensorAttributeRule
+from torchfix_mod.codemods._attributes import SelfAssignment
+from torchfix_mod.codemods._tensor_attributes import (
+    TENSOR_FACTORIES,
+    TensorAttributeRule,
+    TensorExpressions,
+    has_star_args,
+    is_constant,
+)
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase
+from torchfix_mod.semantic import dotted, keyword
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
-FACTORY_NAMES = frozenset(f"torch.{name}" for name in TENSOR_FACTORIES)
 
 
 def _init(*lines: str, extra: str = "") -> str:
@@ -77,32 +78,18 @@ class ParameterAttributeRule(TensorAttributeRule):
         KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        for method, self_arg in methods(tree):
-            if method.name == "__init__":
-                for value in self_stores(method, self_arg):
-                    if not isinstance(value, ast.Call) or any(isinstance(a, ast.Starred) for a in value.args):
-                        continue
-                    flag = next((k.value for k in value.keywords if k.arg == "requires_grad"), None)
-                    if flag is None or (isinstance(flag, ast.Constant) and flag.value is False):
-                        continue
-                    if any(q in FACTORY_NAMES for q in resolved(tree, value.func)):
-                        return True
-        return False
-
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         value = site.value
-        if not isinstance(value, cst.Call) or dotted_name(value.func) is None or any(a.star for a in value.args):
+        if not isinstance(value, ast.Call) or dotted(value.func) is None or has_star_args(value):
             return False
-        qname = self.facts.torch_qualified(value.func)
-        flag = call_keyword(value, "requires_grad")
+        qname = self.model.torch_qualified(value.func)
+        flag = keyword(value, "requires_grad")
         return (
             qname is not None
             and qname.count(".") == 1
             and qname.split(".")[1] in TENSOR_FACTORIES
             and flag is not None
-            and not m.matches(flag.value, m.Name("False"))
+            and not is_constant(flag.value, False)
         )
 
     def message(self, site: SelfAssignment) -> str:
@@ -111,24 +98,30 @@ class ParameterAttributeRule(TensorAttributeRule):
             "parameters(), so the optimizer never trains it; use nn.Parameter"
         )
 
-    def other_store_ok(self, value: cst.BaseExpression, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+    def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         # a Parameter attribute only accepts Parameters (or None)
-        return isinstance(value, cst.Call) and self.facts.qualified_names(value.func) == {"torch.nn.Parameter"}
+        return isinstance(value, ast.Call) and self.model.qualified_names(value.func) == {"torch.nn.Parameter"}
 
     def fix_for(self, site: SelfAssignment) -> Fix | None:
-        reference = self.facts.nn_reference("Parameter", site.assign)
+        reference = self.model.nn_reference("Parameter", site.assign)
         if reference is None:
             return None
         func, need = reference
+        keep_flag = not is_constant(keyword(site.value, "requires_grad").value, True)
+        edit = self.edit(site.value, "Call", _wrap_in_parameter, func, keep_flag)
+        return Fix([edit], (ImportNeed(*need),) if need else ())
 
-        def edit(value: cst.Call) -> cst.Call:
-            flag = call_keyword(value, "requires_grad")
-            args = [a for a in value.args if a is not flag]
-            if args:  # the argument before the removed one must not keep a trailing comma
-                args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-            outer = [cst.Arg(value.with_changes(args=args))]
-            if not m.matches(flag.value, m.Name("True")):
-                outer.append(cst.Arg(flag.value, keyword=cst.Name("requires_grad"), equal=flag.equal))
-            return cst.Call(func=func, args=outer)
 
-        return Fix({site.value: edit}, (need,) if need else ())
+def _wrap_in_parameter(value, func: str, keep_flag: bool):
+    """``factory(..., requires_grad=flag)`` -> ``func(factory(...))``, with ``requires_grad=flag``
+    moved to the Parameter when ``keep_flag``."""
+    import libcst as cst
+
+    flag = next(a for a in value.args if a.keyword is not None and a.keyword.value == "requires_grad")
+    args = [a for a in value.args if a is not flag]
+    if args:  # the argument before the removed one must not keep a trailing comma
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    outer = [cst.Arg(value.with_changes(args=args))]
+    if keep_flag:
+        outer.append(cst.Arg(flag.value, keyword=cst.Name("requires_grad"), equal=flag.equal))
+    return cst.Call(func=cst.parse_expression(func), args=outer)

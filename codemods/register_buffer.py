@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.analysis import TENSOR_FACTORIES, TENSOR_FUNCTIONS, TENSOR_METHODS, TensorExpressions
-from torchfix_mod.containers import SelfAssignment
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
-from torchfix_mod.screen import TensorScreen, methods, self_stores
-from torchfix_mod.tensor_attributes import TensorAttributeRule
+from torchfix_mod.codemods._attributes import SelfAssignment
+from torchfix_mod.codemods._tensor_attributes import TensorAttributeRule, TensorExpressions
+from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
 
@@ -129,16 +125,6 @@ class RegisterBufferRule(TensorAttributeRule):
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        tensors = TensorScreen(tree, TENSOR_FACTORIES, TENSOR_FUNCTIONS, TENSOR_METHODS)
-        for method, self_arg in methods(tree):
-            if method.name == "__init__":
-                tainted = tensors.tainted_locals(method)
-                if any(tensors.may_be_tensor(value, tainted) for value in self_stores(method, self_arg)):
-                    return True
-        return False
-
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         return tensors.is_tensor(site.value)
 
@@ -148,34 +134,32 @@ class RegisterBufferRule(TensorAttributeRule):
             ".to(device)/.cuda()/.double(); register it with register_buffer"
         )
 
-    def refuses_use(self, use: cst.Attribute) -> bool:
+    def refuses_use(self, use: ast.Attribute) -> bool:
         return self.gets_requires_grad(use)  # made trainable later: it wants to be a Parameter
 
-    def other_store_ok(self, value: cst.BaseExpression, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+    def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         return tensors.is_tensor(value) or self.is_same_attribute_chain(value, site)
 
     def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
         return (site.attr,) if self.options.buffer_persistent else ()
 
     def fix_for(self, site: SelfAssignment) -> Fix:
-        return Fix({site.assign: self._register(site)})
-
-    def _register(self, site: SelfAssignment):
         persistent = "True" if self.options.buffer_persistent else "False"
-        self_arg, attr = site.self_arg, site.attr
+        return Fix([self.edit(site.assign, "Assign", _register, site.self_arg, site.attr, persistent)])
 
-        def edit(assign: cst.Assign) -> cst.Expr:
-            call = cst.Call(
-                func=cst.Attribute(cst.Name(self_arg), cst.Name("register_buffer")),
-                args=[
-                    cst.Arg(cst.SimpleString(f'"{attr}"')),
-                    cst.Arg(assign.value),
-                    cst.Arg(cst.Name(persistent), keyword=cst.Name("persistent"), equal=cst.AssignEqual(
-                        whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
-                    )),
-                ],
-            )
-            return cst.Expr(call, semicolon=assign.semicolon)
 
-        return edit
+def _register(assign, self_arg: str, attr: str, persistent: str):
+    """``self.attr = value`` -> ``self.register_buffer("attr", value, persistent=...)``."""
+    import libcst as cst
 
+    call = cst.Call(
+        func=cst.Attribute(cst.Name(self_arg), cst.Name("register_buffer")),
+        args=[
+            cst.Arg(cst.SimpleString(f'"{attr}"')),
+            cst.Arg(assign.value),
+            cst.Arg(cst.Name(persistent), keyword=cst.Name("persistent"), equal=cst.AssignEqual(
+                whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+            )),
+        ],
+    )
+    return cst.Expr(call, semicolon=assign.semicolon)
