@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.analysis import Verdict
-from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
-from torchfix_mod.legacy_rule import FixCase, KeepCase
-from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
+from torchfix_mod.codemods._containers import ContainerRule, SelfAssignment, Verdict, is_concatenated, start
+from torchfix_mod.rule import FixCase, KeepCase
 from torchfix_mod.torch_facts import MODULE_DICT_ATTRIBUTES
 
 HEADER = "import torch.nn as nn\n\n"
@@ -20,10 +16,15 @@ def _init(*lines: str) -> str:
     return f"{HEADER}class Net(nn.Module):\n    def __init__(self, names):\n        super().__init__()\n{body}"
 
 
-def key_problem(key: cst.BaseExpression, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES) -> str | None:
-    """Why ``key`` cannot be a ModuleDict key; "" when it is computed (not provable)."""
-    if isinstance(key, (cst.SimpleString, cst.ConcatenatedString)):
-        value = key.evaluated_value
+def key_problem(key: ast.expr, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES, source: str | None = None) -> str | None:
+    """Why ``key`` cannot be a ModuleDict key; "" when it is computed (not provable).
+
+    ``source`` is the key's text: adjacent strings with an f-string among them
+    (``'a' f'{b}'``) have no value to check and are refused."""
+    if isinstance(key, ast.JoinedStr) and source is not None and is_concatenated(source):
+        return "a bytes key"
+    if isinstance(key, ast.Constant) and isinstance(key.value, (str, bytes)):
+        value = key.value
         if not isinstance(value, str):
             return "a bytes key"
         if not value:
@@ -33,8 +34,8 @@ def key_problem(key: cst.BaseExpression, reserved: frozenset[str] = MODULE_DICT_
         if value in reserved:
             return f"key {value!r} is an attribute of the nn container"
         return None
-    if isinstance(key, (cst.Integer, cst.Float, cst.Imaginary, cst.Tuple)) or (
-        isinstance(key, cst.Name) and key.value in {"None", "True", "False"}
+    if isinstance(key, ast.Tuple) or (
+        isinstance(key, ast.Constant) and (key.value is None or type(key.value) in (bool, int, float, complex))
     ):
         return "a key that is not a string"
     return ""
@@ -114,90 +115,62 @@ class ModuleDictRule(ContainerRule):
         KeepCase(_init("self.lookup = {}", "self.lookup['x'] = names")),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # every value a construction (or a local bound to one); an empty dict filled with them
-        constructors = constructor_names(tree)
-        for method, self_arg in methods(tree):
-            call_bound = {
-                node.targets[0].id
-                for node in nodes(method, ast.Assign)
-                if isinstance(node.targets[0], ast.Name) and may_build_module(node.value, set(), constructors)
-            }
+    def literal_wrap(self, value: ast.expr) -> str:
+        """How a dict literal or comprehension becomes the container (see ``wrap_value``)."""
+        return "call"
 
-            def builds(expr: ast.AST) -> bool:
-                return may_build_module(expr, call_bound, constructors)
-
-            filled = {
-                target.value.attr
-                for node in nodes(method, ast.Assign)
-                for target in node.targets
-                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and builds(node.value)
-            }
-            for node in nodes(method, ast.Assign):
-                value = node.value
-                for target in node.targets:
-                    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
-                        continue
-                    if isinstance(value, ast.DictComp) and builds(value.value):
-                        return True
-                    if isinstance(value, ast.Dict) and (
-                        (value.values and all(builds(v) for v in value.values))
-                        or (not value.values and target.attr in filled)
-                    ):
-                        return True
-        return False
-
-    def wrap_literal(self, func: cst.BaseExpression, value: cst.BaseExpression) -> cst.Call:
-        return wrap_call(func, value)
-
-    def check(self, site: SelfAssignment) -> None:
+    def check_site(self, site: SelfAssignment) -> None:
         value = site.value
         uses = self.uses(site)
         message = (
             f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python dict: "
             f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
-        keys: list[cst.BaseExpression] = []
-        if isinstance(value, cst.Dict) and value.elements:
-            for element in value.elements:
-                if not isinstance(element, cst.DictElement) or not self.module_value(element.value):
+        keys: list[ast.expr] = []
+        if isinstance(value, ast.Dict) and value.keys:
+            for key, item in zip(value.keys, value.values):
+                if key is None or not self.module_value(item):
                     return
-                keys.append(element.key)
-            fix_value = self.wrap_literal
-        elif isinstance(value, cst.DictComp):
+                keys.append(key)
+            wrap = self.literal_wrap(value)
+        elif isinstance(value, ast.DictComp):
             if not self.is_element(value.value):
                 return
             keys.append(value.key)
-            fix_value = self.wrap_literal
-        elif isinstance(value, cst.Dict):
+            wrap = self.literal_wrap(value)
+        elif isinstance(value, ast.Dict):
             if not self._filled_with_modules(site):
                 return
-            fix_value = lambda func, _value: wrap_call(func, None)  # noqa: E731
+            wrap = "empty"
         else:
             return
         # the use check also gathers the keys of every `self.x[key] = ...` in the file
         if uses.check(site.attr) == Verdict.OK:
             keys.extend(uses.dict_keys)
-        problems = [key_problem(k, self.reserved_keys) for k in keys]
+        problems = [key_problem(k, self.reserved_keys, self.model.text(k)) for k in keys]
         bad = [p for p in problems if p]
         if bad:
             self.report(site.assign, f"{message} (not fixed: {bad[0]})")
             return
-        self.conclude(site, uses, message, fix_value, unsafe="" in problems)
+        self.conclude(site, uses, message, wrap, unsafe="" in problems)
 
     def _filled_with_modules(self, site: SelfAssignment) -> bool:
         """``self.x = {}`` followed in the same method by ``self.x[key] = <module>``."""
-        facts = self.facts
-        start = facts.start(site.assign)
-        for use in facts.attributes.get(site.attr, ()):
-            if use is site.target or facts.enclosing_function(use) is not site.method:
+        model = self.model
+        begin = start(site.assign)
+        for use in model.attributes.get(site.attr, ()):
+            if use is site.target or model.enclosing_function(use) is not site.method:
                 continue
-            if not (isinstance(use.value, cst.Name) and use.value.value == site.self_arg) or facts.start(use) <= start:
+            if not (isinstance(use.value, ast.Name) and use.value.id == site.self_arg) or start(use) <= begin:
                 continue
-            sub = facts.parent(use)
-            if isinstance(sub, cst.Subscript) and isinstance(facts.parent(sub), cst.AssignTarget):
-                assign = facts.parent(facts.parent(sub))
-                if self.module_value(assign.value):
-                    return True
+            sub = model.parent(use)
+            assign = model.parent(sub)
+            if (
+                isinstance(sub, ast.Subscript)
+                and sub.value is use
+                and isinstance(assign, ast.Assign)
+                and any(t is sub for t in assign.targets)
+                and self.module_value(assign.value)
+            ):
+                return True
         return False

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.analysis import ContainerUses, all_references
-from torchfix_mod.containers import ContainerRule, SelfAssignment, wrap_call
-from torchfix_mod.legacy_rule import FixCase, KeepCase
-from torchfix_mod.screen import constructor_names, may_build_module, methods, nodes
+from torchfix_mod.codemods._containers import (
+    ContainerRule,
+    ContainerUses,
+    SelfAssignment,
+    call_args,
+    local_references,
+    start,
+)
+from torchfix_mod.rule import FixCase, KeepCase
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
@@ -257,184 +260,119 @@ class ModuleListRule(ContainerRule):
         ), reported=True),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # elements are constructions, or locals bound to them; an empty list is filled with them
-        # through the same attribute; a local list assigned to the attribute is checked by the rule
-        constructors = constructor_names(tree)
-        for method, self_arg in methods(tree):
-            stores = [
-                (node.targets[0].id, node.value)
-                for node in nodes(method, ast.Assign)
-                if isinstance(node.targets[0], ast.Name)
-            ]
-            call_bound = {name for name, value in stores if may_build_module(value, set(), constructors)}
-
-            def builds(expr: ast.AST) -> bool:
-                return may_build_module(expr, call_bound, constructors)
-
-            def iterable_builds(expr: ast.AST) -> bool:
-                if isinstance(expr, (ast.List, ast.Tuple)):
-                    return any(builds(e) for e in expr.elts)
-                return isinstance(expr, (ast.ListComp, ast.GeneratorExp)) and builds(expr.elt)
-
-            # local lists that get a construction: in the literal, by append/insert/extend or +=
-            local_filled = {
-                node.func.value.id
-                for node in nodes(method, ast.Call)
-                if isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name)
-                and (
-                    (node.func.attr in {"append", "insert"} and any(builds(a) for a in node.args))
-                    or (node.func.attr == "extend" and any(iterable_builds(a) for a in node.args))
-                )
-            } | {
-                node.target.id
-                for node in nodes(method, ast.AugAssign)
-                if isinstance(node.target, ast.Name) and iterable_builds(node.value)
-            }
-            list_bound = {
-                name
-                for name, value in stores
-                if isinstance(value, (ast.List, ast.ListComp)) and (name in local_filled or iterable_builds(value))
-            }
-
-            filled: set[str] = set()  # attributes filled with constructions
-            for node in nodes(method, ast.Call):
-                func = node.func
-                if not (isinstance(func, ast.Attribute) and node.args and isinstance(func.value, ast.Attribute)):
-                    continue
-                receiver = func.value
-                if not (isinstance(receiver.value, ast.Name) and receiver.value.id == self_arg):
-                    continue
-                if (func.attr in {"append", "insert"} and builds(node.args[-1])) or (
-                    func.attr == "extend" and iterable_builds(node.args[0])
-                ):
-                    filled.add(receiver.attr)
-            for node in nodes(method, ast.AugAssign):
-                target = node.target
-                if isinstance(target, ast.Attribute) and iterable_builds(node.value):
-                    filled.add(target.attr)
-            for node in nodes(method, ast.Assign):
-                value = node.value
-                for target in node.targets:
-                    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
-                        continue
-                    if isinstance(value, ast.ListComp) and builds(value.elt):
-                        return True
-                    if isinstance(value, ast.Name) and value.id in list_bound:
-                        return True
-                    if isinstance(value, (ast.List, ast.Tuple)) and (
-                        (not value.elts and target.attr in filled) or any(builds(e) for e in value.elts)
-                    ):
-                        return True
-        return False
-
-    def check(self, site: SelfAssignment) -> None:
+    def check_site(self, site: SelfAssignment) -> None:
         value = site.value
         uses = self.uses(site)
         message = (
-            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, cst.Tuple) else 'list'}: "
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, ast.Tuple) else 'list'}: "
             f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
-        if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+        if isinstance(value, (ast.List, ast.Tuple)) and value.elts:
             if not uses.modules_iterable(value):
                 return
-            self.conclude(site, uses, message, wrap_call)
-        elif isinstance(value, cst.ListComp):
+            self.conclude(site, uses, message, "call")
+        elif isinstance(value, ast.ListComp):
             if not self.is_element(value.elt):
                 return
-            self.conclude(site, uses, message, wrap_call)
-        elif isinstance(value, cst.List):
+            self.conclude(site, uses, message, "call")
+        elif isinstance(value, ast.List):
             if not self._filled_with_modules(site, uses):
                 return
-            self.conclude(site, uses, message, lambda func, _value: wrap_call(func, None))
-        elif isinstance(value, cst.Name):
+            self.conclude(site, uses, message, "empty")
+        elif isinstance(value, ast.Name):
             verdict = self._local_list(site, value)
             if verdict is None:
                 return
             if verdict:
-                self.conclude(site, uses, message, wrap_call)
+                self.conclude(site, uses, message, "call")
             else:
-                self.report(site.assign, f"{message} (not fixed: the local list `{value.value}` is used elsewhere)")
+                self.report(site.assign, f"{message} (not fixed: the local list `{value.id}` is used elsewhere)")
 
     def _filled_with_modules(self, site: SelfAssignment, uses: ContainerUses) -> bool:
         """``self.x = []`` followed in the same method by appends of modules."""
-        start = self.facts.start(site.assign)
-        for use in self.facts.attributes.get(site.attr, ()):
-            if use is site.target or self.facts.enclosing_function(use) is not site.method:
+        model = self.model
+        begin = start(site.assign)
+        for use in model.attributes.get(site.attr, ()):
+            if use is site.target or model.enclosing_function(use) is not site.method:
                 continue
-            if not (isinstance(use.value, cst.Name) and use.value.value == site.self_arg):
+            if not (isinstance(use.value, ast.Name) and use.value.id == site.self_arg):
                 continue
-            if self.facts.start(use) <= start:
+            if start(use) <= begin:
                 continue
-            parent = self.facts.parent(use)
-            call = self.facts.parent(parent)
-            if isinstance(parent, cst.Attribute) and isinstance(call, cst.Call) and call.args:
-                added = call.args[-1].value
-                if parent.attr.value in {"append", "insert"} and self.module_value(added):
-                    return True
-                if parent.attr.value == "extend" and uses.modules_iterable(added):
-                    return True
-            if isinstance(parent, cst.AugAssign) and parent.target is use and uses.modules_iterable(parent.value):
+            parent = model.parent(use)
+            call = model.parent(parent)
+            if isinstance(parent, ast.Attribute) and isinstance(call, ast.Call) and call.func is parent:
+                args = call_args(call)
+                if args:
+                    added = args[-1].value
+                    if parent.attr in {"append", "insert"} and self.module_value(added):
+                        return True
+                    if parent.attr == "extend" and uses.modules_iterable(added):
+                        return True
+            if isinstance(parent, ast.AugAssign) and parent.target is use and uses.modules_iterable(parent.value):
                 return True
         return False
 
-    def _local_list(self, site: SelfAssignment, name: cst.Name) -> bool | None:
+    def _local_list(self, site: SelfAssignment, name: ast.Name) -> bool | None:
         """``layers = []; layers.append(Block()); self.x = layers``.
 
         None: not a list of modules. False: a list of modules the fix cannot take
         (used after or besides being filled). True: convertible.
         """
-        facts = self.facts
-        scope = facts.scope(name)
-        if scope is None or scope is scope.globals or name.value not in scope:
+        model = self.model
+        scope = model.scope(name)
+        if scope.kind == "module":
             return None
+        bindings = scope.bindings.get(name.id, [])
         uses = self.uses(site)
         has_module = False
-        for assignment in scope.assignments[name.value]:
-            holder = facts.parent(assignment.node)
-            if isinstance(holder, cst.AssignTarget):
-                assign = facts.parent(holder)
-                if len(assign.targets) != 1 or not isinstance(assign.value, (cst.List, cst.ListComp)):
+        assigned = 0
+        for binding in bindings:
+            node = binding.node
+            holder = model.parent(node)
+            if isinstance(holder, ast.Assign) and any(t is node for t in holder.targets):
+                assigned += 1
+                if len(holder.targets) != 1 or not isinstance(holder.value, (ast.List, ast.ListComp)):
                     return None
-                if isinstance(assign.value, cst.ListComp):
-                    if not self.is_element(assign.value.elt):
+                if isinstance(holder.value, ast.ListComp):
+                    if not self.is_element(holder.value.elt):
                         return None
                     has_module = True
-                elif not uses.modules_iterable(assign.value):
+                elif not uses.modules_iterable(holder.value):
                     return None
-                has_module = has_module or bool(getattr(assign.value, "elements", ()))
-            elif isinstance(holder, cst.AugAssign) and isinstance(holder.operator, cst.AddAssign):
+                has_module = has_module or bool(getattr(holder.value, "elts", ()))
+            elif isinstance(holder, ast.AugAssign) and holder.target is node and isinstance(holder.op, ast.Add):
                 if not uses.modules_iterable(holder.value):
                     return None
                 has_module = True
             else:
                 return None
-        if len([a for a in scope.assignments[name.value] if isinstance(facts.parent(a.node), cst.AssignTarget)]) != 1:
+        if assigned != 1:
             return None
-        end = facts.start(site.assign)
+        end = start(site.assign)
         fine = True
-        for access in all_references(scope, name.value):
-            node = access.node
-            if node is name:
+        for access in local_references(model, scope, name.id):
+            if access is name:
                 continue
-            if facts.enclosing_function(node) is not site.method:
+            if model.enclosing_function(access) is not site.method:
                 return None  # filled from a nested function: what it adds is out of sight
-            parent = facts.parent(node)
-            call = facts.parent(parent) if isinstance(parent, cst.Attribute) else None
+            parent = model.parent(access)
+            call = model.parent(parent) if isinstance(parent, ast.Attribute) else None
             if (
-                isinstance(parent, cst.Attribute)
-                and parent.value is node
-                and parent.attr.value in {"append", "extend"}
-                and isinstance(call, cst.Call)
+                isinstance(parent, ast.Attribute)
+                and parent.value is access
+                and parent.attr in {"append", "extend"}
+                and isinstance(call, ast.Call)
                 and call.func is parent
-                and facts.start(node) < end
+                and start(access) < end
             ):
+                args = call_args(call)
+                if not args:
+                    return None  # `layers.append()` adds nothing (and fails when run)
                 if not (
-                    uses.modules_iterable(call.args[0].value)
-                    if parent.attr.value == "extend"
-                    else self.module_value(call.args[0].value)
+                    uses.modules_iterable(args[0].value)
+                    if parent.attr == "extend"
+                    else self.module_value(args[0].value)
                 ):
                     return None
                 has_module = True
@@ -443,4 +381,3 @@ class ModuleListRule(ContainerRule):
         if not has_module:
             return None
         return fine
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
 
 from torchfix_mod.codemods.module_dict import ModuleDictRule
 from torchfix_mod.project import PARAMETER_CLASSES
-from torchfix_mod.legacy_rule import FixCase, KeepCase
+from torchfix_mod.rule import FixCase, KeepCase
 from torchfix_mod.torch_facts import PARAMETER_DICT_REJECTED_KEYS
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
@@ -62,14 +62,13 @@ class ParameterDictRule(ModuleDictRule):
     methods = frozenset({"keys", "values", "items", "pop", "clear", "get", "copy"})
     holds_modules = False
 
-    def wrap_literal(self, func: cst.BaseExpression, value: cst.BaseExpression) -> cst.Call:
+    def literal_wrap(self, value: ast.expr) -> str:
         """nn.ParameterDict sorts the keys of a plain dict; its ``.items()`` keep their order."""
-        keys = [e.key for e in getattr(value, "elements", ())]
-        literal = [k.evaluated_value for k in keys if isinstance(k, (cst.SimpleString, cst.ConcatenatedString))]
-        if isinstance(value, cst.Dict) and len(literal) == len(keys) and literal == sorted(literal):
-            return cst.Call(func=func, args=[cst.Arg(value)])
-        items = cst.Call(func=cst.Attribute(value, cst.Name("items")))
-        return cst.Call(func=func, args=[cst.Arg(items)])
+        keys = value.keys if isinstance(value, ast.Dict) else []
+        literal = [k.value for k in keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        if isinstance(value, ast.Dict) and len(literal) == len(keys) and literal == sorted(literal):
+            return "call"
+        return "items"
 
     fixes = (
         FixCase(
@@ -93,7 +92,8 @@ class ParameterDictRule(ModuleDictRule):
         KeepCase(_init("self.stats = {'mean': torch.zeros(4)}")),
     )
 
-    def is_element(self, expr: cst.BaseExpression) -> bool:
-        return isinstance(expr, cst.Call) and bool(self.facts.qualified_names(expr.func)) and (
-            self.facts.qualified_names(expr.func) <= PARAMETER_CLASSES
-        )
+    def is_element(self, expr: ast.AST) -> bool:
+        if not isinstance(expr, ast.Call):
+            return False
+        qnames = self.model.qualified_names(expr.func)
+        return bool(qnames) and qnames <= PARAMETER_CLASSES

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
 
 from torchfix_mod.codemods.module_list import ModuleListRule
 from torchfix_mod.project import PARAMETER_CLASSES
-from torchfix_mod.legacy_rule import FixCase, KeepCase
+from torchfix_mod.rule import FixCase, KeepCase
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
@@ -78,7 +78,8 @@ class ParameterListRule(ModuleListRule):
         KeepCase(_init("self.layers = [nn.Linear(2, 2)]")),
     )
 
-    def is_element(self, expr: cst.BaseExpression) -> bool:
-        return isinstance(expr, cst.Call) and bool(self.facts.qualified_names(expr.func)) and (
-            self.facts.qualified_names(expr.func) <= PARAMETER_CLASSES
-        )
+    def is_element(self, expr: ast.AST) -> bool:
+        if not isinstance(expr, ast.Call):
+            return False
+        qnames = self.model.qualified_names(expr.func)
+        return bool(qnames) and qnames <= PARAMETER_CLASSES

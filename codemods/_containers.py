@@ -1,0 +1,602 @@
+"""What TFM101-TFM104 share: finding ``self.x = <container>`` in nn.Module methods, checking
+every use of the attribute against what ``nn.ModuleList``/``nn.ModuleDict`` (or the parameter
+containers) support, and the LibCST changes that wrap the value.
+
+The use check reads each use through its LibCST shape (``Arg``, ``Element``, ``AssignTarget``,
+...): the verdicts were settled on those shapes, and an ``ast`` parent alone cannot tell a
+call's argument from its function or a subscript's key from its value. :func:`cst_parent`
+names the shape.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from torchfix_mod.rule import Fix, ImportNeed, Rule
+from torchfix_mod.semantic import Scope, SemanticModel, class_methods, self_name
+
+ITERATING_BUILTINS = frozenset({"len", "enumerate", "zip", "iter", "list", "tuple", "any", "all", "sum"})
+# Calls that can register a module under a second name, out of the analysis' sight.
+REGISTERING_CALLS = frozenset({"add_module", "register_module", "register_parameter", "setattr"})
+LIST_METHODS = frozenset({"append", "extend", "insert", "pop"})
+DICT_METHODS = frozenset({"keys", "values", "items", "pop", "clear"})
+
+
+class Verdict:
+    """Outcome of checking how a container attribute is used."""
+
+    OK = "ok"
+    NOT_MODULES = "not-modules"  # something else is added: not a container of modules
+    UNSUPPORTED = "unsupported"  # a real bug, but the container cannot be converted
+    ELSEWHERE = "elsewhere"  # handed to other code: it may be registered there on purpose
+
+
+# -- source shapes ---------------------------------------------------------------
+
+
+def start(node: ast.AST) -> tuple[int, int]:
+    return (node.lineno, node.col_offset)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a call as written: ``f(x)``, ``f(k=x)``, ``f(*x)``, ``f(**x)``."""
+
+    value: ast.expr
+    keyword: str | None = None
+    star: str = ""
+
+
+def call_args(call: ast.Call) -> list[Arg]:
+    """The arguments in source order (``ast`` keeps keywords apart from positionals)."""
+    found: list[tuple[tuple[int, int], Arg]] = []
+    for arg in call.args:
+        if isinstance(arg, ast.Starred):
+            found.append((start(arg), Arg(arg.value, None, "*")))
+        else:
+            found.append((start(arg), Arg(arg)))
+    for kw in call.keywords:
+        found.append((start(kw), Arg(kw.value, kw.arg, "" if kw.arg is not None else "**")))
+    found.sort(key=lambda item: item[0])
+    return [arg for _, arg in found]
+
+
+def _tokens(text: str) -> list[tokenize.TokenInfo] | None:
+    try:
+        return [
+            t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+            if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+
+
+def is_parenthesized(model: SemanticModel, node: ast.AST) -> bool:
+    """``node``'s own text opens with a parenthesis that closes at its end (``(a, b)``, not
+    ``(a), (b)``)."""
+    tokens = _tokens(model.text(node))
+    if not tokens or tokens[0].string != "(":
+        return False
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.type == tokenize.OP and token.string in "([{":
+            depth += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth -= 1
+            if depth == 0:
+                return index == len(tokens) - 1
+    return False
+
+
+def is_concatenated(text: str) -> bool:
+    """The string literal is written as several adjacent strings (``'a' f'{b}'``)."""
+    tokens = _tokens(text)
+    if tokens is None:
+        return False
+    fstring_start = getattr(tokenize, "FSTRING_START", None)
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+    depth = count = 0
+    for token in tokens:
+        if token.type == fstring_start:
+            count += depth == 0
+            depth += 1
+        elif token.type == fstring_end:
+            depth -= 1
+        elif token.type == tokenize.STRING and depth == 0:
+            count += 1
+    return count > 1
+
+
+def subscript_elements(model: SemanticModel, sub: ast.Subscript) -> list[ast.expr]:
+    """The comma-separated parts of a subscript (``x[a, b:c]`` has two)."""
+    index = sub.slice
+    if isinstance(index, ast.Tuple) and not is_parenthesized(model, index):
+        return list(index.elts)
+    return [index]
+
+
+def cst_parent(model: SemanticModel, node: ast.AST) -> tuple[str, ast.AST | None, Arg | None]:
+    """The LibCST class of the node that holds ``node`` (its parent in a LibCST tree), the
+    ``ast`` node standing for it, and for an ``Arg`` the argument itself.
+
+    Only the shapes the use checks tell apart are named; anything else is ``"Other"``."""
+    parent = model.parent(node)
+    if isinstance(parent, ast.Call):
+        if node is parent.func:
+            return "Call", parent, None
+        return "Arg", parent, Arg(node)  # a positional argument (a starred one has a Starred parent)
+    if isinstance(parent, ast.Starred):
+        holder = model.parent(parent)
+        if isinstance(holder, ast.Call) or (isinstance(holder, ast.ClassDef) and parent in holder.bases):
+            return "Arg", holder, Arg(node, None, "*")
+        if isinstance(holder, (ast.List, ast.Set)) or (
+            isinstance(holder, ast.Tuple) and not _subscript_parts(model, holder)
+        ):
+            return "StarredElement", holder, None
+        return "Other", parent, None
+    if isinstance(parent, ast.keyword):
+        holder = model.parent(parent)
+        return "Arg", holder, Arg(node, parent.arg, "" if parent.arg is not None else "**")
+    if isinstance(parent, ast.ClassDef):
+        if node in parent.bases:
+            return "Arg", parent, Arg(node)
+        return "Other", parent, None
+    if isinstance(parent, (ast.List, ast.Set)):
+        return "Element", parent, None
+    if isinstance(parent, ast.Tuple):
+        if _subscript_parts(model, parent):
+            return "Other", parent, None  # x[a, b]: each part is a SubscriptElement
+        return "Element", parent, None
+    if isinstance(parent, ast.Dict):
+        for key, value in zip(parent.keys, parent.values):
+            if value is node and key is None:
+                return "StarredDictElement", parent, None
+        return "DictElement", parent, None
+    if isinstance(parent, ast.Assign):
+        if any(target is node for target in parent.targets):
+            return "AssignTarget", parent, None
+        return "Assign", parent, None
+    if isinstance(parent, (ast.For, ast.AsyncFor)):
+        return "For", parent, None
+    if isinstance(parent, ast.comprehension):
+        return "CompFor", parent, None
+    if isinstance(parent, ast.Compare):
+        if node is parent.left:
+            return "Comparison", parent, None
+        return "ComparisonTarget", parent, None
+    names = {
+        ast.AnnAssign: "AnnAssign", ast.AugAssign: "AugAssign", ast.Subscript: "Subscript",
+        ast.Attribute: "Attribute", ast.If: "If", ast.While: "While", ast.IfExp: "IfExp",
+        ast.UnaryOp: "UnaryOperation", ast.BoolOp: "BooleanOperation", ast.BinOp: "BinaryOperation",
+        ast.Expr: "Expr", ast.Return: "Return", ast.Yield: "Yield", ast.Lambda: "Lambda",
+    }
+    kind = names.get(type(parent))
+    if kind == "Subscript" and node is not parent.value:
+        return "Other", parent, None  # a key or a slice bound
+    if kind == "Lambda" and node is not parent.body:
+        return "Other", parent, None
+    return kind or "Other", parent, None
+
+
+def _subscript_parts(model: SemanticModel, tup: ast.Tuple) -> bool:
+    """``tup`` is the bare ``a, b`` of a subscript ``x[a, b]``."""
+    holder = model.parent(tup)
+    return isinstance(holder, ast.Subscript) and holder.slice is tup and not is_parenthesized(model, tup)
+
+
+def is_iterating_builtin(model: SemanticModel, call: ast.AST) -> bool:
+    func = getattr(call, "func", None)
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(func, ast.Name)
+        and func.id in ITERATING_BUILTINS
+        and model.qualified_names(func) == {f"builtins.{func.id}"}
+    )
+
+
+# -- locals --------------------------------------------------------------------
+
+
+def local_references(model: SemanticModel, scope: Scope, name: str) -> list[ast.Name]:
+    """Every read of a local bound in ``scope``, from nested functions and comprehensions too.
+
+    A read in the scope itself counts only once some binding of the name is complete before it
+    in the source (``x = f(x)`` does not read its own ``x``), as LibCST attributes accesses."""
+    bindings = scope.bindings.get(name, [])
+    done = [_binding_done(model, b) for b in bindings]
+    first = min(done) if done else None
+    found: dict[int, ast.Name] = {}
+    for binding in bindings:
+        for access in binding.accesses:
+            if model.scope(access) is scope and (first is None or start(access) < first):
+                continue
+            found.setdefault(id(access), access)
+    return sorted(found.values(), key=start)
+
+
+def _binding_done(model: SemanticModel, binding) -> tuple[int, int]:
+    node = binding.node
+    parent = model.parent(node)
+    if isinstance(node, ast.arg) or (isinstance(parent, (ast.For, ast.AsyncFor)) and parent.target is node):
+        holder = node
+    elif isinstance(parent, ast.NamedExpr):
+        holder = parent
+    else:
+        holder = model.statement(node) or node
+    return (holder.end_lineno or holder.lineno, holder.end_col_offset or 0)
+
+
+def module_valued_local(model: SemanticModel, expr: ast.AST, is_element: Callable[[ast.AST], bool]) -> bool:
+    """``expr`` is a local name bound only to module constructions and used nowhere else but as
+    the receiver of attribute reads (``layer.weight``)."""
+    if not isinstance(expr, ast.Name):
+        return False
+    scope = model.scope(expr)
+    if scope.kind == "module":
+        return False
+    bindings = scope.bindings.get(expr.id, [])
+    if not bindings:
+        return False
+    for binding in bindings:
+        node = binding.node
+        holder = model.parent(node)
+        if not (
+            isinstance(node, ast.Name)
+            and isinstance(holder, ast.Assign)
+            and len(holder.targets) == 1
+            and holder.targets[0] is node
+            and is_element(holder.value)
+        ):
+            return False
+    home = model.enclosing_function(expr)
+    for access in local_references(model, scope, expr.id):
+        if access is expr:
+            continue
+        if model.enclosing_function(access) is not home:
+            return False  # used from a nested function or lambda: out of sight
+        parent = model.parent(access)
+        if isinstance(parent, ast.Attribute) and parent.value is access:
+            continue
+        return False
+    return True
+
+
+# -- sites -----------------------------------------------------------------------
+
+
+@dataclass
+class SelfAssignment:
+    cls: ast.ClassDef
+    method: ast.FunctionDef | ast.AsyncFunctionDef
+    self_arg: str
+    assign: ast.Assign
+    target: ast.Attribute
+
+    @property
+    def attr(self) -> str:
+        return self.target.attr
+
+    @property
+    def value(self) -> ast.expr:
+        return self.assign.value
+
+
+def self_assignments(model: SemanticModel, cls: ast.ClassDef) -> list[SelfAssignment]:
+    """Every ``self.x = value`` (single target) directly inside a method of ``cls``."""
+    key = ("container_self_assignments", cls)
+    if key not in model.memo:
+        model.memo[key] = list(_find_self_assignments(model, cls))
+    return model.memo[key]
+
+
+def _find_self_assignments(model: SemanticModel, cls: ast.ClassDef) -> Iterator[SelfAssignment]:
+    for method in class_methods(cls):
+        self_arg = self_name(method)
+        if self_arg is None:
+            continue
+        for assign in sorted(model.nodes(ast.Assign, method), key=start):
+            if len(assign.targets) != 1:
+                continue
+            target = assign.targets[0]
+            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                continue
+            if model.enclosing_function(assign) is method:
+                yield SelfAssignment(cls, method, self_arg, assign, target)
+
+
+def _alone_on_its_line(model: SemanticModel, body: list[ast.stmt], index: int) -> bool:
+    """``body[index]`` is the only statement of its line (not ``a(); b()``) and the block is
+    indented under its header (not ``def f(self): ...``)."""
+    stmt = body[index]
+    line = model.lines[stmt.lineno - 1].encode("utf-8")
+    if line[: stmt.col_offset].strip():
+        return False
+    if index and body[index - 1].end_lineno == stmt.lineno:
+        return False
+    return not (index + 1 < len(body) and body[index + 1].lineno == stmt.end_lineno)
+
+
+def _is_super_init(model: SemanticModel, stmt: ast.stmt, self_arg: str) -> bool:
+    """``super().__init__(...)``, ``super(Cls, self).__init__(...)``, or ``Base.__init__(self, ...)``
+    where ``Base`` is ``nn.Module`` or an nn.Module class (a mixin's ``__init__`` does not count)."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    call = stmt.value
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "__init__"):
+        return False
+    receiver = func.value
+    if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and receiver.func.id == "super":
+        return True
+    args = call_args(call)
+    return (
+        bool(args)
+        and isinstance(args[0].value, ast.Name)
+        and args[0].value.id == self_arg
+        and model.is_module_class_expr(receiver)
+    )
+
+
+def statements_after_super_init(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt] | None:
+    """Top-level statements of ``__init__`` that run after the base ``__init__``, or None."""
+    self_arg = self_name(func)
+    if self_arg is None:
+        return None
+    body = func.body
+    for index, stmt in enumerate(body):
+        if _is_super_init(model, stmt, self_arg) and _alone_on_its_line(model, body, index):
+            return body[index + 1 :]
+    return None
+
+
+def runs_after_super_init(model: SemanticModel, site: SelfAssignment) -> bool:
+    """Registering a submodule needs nn.Module.__init__ to have run first."""
+    if site.method.name != "__init__":
+        return True
+    after = statements_after_super_init(model, site.method)
+    if after is None:
+        return False
+    top: ast.AST = site.assign
+    for anc in model.ancestors(site.assign):
+        if anc is site.method:
+            break
+        top = anc
+    return any(stmt is top for stmt in after)
+
+
+# -- uses of the attribute ---------------------------------------------------------
+
+
+class ContainerUses:
+    """Checks every use of attribute ``attr`` in the file against what ``nn.ModuleList``
+    (``kind="list"``) or ``nn.ModuleDict`` (``kind="dict"``) supports.
+
+    ``owned`` is the one assignment that creates the container; any other store to the
+    attribute blocks the conversion.
+    """
+
+    def __init__(
+        self, model: SemanticModel, kind: str, owned: ast.Attribute, module_value, methods=None, holds_modules: bool = True
+    ) -> None:
+        self.model = model
+        self.kind = kind
+        # modules handed to other code may get registered there; parameters are just used
+        self.holds_modules = holds_modules
+        self.methods = methods or (LIST_METHODS if kind == "list" else DICT_METHODS)
+        self.owned = owned
+        self.module_value = module_value  # (expr) -> bool
+        self.reason = ""
+        self.dict_keys: list[ast.expr] = []
+
+    def check(self, attr: str) -> str:
+        self.dict_keys = []
+        verdict = Verdict.OK
+        for node in self.model.attributes.get(attr, ()):
+            result = self._use(node)
+            if result in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
+                return result
+            if result == Verdict.UNSUPPORTED:
+                verdict = result
+        return verdict
+
+    def _fail(self, reason: str) -> str:
+        self.reason = self.reason or reason
+        return Verdict.UNSUPPORTED
+
+    def _use(self, node: ast.Attribute) -> str:
+        model, is_list = self.model, self.kind == "list"
+        if node is self.owned:
+            return Verdict.OK
+        kind, parent, arg = cst_parent(model, node)
+        if kind == "AssignTarget" or (kind == "AnnAssign" and parent.target is node):
+            return self._fail("it is assigned more than once")
+        if kind == "Subscript":
+            return self._subscript_use(parent)
+        if kind == "Attribute":
+            method = parent.attr
+            call = model.parent(parent)
+            if not (isinstance(call, ast.Call) and call.func is parent):
+                return self._fail(f"its attribute `{method}` is used")
+            if method not in self.methods:
+                return self._fail(f"`.{method}()` is not available on the nn container")
+            args = call_args(call)
+            if method in {"append", "insert"} and not (args and self.module_value(args[-1].value)):
+                return Verdict.NOT_MODULES
+            if method == "pop" and len(args) != 1:
+                return self._fail("`.pop()` is called without exactly one key, which nn containers require")
+            if method == "insert" and not (len(args) == 2 and _is_integer(args[0].value) and not args[0].keyword and not args[0].star):
+                return self._fail("`.insert()` with an index nn.ModuleList may reject (only non-negative literals are safe)")
+            if method == "extend" and not (len(args) == 1 and self.modules_iterable(args[0].value)):
+                return Verdict.NOT_MODULES
+            if method in {"values", "items"} and self._spread(call):
+                return Verdict.ELSEWHERE
+            return Verdict.OK
+        if kind == "AugAssign" and parent.target is node:
+            if is_list and isinstance(parent.op, ast.Add):
+                return Verdict.OK if self.modules_iterable(parent.value) else Verdict.NOT_MODULES
+            return self._fail("it is updated with an augmented assignment")
+        if kind in ("For", "CompFor") and parent.iter is node:
+            return Verdict.OK
+        if kind == "Arg":
+            if not arg.star and arg.keyword is None and is_iterating_builtin(model, parent):
+                return Verdict.OK
+            if not self.holds_modules:
+                return self._fail("it is passed to other code that may need a Python container")
+            self.reason = "it is passed to other code"
+            return Verdict.ELSEWHERE
+        if kind == "ComparisonTarget":
+            index = next(i for i, c in enumerate(parent.comparators) if c is node)
+            if isinstance(parent.ops[index], (ast.In, ast.NotIn)):
+                return Verdict.OK
+        if kind in ("If", "While", "IfExp") and parent.test is node:
+            return Verdict.OK
+        if kind in ("UnaryOperation", "BooleanOperation"):
+            return Verdict.OK
+        if is_list and kind == "BinaryOperation" and parent.left is node and isinstance(parent.op, ast.Add):
+            if self.modules_iterable(parent.right):
+                return Verdict.OK
+            return self._fail("it is concatenated with values not known to be nn.Modules")
+        if kind == "Expr":
+            return Verdict.OK
+        if kind in ("Return", "Assign", "Element", "DictElement", "Yield", "Lambda", "StarredElement"):
+            self.reason = "it is handed to other code"
+            return Verdict.ELSEWHERE
+        return self._fail("it is used in a way the nn container does not support")
+
+    def _spread(self, expr: ast.AST) -> bool:
+        """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
+        kind, _, arg = cst_parent(self.model, expr)
+        if kind == "Arg" and arg.star:
+            self.reason = "its modules are handed to other code"
+            return True
+        return False
+
+    def _subscript_use(self, sub: ast.Subscript) -> str:
+        model = self.model
+        kind, holder, arg = cst_parent(model, sub)
+        if self._spread(sub):
+            return Verdict.ELSEWHERE
+        # an element handed to other code or stored under another name gets registered there too
+        if kind in ("Arg", "Element", "DictElement") and (self.holds_modules or kind != "Arg"):
+            if not (kind == "Arg" and is_iterating_builtin(model, holder)):
+                self.reason = "an element is handed to other code"
+                return Verdict.ELSEWHERE
+        if kind == "Assign":
+            self.reason = "an element is stored under another name"
+            return Verdict.ELSEWHERE
+        parts = subscript_elements(model, sub)
+        sliced = any(isinstance(part, ast.Slice) for part in parts)
+        if kind == "BinaryOperation" and sliced:
+            return self._fail("a part of it is combined with other values")
+        stored = kind == "AssignTarget"
+        if kind == "AugAssign" and holder.target is sub:
+            return Verdict.OK  # updates the element, not the container
+        if self.kind == "dict":
+            if len(parts) != 1 or isinstance(parts[0], ast.Slice):
+                return self._fail("it is sliced")
+            if stored:
+                self.dict_keys.append(parts[0])
+        if stored:
+            if not (len(holder.targets) == 1 and self.module_value(holder.value)):
+                return Verdict.NOT_MODULES
+        return Verdict.OK
+
+    def modules_iterable(self, expr: ast.AST) -> bool:
+        if isinstance(expr, (ast.List, ast.Tuple)):
+            return all(not isinstance(el, ast.Starred) and self.module_value(el) for el in expr.elts)
+        if isinstance(expr, (ast.ListComp, ast.GeneratorExp)):
+            return self.module_value(expr.elt)
+        return False
+
+
+def _is_integer(expr: ast.AST) -> bool:
+    return isinstance(expr, ast.Constant) and type(expr.value) is int
+
+
+# -- the rules ---------------------------------------------------------------------
+
+
+class ContainerRule(Rule):
+    """Shared driver: every ``self.x = ...`` in the nn.Module classes of the file, decided on
+    every use of the attribute in the file."""
+
+    kind: str  # "list" or "dict"
+    container: str  # "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"
+    noun: str = "nn.Modules"
+    methods: frozenset[str] | None = None  # what the container supports (None: ModuleList/ModuleDict)
+    holds_modules: bool = True
+
+    def check(self) -> None:
+        for cls, is_module in self.model.module_classes.items():
+            if is_module:
+                for site in self_assignments(self.model, cls):
+                    self.check_site(site)
+
+    def check_site(self, site: SelfAssignment) -> None:
+        raise NotImplementedError
+
+    def is_element(self, expr: ast.AST) -> bool:
+        """A construction of what the container holds."""
+        return self.model.is_module_construction(expr)
+
+    def module_value(self, expr: ast.AST) -> bool:
+        return self.is_element(expr) or module_valued_local(self.model, expr, self.is_element)
+
+    def uses(self, site: SelfAssignment) -> ContainerUses:
+        return ContainerUses(self.model, self.kind, site.target, self.module_value, self.methods, self.holds_modules)
+
+    def conclude(self, site: SelfAssignment, uses: ContainerUses, message: str, wrap: str, unsafe: bool = False) -> None:
+        """Report the finding, with a fix when every use of the attribute allows one. ``wrap``
+        says how the value becomes the container (see :func:`wrap_value`)."""
+        model = self.model
+        verdict = uses.check(site.attr)
+        if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
+            return  # registered by the code it is handed to, or not a container of modules
+        if model.called & REGISTERING_CALLS or model.customizes_attribute_access(site.cls):
+            # modules may be registered by name elsewhere (add_module/setattr), or the
+            # attribute reached through __getattr__/__dict__: converting could break either
+            return
+        if verdict == Verdict.UNSUPPORTED:
+            self.report(site.assign, f"{message} (not fixed: {uses.reason})")
+            return
+        if not runs_after_super_init(model, site):
+            self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
+            return
+        reference = model.nn_reference(self.container, site.assign)
+        if reference is None:
+            self.report(site.assign, f"{message} (not fixed: no usable name for torch.nn.{self.container})")
+            return
+        expr, need = reference
+        fix = Fix(
+            [self.edit(site.assign, "Assign", wrap_value, expr, wrap)],
+            (ImportNeed(*need),) if need else (),
+            unsafe=unsafe,
+        )
+        self.report(site.assign, message, fix, (f"{site.attr}.*",))
+
+
+# -- the change (LibCST) -------------------------------------------------------------
+
+
+def wrap_value(assign, func_code: str, wrap: str):
+    """The assignment with its value made the container ``func_code`` names.
+
+    ``wrap``: "call" -> ``func(value)`` (a bare tuple gets the parentheses it needs as an
+    argument); "empty" -> ``func()``; "items" -> ``func(value.items())``."""
+    import libcst as cst
+
+    func = cst.parse_expression(func_code)
+    value = assign.value
+    if wrap == "empty":
+        new = cst.Call(func=func)
+    elif wrap == "items":
+        new = cst.Call(func=func, args=[cst.Arg(cst.Call(func=cst.Attribute(value, cst.Name("items"))))])
+    else:
+        if isinstance(value, cst.Tuple) and not value.lpar:
+            value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        new = cst.Call(func=func, args=[cst.Arg(value)])
+    return assign.with_changes(value=new)
