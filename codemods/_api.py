@@ -11,7 +11,7 @@ import ast
 import io
 import tokenize
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from torchfix_mod.rule import ImportNeed
@@ -96,17 +96,17 @@ def is_one(model: SemanticModel, expr: ast.AST) -> bool:
     if not isinstance(expr, ast.Constant):
         return False
     if type(expr.value) is int:
-        return model.text(expr) == "1"
+        return source_of(model, expr) == "1"
     if type(expr.value) is float:
         try:
-            return float(model.text(expr).replace("_", "")) == 1.0
+            return float(source_of(model, expr).replace("_", "")) == 1.0
         except ValueError:
             return False
     return False
 
 
 def is_zero(model: SemanticModel, expr: ast.AST) -> bool:
-    return isinstance(expr, ast.Constant) and type(expr.value) is int and model.text(expr) in ("0", "00")
+    return isinstance(expr, ast.Constant) and type(expr.value) is int and source_of(model, expr) in ("0", "00")
 
 
 # -- names ------------------------------------------------------------------------
@@ -123,6 +123,23 @@ def qualified(model: SemanticModel, node: ast.AST, targets: Iterable[str]) -> st
         if qname in targets:
             return qname
     return None
+
+
+def calls_to(model: SemanticModel, targets: Collection[str]) -> list[tuple[ast.Call, str]]:
+    """The calls whose function refers to one of ``targets`` only (as :func:`qualified`
+    decides), each with that target, in source order. The calls of a file are resolved once
+    for all the rules."""
+    index = model.memo.get("api.calls")
+    if index is None:
+        index = {}
+        for call in model.nodes(ast.Call):
+            if dotted(call.func) is not None:
+                qnames = model.qualified_names(call.func)
+                if len(qnames) == 1:
+                    index.setdefault(next(iter(qnames)), []).append(call)
+        model.memo["api.calls"] = index
+    found = {call: qname for qname, calls in index.items() if qname in targets for call in calls}
+    return [(call, found[call]) for call in in_source_order(found)]
 
 
 def _full_name(node: ast.AST) -> str | None:
@@ -350,10 +367,10 @@ def has_string(model: SemanticModel, root: ast.AST, text: str) -> bool:
             outer = model.parent(holder)
             if isinstance(outer, ast.FormattedValue) and outer.format_spec is holder:
                 continue  # a format spec
-            if any(value == text for value in _literals(model.text(holder))):
+            if any(value == text for value in _literals(source_of(model, holder))):
                 return True
             continue
-        source = model.text(node)
+        source = source_of(model, node)
         values = list(_literals(source)) if source else []
         if values and "".join(v for v in values if isinstance(v, str)) == node.value:
             if text in values:
@@ -398,6 +415,13 @@ def offsets(model: SemanticModel, node: ast.AST) -> tuple[int, int]:
     """Where ``node`` starts and ends, as indices in the source."""
     span, starts = model.span(node), _line_starts(model)
     return starts[span.line - 1] + span.column, starts[span.end_line - 1] + span.end_column
+
+
+def source_of(model: SemanticModel, node: ast.AST) -> str:
+    """The source text of ``node`` (what ``model.text`` gives, without splitting the whole
+    source again on each call)."""
+    start, end = offsets(model, node)
+    return model.source[start:end]
 
 
 def span_between(model: SemanticModel, start: int, end: int) -> Span:

@@ -6,12 +6,11 @@ import ast
 
 from torchfix_mod.codemods._api import (
     argument,
+    calls_to,
     change,
     has_star_args,
     has_star_kwargs,
-    in_source_order,
     mentioned_around,
-    qualified,
 )
 from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
 
@@ -145,13 +144,12 @@ class CheckpointReentrantRule(Rule):
         )
 
     def check(self) -> None:
-        for node in in_source_order(self.model.nodes(ast.Call)):
-            self._check(node)
+        for node, target in calls_to(self.model, POSITION):
+            self._check(node, target)
 
-    def _check(self, node: ast.Call) -> None:
+    def _check(self, node: ast.Call, target: str) -> None:
         model = self.model
-        target = qualified(model, node.func, POSITION)
-        if target is None or argument(node, "use_reentrant", POSITION[target]) is not None:
+        if argument(node, "use_reentrant", POSITION[target]) is not None:
             return
         if mentioned_around(model, node, "use_reentrant", POSITION):
             return  # the code handles `use_reentrant` itself (a parameter, a kwargs dict, a version check)

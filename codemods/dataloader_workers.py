@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchfix_mod.codemods._api import argument, has_star_args, has_star_kwargs, in_source_order, is_zero, qualified, value_of
+from torchfix_mod.codemods._api import argument, calls_to, has_star_args, has_star_kwargs, is_zero, value_of
 from torchfix_mod.rule import Applicability, KeepCase, Rule
 
 DATALOADER = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
@@ -70,9 +70,7 @@ class DataLoaderNumWorkersRule(Rule):
 
     def check(self) -> None:
         model = self.model
-        for node in in_source_order(model.nodes(ast.Call)):
-            if qualified(model, node.func, DATALOADER) is None:
-                continue
+        for node, _ in calls_to(model, DATALOADER):
             if has_star_args(node) or has_star_kwargs(node):
                 continue
             workers = argument(node, "num_workers", NUM_WORKERS_POSITION)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchfix_mod.codemods._api import change, comment_at_operator, in_source_order, is_one, qualified, reference
+from torchfix_mod.codemods._api import calls_to, change, comment_at_operator, is_one, qualified, reference
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 
 LOG = frozenset({"torch.log"})
@@ -110,16 +110,13 @@ class Log1pExpm1Rule(Rule):
 
     def check(self) -> None:
         model = self.model
-        for node in in_source_order(model.nodes((ast.Call, ast.BinOp))):
-            if isinstance(node, ast.Call):
-                self._check_log(node)
-            else:
-                self._check_exp(node)
+        for node, _ in calls_to(model, LOG):
+            self._check_log(node)
+        for node in model.nodes(ast.BinOp):
+            self._check_exp(node)
 
     def _check_log(self, node: ast.Call) -> None:
         model = self.model
-        if qualified(model, node.func, LOG) is None:
-            return
         binop, alone = _input(node)
         if not (isinstance(binop, ast.BinOp) and isinstance(binop.op, ast.Add)):
             return

@@ -6,13 +6,12 @@ import ast
 
 from torchfix_mod.codemods._api import (
     argument,
+    calls_to,
     change,
     has_star_args,
     has_star_kwargs,
-    in_source_order,
     keyword_arg,
     mentioned_around,
-    qualified,
     value_of,
 )
 from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
@@ -144,12 +143,12 @@ class TorchLoadWeightsOnlyRule(Rule):
 
     def check(self) -> None:
         model = self.model
-        for node in in_source_order(model.nodes(ast.Call)):
+        for node, _ in calls_to(model, LOAD):
             self._check(node)
 
     def _check(self, node: ast.Call) -> None:
         model = self.model
-        if qualified(model, node.func, LOAD) is None or keyword_arg(node, "weights_only") is not None:
+        if keyword_arg(node, "weights_only") is not None:
             return
         if mentioned_around(model, node, "weights_only", LOAD):
             return  # the code handles `weights_only` itself (a parameter, a kwargs dict, a version check)

@@ -7,18 +7,18 @@ import ast
 from torchfix_mod.codemods._api import (
     argument,
     bool_literal,
+    calls_to,
     change,
-    in_source_order,
-    keyword_arg,
-    positional_args,
     code_chars,
+    keyword_arg,
     offsets,
+    positional_args,
     reference,
     span_between,
     value_of,
 )
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.semantic import Span, dotted
+from torchfix_mod.semantic import Span
 
 RENAME_ARGUMENT = change("rename_argument")
 
@@ -300,19 +300,10 @@ class TorchvisionPretrainedRule(Rule):
     )
 
     def check(self) -> None:
-        for node in in_source_order(self.model.nodes(ast.Call)):
-            self._check_call(node)
+        for node, qname in calls_to(self.model, QUALIFIED_BUILDERS):
+            self._check_call(node, BUILDERS.get(qname))
 
-    def _check_call(self, node: ast.Call) -> None:
-        if dotted(node.func) is None:
-            return
-        qnames = self.model.qualified_names(node.func)
-        if len(qnames) != 1:
-            return
-        (qname,) = qnames
-        builder = BUILDERS.get(qname)
-        if builder is None and qname not in QUANTIZED_NAMES:
-            return
+    def _check_call(self, node: ast.Call, builder: Builder | None) -> None:
         for old, new, position in LEGACY_PARAMETERS:
             arg = argument(node, old, position)
             if arg is None:
