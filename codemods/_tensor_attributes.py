@@ -13,7 +13,7 @@ from torchfix_mod.codemods._attributes import (
     is_starred_display_element,
     self_assignments,
 )
-from torchfix_mod.rule import Fix, Rule
+from torchfix_mod.rule import Fix, ImportNeed, Rule
 from torchfix_mod.semantic import (
     TORCH_MODULE_BASE,
     SemanticModel,
@@ -88,6 +88,87 @@ def has_star_args(call: ast.Call) -> bool:
 def requires_grad_true(call: ast.Call) -> bool:
     found = keyword(call, "requires_grad")
     return found is not None and not is_constant(found.value, False)
+
+
+def identifiers(model: SemanticModel) -> set[str]:
+    """Every identifier written in the file: names, attribute names, keyword names, the parts of
+    imported names. A name added by a fix must be none of them."""
+    key = "tensor_attributes.identifiers"
+    found = model.memo.get(key)
+    if found is None:
+        found = set(model.names_used) | set(model.attributes)
+        found.update(node.arg for node in model.nodes(ast.keyword) if node.arg)
+        for alias in model.nodes(ast.alias):
+            if alias.name != "*":
+                found.update(alias.name.split("."))
+            if alias.asname:
+                found.add(alias.asname)
+        for node in model.nodes(ast.ImportFrom):
+            if node.module:
+                found.update(node.module.split("."))
+        for node in model.nodes((ast.Global, ast.Nonlocal)):
+            found.update(node.names)
+        for node in model.nodes(ast.MatchClass):
+            found.update(node.kwd_attrs)
+        model.memo[key] = found
+    return found
+
+
+def nn_reference(model: SemanticModel, attr: str, at: ast.AST) -> tuple[str, ImportNeed | None] | None:
+    """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
+    import it needs; None when no spelling is safe.
+
+    Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``: among the
+    names of one target, the one bound first. ``import torch.nn`` binds ``torch`` like ``import
+    torch`` does, so after ``import torch.nn`` and ``import torch as th`` it is ``torch.nn.<attr>``.
+    Adds an import only when no binding is usable and the new name shadows nothing."""
+    scope = model.scope(at)
+    module_scope = model.module_scope
+    top_level = set(model.top_level_imports())
+
+    def qualified(found) -> set[str]:
+        return {b.target if b.target is not None else b.scope.name + b.name for b in found}
+
+    def visible(name: str, expected: str) -> bool:
+        found = scope.resolve(name)
+        return bool(found) and qualified(found) == {expected}
+
+    by_target: dict[str, str] = {}
+    for name, found in module_scope.bindings.items():
+        # an import under `if TYPE_CHECKING:` or in a try block may not run
+        if any(b.statement in top_level for b in found):
+            qnames = qualified(found)
+            if len(qnames) == 1:
+                by_target.setdefault(next(iter(qnames)), name)
+    for qname, spelling in (
+        (f"torch.nn.{attr}", "{}"),
+        ("torch.nn", f"{{}}.{attr}"),
+        ("torch", f"{{}}.nn.{attr}"),
+    ):
+        name = by_target.get(qname)
+        if name and visible(name, qname):
+            return spelling.format(name), None
+    for binding in module_scope.bindings.get("torch", []):
+        # `import torch.nn` bound `torch` even when another name of torch came first
+        alias = binding.node
+        if (
+            binding.kind == "import"
+            and binding.statement in top_level
+            and isinstance(alias, ast.alias)
+            and alias.asname is None
+            and (alias.name == "torch.nn" or alias.name.startswith("torch.nn."))
+            and visible("torch", "torch")
+        ):
+            return f"torch.nn.{attr}", None
+    names = identifiers(model)
+    imports_torch_nn = any(
+        isinstance(stmt, ast.ImportFrom) and stmt.module == "torch.nn" for stmt in model.top_level_imports()
+    )
+    if imports_torch_nn and attr not in names:
+        return attr, ImportNeed("torch.nn", attr)
+    if "torch" not in names:
+        return f"torch.nn.{attr}", ImportNeed("torch")
+    return None
 
 
 class TensorExpressions:
@@ -184,18 +265,23 @@ class TensorAttributeRule(Rule):
     # -- analysis -------------------------------------------------------------
     def check_init(self, cls: ast.ClassDef, init: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         model = self.model
+        sites = [site for site in self_assignments(model, cls) if site.method is init]
+        if not sites:
+            return
         tensors = TensorExpressions(model, self._local_tensors(init))
-        after = statements_after_super_init(model, init) or set()
-        taken = self._names_taken(cls, set())
-        if model.customizes_attribute_access(cls) or "setattr" in model.called:
-            taken = None  # attributes may be reached or set out of the analysis' sight
+        after = taken = None  # what the class allows, worked out for the first wanted store
         seen: set[str] = set()
-        for site in self_assignments(model, cls):
-            if site.method is not init or site.attr in seen:
+        for site in sites:
+            if site.attr in seen:
                 continue
             seen.add(site.attr)  # only the first store can register the name
             if not self.wants(site, tensors):
                 continue
+            if after is None:
+                after = statements_after_super_init(model, init) or set()
+                taken = self._names_taken(cls, set())
+                if model.customizes_attribute_access(cls) or "setattr" in model.called:
+                    taken = None  # attributes may be reached or set out of the analysis' sight
             message = self.message(site)
             if top_statement(model, site.assign, init) not in after:
                 self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
@@ -208,6 +294,13 @@ class TensorAttributeRule(Rule):
 
     def _local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
         """Local names of ``__init__`` bound only to tensor expressions (to a fixed point)."""
+        key = ("tensor_attributes.local_tensors", init)  # the same for TFM301 and TFM302
+        found = self.model.memo.get(key)
+        if found is None:
+            found = self.model.memo[key] = self._find_local_tensors(init)
+        return found
+
+    def _find_local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
         model = self.model
         scope = model.inner_scope(init)
         if scope is None:

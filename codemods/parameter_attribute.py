@@ -11,8 +11,9 @@ from torchfix_mod.codemods._tensor_attributes import (
     TensorExpressions,
     has_star_args,
     is_constant,
+    nn_reference,
 )
-from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase
+from torchfix_mod.rule import Fix, FixCase, KeepCase
 from torchfix_mod.semantic import dotted, keyword
 
 HEADER = "import torch\nimport torch.nn as nn\n\n"
@@ -103,13 +104,13 @@ class ParameterAttributeRule(TensorAttributeRule):
         return isinstance(value, ast.Call) and self.model.qualified_names(value.func) == {"torch.nn.Parameter"}
 
     def fix_for(self, site: SelfAssignment) -> Fix | None:
-        reference = self.model.nn_reference("Parameter", site.assign)
+        reference = nn_reference(self.model, "Parameter", site.assign)
         if reference is None:
             return None
         func, need = reference
         keep_flag = not is_constant(keyword(site.value, "requires_grad").value, True)
         edit = self.edit(site.value, "Call", _wrap_in_parameter, func, keep_flag)
-        return Fix([edit], (ImportNeed(*need),) if need else ())
+        return Fix([edit], (need,) if need else ())
 
 
 def _wrap_in_parameter(value, func: str, keep_flag: bool):
