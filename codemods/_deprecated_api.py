@@ -293,7 +293,7 @@ def identifiers(model: SemanticModel) -> set[str]:
     return found
 
 
-def _import_bound(model: SemanticModel) -> set[str]:
+def import_bound(model: SemanticModel) -> set[str]:
     """Names some import of the file binds, in any scope."""
     key = ("tfm6", "import-bound")
     found = model.memo.get(key)
@@ -457,7 +457,7 @@ def references(model: SemanticModel) -> list[Reference]:
     found = model.memo.get(key)
     if found is not None:
         return found
-    imported = _import_bound(model)
+    imported = import_bound(model)
     candidates: list[ast.Name | ast.Attribute] = []
     for node in model.nodes((ast.Name, ast.Attribute)):
         if isinstance(node, ast.Name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchfix_mod.codemods._deprecated_api import chain_qualified_names
+from torchfix_mod.codemods._deprecated_api import chain_qualified_names, import_bound
 from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
 from torchfix_mod.semantic import dotted, keyword
 
@@ -131,8 +131,11 @@ class VariableRule(Rule):
 
     def check(self) -> None:
         model = self.model
+        imported = import_bound(model)
         for call in sorted(model.nodes(ast.Call), key=lambda c: (c.lineno, c.col_offset, -c.end_lineno, -c.end_col_offset)):
             func = call.func
+            if isinstance(func, ast.Attribute) and func.attr != "Variable" or isinstance(func, ast.Name) and func.id not in imported:
+                continue  # `Variable` itself, or a name an import binds
             qnames = chain_qualified_names(model, func) if dotted(func) is not None else set()
             if not qnames or not qnames <= VARIABLE:
                 continue
