@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
 
-from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, Plan, documented, keyword
+from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, Plan, documented
 from torchfix_mod.deprecations import AMP, Deprecation, for_rule
-from torchfix_mod.legacy_rule import FixCase, KeepCase
+from torchfix_mod.rule import FixCase, KeepCase
 
 
 @documented
@@ -162,10 +162,13 @@ class AmpDeviceRule(DeprecatedApiRule):
         ),
     )
 
-    def plan_reference(self, node: cst.CSTNode, entry: Deprecation) -> Plan | str | None:
+    def plan_reference(self, node: ast.AST, entry: Deprecation) -> Plan | str | None:
         """``@torch.cuda.amp.custom_fwd`` used bare as a decorator becomes a call."""
-        parent = self.facts.parent(node)
-        if entry.rewrite == "device_keyword" and isinstance(parent, cst.Decorator) and parent.decorator is node:
-            device = keyword("device_type", cst.SimpleString(f'"{entry.device}"'))
-            return Plan(lambda updated, func: cst.Call(func=func, args=[device]))
+        parent = self.model.parent(node)
+        if (
+            entry.rewrite == "device_keyword"
+            and isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and any(node is decorator for decorator in parent.decorator_list)
+        ):
+            return Plan("decorator_call", (entry.device,), on_call=False)
         return None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from torchfix_mod.edits import rename_attribute
+from torchfix_mod.rule import Applicability, Fix, FixCase, KeepCase, Rule
 
-from torchfix_mod.legacy_rule import Applicability, Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import called_names
+OLD, NEW = "register_backward_hook", "register_full_backward_hook"
 
 
 class FullBackwardHookRule(Rule):
@@ -56,17 +56,15 @@ class FullBackwardHookRule(Rule):
         KeepCase("def attach(t, hook):\n    return t.register_hook(hook)\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        return "register_backward_hook" in called_names(tree)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value == "register_backward_hook":
-            fix = Fix({func: lambda f: f.with_changes(attr=cst.Name("register_full_backward_hook"))}, unsafe=True)
-            self.report(
-                node,
-                "`register_backward_hook` is deprecated and gives wrong grad_input on modules with several ops; "
-                "use `register_full_backward_hook`",
-                fix,
-            )
+    def check(self) -> None:
+        if OLD not in self.model.called:
+            return
+        for call in sorted(self.model.nodes(ast.Call), key=lambda c: (c.lineno, c.col_offset, -c.end_lineno, -c.end_col_offset)):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr == OLD:
+                fix = Fix([self.edit(func, "Attribute", rename_attribute, NEW)], unsafe=True)
+                self.report(
+                    call,
+                    f"`{OLD}` is deprecated and gives wrong grad_input on modules with several ops; use `{NEW}`",
+                    fix,
+                )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
+import tokenize
 
-from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, documented
-from torchfix_mod.analysis import dotted_name
+from torchfix_mod.codemods._deprecated_api import Change, DeprecatedApiRule, documented, tokens
 from torchfix_mod.deprecations import FUNCTORCH, Deprecation, for_rule
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase
+from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 TORCH_FUNC = "torch.func"
 
@@ -111,7 +111,7 @@ class FunctorchImportRule(DeprecatedApiRule):
         KeepCase("try:\n    from functorch import vmap\nexcept ImportError:\n    from torch.func import vmap\n"),
     )
 
-    def report_import(self, statement: cst.ImportFrom, aliases: list[tuple[cst.ImportAlias, Deprecation]]) -> None:
+    def report_import(self, statement: ast.ImportFrom, aliases: list[tuple[ast.alias, Deprecation]], reference_fix) -> None:
         """One finding for the transforms of an import line (fixed by moving them to
         ``torch.func``), one per other deprecated name (reported only)."""
         moved = [(alias, entry) for alias, entry in aliases if entry.rewrite == "rename"]
@@ -125,29 +125,26 @@ class FunctorchImportRule(DeprecatedApiRule):
         message = f"{names} {verb} deprecated; import from `{TORCH_FUNC}`"
         self.report(statement, message, self._move_fix(statement, [alias for alias, _ in moved]))
 
-    def _move_fix(self, statement: cst.ImportFrom, moved: list[cst.ImportAlias]) -> Fix | None:
-        module = cst.parse_expression(TORCH_FUNC)
+    def _move_fix(self, statement: ast.ImportFrom, moved: list[ast.alias]) -> Fix | None:
         if len(moved) == len(statement.names):
-            return Fix({statement: lambda updated: updated.with_changes(module=module)})
-        line = self.facts.parent(statement)
-        if not (isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1):
+            return Fix([self.edit(statement, "ImportFrom", Change("import_from"), TORCH_FUNC)])
+        if not self._alone_on_line(statement):
             return None
-        moved_names = {(dotted_name(a.name), a.asname.name.value if a.asname else None) for a in moved}
+        keys = tuple((alias.name, alias.asname) for alias in moved)
+        # a line with one statement spans as that statement
+        return Fix([self.edit(statement, "SimpleStatementLine", Change("split_import"), TORCH_FUNC, keys)])
 
-        def key(alias: cst.ImportAlias):
-            return dotted_name(alias.name), alias.asname.name.value if alias.asname else None
-
-        def split(updated: cst.SimpleStatementLine):
-            old = updated.body[0]
-            kept = [a for a in old.names if key(a) not in moved_names]
-            taken = [a for a in old.names if key(a) in moved_names]
-            kept[-1] = kept[-1].with_changes(comma=old.names[-1].comma)  # the list's own ending
-            new_names = [
-                cst.ImportAlias(a.name, a.asname, comma=cst.MaybeSentinel.DEFAULT if i == len(taken) - 1 else cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-                for i, a in enumerate(taken)
-            ]
-            first = updated.with_changes(body=[old.with_changes(names=kept)])
-            second = cst.SimpleStatementLine([cst.ImportFrom(module=module, names=new_names)])
-            return cst.FlattenSentinel([first, second])
-
-        return Fix({line: split})
+    def _alone_on_line(self, statement: ast.stmt) -> bool:
+        """The statement is the only one of its logical line, which is not the body of a
+        compound statement's header (``if x: from ...``)."""
+        found = tokens(self.model)
+        if found is None:
+            return False
+        span = self.model.span(statement)
+        first = found.index(span.line, span.column)
+        if first > 0 and found.types[first - 1] not in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            return False  # after a `;` or a header's `:`
+        after = found.index(span.end_line, span.end_column)
+        if after < len(found.strings) and found.strings[after] == ";":
+            after += 1  # a trailing semicolon belongs to the statement's line
+        return after >= len(found.types) or found.types[after] in (tokenize.NEWLINE, tokenize.ENDMARKER)

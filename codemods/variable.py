@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
-
-from torchfix_mod.analysis import dotted_name, requires_grad_true
-from torchfix_mod.legacy_rule import Fix, FixCase, ImportNeed, KeepCase, Rule
-from torchfix_mod.screen import calls_to
+from torchfix_mod.codemods._deprecated_api import chain_qualified_names, import_bound
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.semantic import dotted, keyword
 
 VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
 # torch factories whose result never carries another tensor's autograd graph
@@ -20,14 +18,31 @@ NO_GRAPH_FACTORIES = frozenset(
         "bartlett_window", "kaiser_window",
     }
 )
-ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
 
 
-def _attribute_base(expr: cst.BaseExpression) -> cst.BaseExpression:
-    """``expr`` as the receiver of a method call, parenthesized when it needs to be."""
-    if isinstance(expr, ATOMIC) or expr.lpar:
-        return expr
-    return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+def unwrap(node, fresh: bool, wants_grad: bool):
+    """``Variable(t, requires_grad=g)`` (a ``Call``) -> ``t.detach().requires_grad_(g)``;
+    ``.detach()`` is left out when ``t`` is ``fresh``."""
+    import libcst as cst
+
+    atomic = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
+
+    def receiver(expr):
+        # parenthesized when it needs to be
+        if isinstance(expr, atomic) or expr.lpar:
+            return expr
+        return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+    data = next(a for a in node.args if a.keyword is None).value
+    if data.lpar and isinstance(data, atomic):
+        data = data.with_changes(lpar=[], rpar=[])
+    expr = data
+    if not fresh:
+        expr = cst.Call(cst.Attribute(receiver(expr), cst.Name("detach")))
+    if wants_grad:
+        flag = next(a for a in node.args if a.keyword is not None).value
+        expr = cst.Call(cst.Attribute(receiver(expr), cst.Name("requires_grad_")), [cst.Arg(flag)])
+    return expr
 
 
 class VariableRule(Rule):
@@ -102,45 +117,37 @@ class VariableRule(Rule):
         KeepCase("import torch\n\nv = torch.tensor([1.0])\n"),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        # resolved through the imports: `from torch.autograd import Variable as V` calls `V`
-        return next(calls_to(tree, VARIABLE), None) is not None
-
-    def _has_no_graph(self, data: cst.BaseExpression) -> bool:
+    def _has_no_graph(self, data: ast.expr) -> bool:
         """A factory call that builds a tensor from sizes or Python data: nothing to detach.
         (``torch.ones(3) * w`` or ``torch.as_tensor(w)`` may carry ``w``'s graph.)"""
-        if not isinstance(data, cst.Call) or dotted_name(data.func) is None or requires_grad_true(data):
+        if not isinstance(data, ast.Call) or dotted(data.func) is None:
             return False
-        qname = self.facts.torch_qualified(data.func)
-        return qname is not None and qname.count(".") == 1 and qname.split(".")[1] in NO_GRAPH_FACTORIES
+        requires_grad = keyword(data, "requires_grad")
+        if requires_grad is not None and not (isinstance(requires_grad.value, ast.Constant) and requires_grad.value.value is False):
+            return False
+        qnames = chain_qualified_names(self.model, data.func)
+        qname = next(iter(qnames)) if len(qnames) == 1 else ""
+        return qname.startswith("torch.") and qname.count(".") == 1 and qname.split(".")[1] in NO_GRAPH_FACTORIES
 
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
-        if not qnames or not qnames <= VARIABLE:
-            return
-        message = "`Variable` is a deprecated no-op wrapper since PyTorch 0.4; use the tensor itself"
-        positional = [a for a in node.args if a.keyword is None]
-        keywords = {a.keyword.value: a for a in node.args if a.keyword is not None}
-        if len(positional) != 1 or positional[0].star or set(keywords) - {"requires_grad"}:
-            self.report(node, message)
-            return
-        fresh = self._has_no_graph(positional[0].value)
-        wants_grad = "requires_grad" in keywords
-
-        def edit(updated: cst.Call) -> cst.BaseExpression:
-            data = next(a for a in updated.args if a.keyword is None).value
-            if data.lpar and isinstance(data, ATOMIC):
-                data = data.with_changes(lpar=[], rpar=[])
-            expr = data
-            if not fresh:
-                expr = cst.Call(cst.Attribute(_attribute_base(expr), cst.Name("detach")))
-            if wants_grad:
-                flag = next(a for a in updated.args if a.keyword is not None).value
-                expr = cst.Call(cst.Attribute(_attribute_base(expr), cst.Name("requires_grad_")), [cst.Arg(flag)])
-            return expr
-
-        module = next(iter(qnames)).rpartition(".")[0]
-        removals = (ImportNeed(module, "Variable"),) if isinstance(func, cst.Name) else ()
-        self.report(node, message, Fix({node: edit}, removals=removals))
+    def check(self) -> None:
+        model = self.model
+        imported = import_bound(model)
+        for call in sorted(model.nodes(ast.Call), key=lambda c: (c.lineno, c.col_offset, -c.end_lineno, -c.end_col_offset)):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr != "Variable" or isinstance(func, ast.Name) and func.id not in imported:
+                continue  # `Variable` itself, or a name an import binds
+            qnames = chain_qualified_names(model, func) if dotted(func) is not None else set()
+            if not qnames or not qnames <= VARIABLE:
+                continue
+            message = "`Variable` is a deprecated no-op wrapper since PyTorch 0.4; use the tensor itself"
+            # LibCST's positional arguments: values, `*args` and `**kwargs`
+            positional = [*call.args, *(kw for kw in call.keywords if kw.arg is None)]
+            keywords = {kw.arg for kw in call.keywords if kw.arg is not None}
+            if len(positional) != 1 or not isinstance(positional[0], ast.expr) or isinstance(positional[0], ast.Starred) or keywords - {"requires_grad"}:
+                self.report(call, message)
+                continue
+            fresh = self._has_no_graph(positional[0])
+            wants_grad = "requires_grad" in keywords
+            module = next(iter(qnames)).rpartition(".")[0]
+            removals = (ImportNeed(module, "Variable"),) if isinstance(func, ast.Name) else ()
+            self.report(call, message, Fix([self.edit(call, "Call", unwrap, fresh, wants_grad)], removals=removals))
