@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import io
+import tokenize
 from dataclasses import dataclass
 
-import ast
-
-import libcst as cst
-import libcst.matchers as m
-
-from torchfix_mod.analysis import TENSOR_FACTORIES, FileFacts, class_methods, dotted_name, self_name
-from torchfix_mod.containers import self_assignments
-from torchfix_mod.legacy_rule import Fix, FixCase, KeepCase, Rule
-from torchfix_mod.screen import methods, nodes, resolved
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
+from torchfix_mod.syntax import nodes, walk
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
 RESULT_KEPT_OPS = frozenset(
@@ -49,6 +46,20 @@ NO_GRAD = frozenset(
      "torch.autograd.grad_mode.inference_mode"}
 )
 NON_TENSOR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "list", "tuple", "dict", "set", "List", "Tuple", "Dict"})
+# torch functions that build a tensor from scratch, with a dtype of their own (the table of
+# torchfix_mod.analysis, which this module cannot import without LibCST).
+TENSOR_FACTORIES = frozenset(
+    {
+        "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm",
+        "arange", "range", "linspace", "logspace", "eye", "tensor", "as_tensor",
+        "asarray", "from_numpy", "zeros_like", "ones_like", "empty_like", "full_like",
+        "rand_like", "randn_like", "randint_like", "scalar_tensor", "empty_strided",
+        "tril_indices", "triu_indices", "Tensor", "FloatTensor", "DoubleTensor",
+        "HalfTensor", "BFloat16Tensor", "LongTensor", "IntTensor", "ShortTensor",
+        "ByteTensor", "CharTensor", "BoolTensor", "polar", "complex", "hann_window",
+        "hamming_window", "blackman_window", "bartlett_window", "kaiser_window",
+    }
+)
 
 # Methods that give a tensor a dtype of their own choosing.
 DTYPE_METHODS = frozenset(
@@ -57,34 +68,33 @@ DTYPE_METHODS = frozenset(
 PARAM, FRESH, KEPT, ALIAS, SCALAR, UNKNOWN = "param", "fresh", "kept", "alias", "scalar", "unknown"
 TENSOR_KINDS = frozenset({PARAM, FRESH, KEPT})
 
+# LibCST's names for the operators of the fix
 BINARY_FOR = {
-    cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
-    cst.DivideAssign: cst.Divide, cst.MatrixMultiplyAssign: cst.MatrixMultiply,
-    cst.FloorDivideAssign: cst.FloorDivide, cst.ModuloAssign: cst.Modulo, cst.PowerAssign: cst.Power,
-    cst.BitAndAssign: cst.BitAnd, cst.BitOrAssign: cst.BitOr, cst.BitXorAssign: cst.BitXor,
-    cst.LeftShiftAssign: cst.LeftShift, cst.RightShiftAssign: cst.RightShift,
+    "AddAssign": "Add", "SubtractAssign": "Subtract", "MultiplyAssign": "Multiply", "DivideAssign": "Divide",
+    "MatrixMultiplyAssign": "MatrixMultiply", "FloorDivideAssign": "FloorDivide", "ModuloAssign": "Modulo",
+    "PowerAssign": "Power", "BitAndAssign": "BitAnd", "BitOrAssign": "BitOr", "BitXorAssign": "BitXor",
+    "LeftShiftAssign": "LeftShift", "RightShiftAssign": "RightShift",
 }
 PRECEDENCE = {
-    cst.BitOr: 1, cst.BitXor: 2, cst.BitAnd: 3, cst.LeftShift: 4, cst.RightShift: 4,
-    cst.Add: 5, cst.Subtract: 5, cst.Multiply: 6, cst.Divide: 6, cst.FloorDivide: 6,
-    cst.Modulo: 6, cst.MatrixMultiply: 6, cst.Power: 8,
+    "BitOr": 1, "BitXor": 2, "BitAnd": 3, "LeftShift": 4, "RightShift": 4, "Add": 5, "Subtract": 5,
+    "Multiply": 6, "Divide": 6, "FloorDivide": 6, "Modulo": 6, "MatrixMultiply": 6, "Power": 8,
 }
 CONTAINER_BUILTINS = frozenset({"tuple", "list", "map", "filter", "zip", "reversed", "sorted", "range", "set", "dict", "enumerate", "iter", "str"})
-NON_TENSOR_LITERALS = (
-    cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp, cst.SetComp, cst.DictComp,
-    cst.SimpleString, cst.ConcatenatedString, cst.FormattedString,
-)
+NON_TENSOR_LITERALS = (ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
 
 
-def out_of_place(aug: cst.AugAssign) -> cst.Assign:
-    """``x op= y`` as ``x = x op y``, parenthesizing ``y`` where precedence needs it."""
-    op = BINARY_FOR[type(aug.operator)]
+def out_of_place(aug):
+    """``x op= y`` as ``x = x op y`` (a LibCST ``AugAssign``), parenthesizing ``y`` where
+    precedence needs it."""
+    import libcst as cst
+
+    op = getattr(cst, BINARY_FOR[type(aug.operator).__name__])
     right = aug.value
     needs_parens = isinstance(right, (cst.BooleanOperation, cst.Comparison, cst.IfExp, cst.Lambda, cst.NamedExpr)) or (
         isinstance(right, cst.UnaryOperation) and isinstance(right.operator, cst.Not)
     )
     if isinstance(right, cst.BinaryOperation) and not right.lpar:
-        needs_parens = PRECEDENCE[type(right.operator)] <= PRECEDENCE[op]
+        needs_parens = PRECEDENCE[type(right.operator).__name__] <= PRECEDENCE[op.__name__]
     if needs_parens and not getattr(right, "lpar", ()):
         right = right.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return cst.Assign(
@@ -153,10 +163,147 @@ INPUT_FREE_OPS = frozenset(
 PASS_THROUGH_OPS = VIEW_METHODS | TORCH_VIEW_FUNCTIONS
 
 
-def _constant(node: cst.BaseExpression) -> bool:
-    if isinstance(node, cst.UnaryOperation):
-        node = node.expression
-    return isinstance(node, (cst.Integer, cst.Float, cst.Imaginary))
+# -- the expression shapes the analysis reasons about ----------------------------------
+
+
+def _constant(node: ast.AST) -> bool:
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, complex)
+
+
+def _name_of(node: ast.AST | None) -> str | None:
+    """The identifier of a name; ``True``, ``False`` and ``None`` count as names, as they were
+    when the analysis read LibCST trees (where they are ``Name`` nodes)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Constant) and (node.value is None or node.value is True or node.value is False):
+        return repr(node.value)
+    return None
+
+
+def _is_string(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a call, as a ``name=value``, ``*value``, ``**value`` or plain ``value``."""
+
+    node: ast.AST  # the positional expression (a Starred for `*value`) or the keyword
+    keyword: str | None  # None for positional, `*` and `**` arguments
+    value: ast.expr
+
+
+def call_args(call: ast.Call) -> list[Arg]:
+    """The arguments in source order (a `*rest` may follow keywords)."""
+    found = [Arg(a, None, a.value if isinstance(a, ast.Starred) else a) for a in call.args]
+    found += [Arg(k, k.arg, k.value) for k in call.keywords]
+    if call.args and call.keywords:
+        found.sort(key=lambda a: (a.node.lineno, a.node.col_offset))
+    return found
+
+
+def subscript_elements(model: SemanticModel, sub: ast.Subscript) -> list[ast.expr]:
+    """The comma-separated parts of an index: ``x[a, b:c]`` has two, ``x[(a, b)]`` one (a tuple)."""
+    index = sub.slice
+    if isinstance(index, ast.Tuple) and index.elts and not _parenthesized(model, index):
+        return index.elts
+    return [index]
+
+
+def _parenthesized(model: SemanticModel, tup: ast.Tuple) -> bool:
+    """Whether a tuple's own parentheses enclose it (``(a), b`` starts and ends with none of its own)."""
+    text = model.text(tup)
+    if not text.startswith("("):
+        return False
+    lines = text.split("\n")
+    end = (len(lines), len(lines[-1]))
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type != tokenize.OP:
+                continue
+            if token.string in "([{":
+                depth += 1
+            elif token.string in ")]}":
+                depth -= 1
+                if depth == 0:
+                    return token.end == end
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return False
+
+
+def written_names(root: ast.AST) -> set[str]:
+    """Every identifier written under ``root``: names, attribute and keyword labels, parameters,
+    def and class names, the parts of imported names, global and nonlocal names, except and
+    match captures."""
+    found: set[str] = set()
+    for node in walk(root):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, (ast.keyword, ast.arg)):
+            if node.arg:
+                found.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.alias):
+            if node.name != "*":
+                found.update(node.name.split("."))
+            if node.asname:
+                found.add(node.asname)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module:
+                found.update(node.module.split("."))
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.update(node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+            if node.name:
+                found.add(node.name)
+        elif isinstance(node, ast.MatchMapping):
+            if node.rest:
+                found.add(node.rest)
+        elif isinstance(node, ast.MatchClass):
+            found.update(node.kwd_attrs)
+    return found
+
+
+def qualified_names(model: SemanticModel, node: ast.AST) -> set[str]:
+    """The qualified names of an expression, looking through calls and subscripts on the way to
+    its root name: ``torch.ones(3).to`` is ``torch.ones.to``, ``self.blocks[0].act`` is
+    ``...self.blocks.act``. Where the rule asks this of anything but a dotted name, the verdicts
+    were set with LibCST's qualified names, which read an expression this way."""
+    parts: list[str] = []
+    root = node
+    looked_through = False
+    while True:
+        if isinstance(root, ast.Attribute):
+            parts.append(root.attr)
+            root = root.value
+        elif isinstance(root, ast.Call):
+            root, looked_through = root.func, True
+        elif isinstance(root, ast.Subscript):
+            root, looked_through = root.value, True
+        else:
+            break
+    if not isinstance(root, ast.Name):
+        return set()
+    if not looked_through:
+        return model.qualified_names(node)
+    suffix = "".join(f".{part}" for part in reversed(parts))
+    return {f"{name}{suffix}" for name in model.qualified_names(root)}
+
+
+def torch_qualified(model: SemanticModel, node: ast.AST) -> str | None:
+    names = qualified_names(model, node)
+    if len(names) == 1:
+        (name,) = names
+        if name == "torch" or name.startswith("torch."):
+            return name
+    return None
 
 
 class Uses:
@@ -172,78 +319,148 @@ class Uses:
     Each node is visited with whether its value may be aliased and whether it may be kept by
     what consumes it."""
 
-    def __init__(self, facts: FileFacts, self_arg: str) -> None:
-        self.facts = facts
+    def __init__(self, model: SemanticModel, self_arg: str) -> None:
+        self.model = model
         self.self_arg = self_arg
         self.found: dict[str, bool] = {}  # name -> read through a possible alias
         self.saved: set[str] = set()
 
-    def visit(self, node: cst.CSTNode | None, alias: bool, kept: bool) -> None:
+    def name(self, name: str, alias: bool, kept: bool) -> None:
+        self.found[name] = self.found.get(name, False) or alias
+        if kept:
+            self.saved.add(name)
+
+    def visit(self, node: ast.AST | None, alias: bool, kept: bool) -> None:
         if node is None:
             return
-        if isinstance(node, cst.Name):
-            self.found[node.value] = self.found.get(node.value, False) or alias
-            if kept:
-                self.saved.add(node.value)
-        elif isinstance(node, cst.BinaryOperation):
-            left, right, op = node.left, node.right, node.operator
-            if isinstance(op, (cst.Add, cst.Subtract)):
+        if isinstance(node, ast.Name):
+            self.name(node.id, alias, kept)
+        elif isinstance(node, ast.BinOp):
+            left, right, op = node.left, node.right, node.op
+            if isinstance(op, (ast.Add, ast.Sub)):
                 left_kept = right_kept = False
-            elif isinstance(op, cst.Multiply):
+            elif isinstance(op, ast.Mult):
                 left_kept, right_kept = not _constant(right), not _constant(left)
-            elif isinstance(op, cst.Divide):
+            elif isinstance(op, ast.Div):
                 left_kept, right_kept = not _constant(right), True
             else:
                 left_kept = right_kept = True
             self.visit(left, False, left_kept)
             self.visit(right, False, right_kept)
-        elif isinstance(node, cst.UnaryOperation):
-            self.visit(node.expression, False, kept and isinstance(node.operator, cst.Plus))
-        elif isinstance(node, cst.Comparison):
-            identity = all(isinstance(t.operator, (cst.Is, cst.IsNot)) for t in node.comparisons)
-            if not (identity and isinstance(node.left, cst.Name)):
+        elif isinstance(node, ast.UnaryOp):
+            self.visit(node.operand, False, kept and isinstance(node.op, ast.UAdd))
+        elif isinstance(node, ast.Compare):
+            identity = all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops)
+            if not (identity and _name_of(node.left) is not None):
                 self.visit(node.left, False, False)
-            for target in node.comparisons:
-                self.visit(target.comparator, False, False)
-        elif isinstance(node, cst.IfExp):
+            for comparator in node.comparators:
+                self.visit(comparator, False, False)
+        elif isinstance(node, ast.IfExp):
             self.visit(node.test, False, False)
             self.visit(node.body, alias, kept)
             self.visit(node.orelse, alias, kept)
-        elif isinstance(node, cst.Attribute):
-            metadata = node.attr.value in METADATA_ATTRIBUTES
-            if not (metadata and isinstance(node.value, cst.Name)):
+        elif isinstance(node, ast.Attribute):
+            metadata = node.attr in METADATA_ATTRIBUTES
+            if not (metadata and _name_of(node.value) is not None):
                 self.visit(node.value, True, kept and not metadata)  # `h.data`, `h.T`, ... share storage
-        elif isinstance(node, cst.Subscript):
+        elif isinstance(node, ast.Subscript):
             self.visit(node.value, True, kept)  # indexing may return a view
-            for element in node.slice:
-                self.children(element, False, False)
-        elif isinstance(node, cst.Call):
+            for element in subscript_elements(self.model, node):
+                self.index(element)
+        elif isinstance(node, ast.Call):
             self.call(node, kept)
-        elif isinstance(node, cst.Lambda):
+        elif isinstance(node, ast.Lambda):
             self.visit(node.body, True, True)
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            for element in node.elts:
+                self.visit(element, True, kept)
+        elif isinstance(node, (ast.ListComp, ast.SetComp)):
+            self.visit(node.elt, True, kept)
+            self.generators(node.generators)
+        elif isinstance(node, ast.GeneratorExp):
+            self.visit(node.elt, True, True)
+            self.generators(node.generators)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                self.visit(key, True, True)
+                self.visit(value, True, True)
+        elif isinstance(node, ast.DictComp):
+            self.visit(node.key, True, True)
+            self.visit(node.value, True, True)
+            self.generators(node.generators)
+        elif isinstance(node, ast.Starred):
+            self.visit(node.value, alias, kept)
         else:
-            container = isinstance(node, (cst.BaseList, cst.BaseSet, cst.BaseDict, cst.Tuple, cst.BaseComp))
-            passes_kept = isinstance(node, (cst.BaseList, cst.Tuple, cst.BaseSet, cst.StarredElement, cst.Element))
-            # comprehensions, f-strings, dicts, ...: whatever they read may be kept
-            self.children(node, True if container else alias, kept if passes_kept else True)
+            # f-strings, `and`/`or`, walrus, await, ...: whatever they read may be kept
+            for child in ast.iter_child_nodes(node):
+                self.visit(child, alias, True)
 
-    def children(self, node: cst.CSTNode, alias: bool, kept: bool) -> None:
-        for child in node.children:
-            self.visit(child, alias, kept)
+    def generators(self, generators: list[ast.comprehension]) -> None:
+        for generator in generators:
+            self.visit(generator.target, True, True)
+            self.visit(generator.iter, True, True)
+            for condition in generator.ifs:
+                self.visit(condition, True, True)
 
-    def call(self, node: cst.Call, kept: bool) -> None:
+    def index(self, element: ast.expr) -> None:
+        """One part of an index (``i`` in ``x[i]``, ``a:b``): whatever it reads may be kept."""
+        if isinstance(element, ast.Slice):
+            for part in (element.lower, element.upper, element.step):
+                self.visit(part, False, True)
+        elif isinstance(element, ast.Starred):
+            self.visit(element.value, False, True)
+        else:
+            self.visit(element, False, True)
+
+    def statement(self, stmt: ast.stmt, alias: bool) -> None:
+        """A simple statement's parts (``return h``, ``print(h)``, ``assert h.all()``)."""
+        if isinstance(stmt, (ast.Expr, ast.Return)):
+            self.visit(stmt.value, alias, False)
+        elif isinstance(stmt, ast.Raise):
+            self.visit(stmt.exc, alias, False)
+            self.visit(stmt.cause, alias, True)
+        elif isinstance(stmt, ast.Assert):
+            self.visit(stmt.test, alias, False)
+            self.visit(stmt.msg, alias, False)
+        elif isinstance(stmt, ast.Import):
+            for item in stmt.names:
+                self.dotted(item.name.split("."), alias, True)
+                if item.asname:
+                    self.name(item.asname, alias, True)
+        elif isinstance(stmt, ast.ImportFrom):
+            if stmt.module:
+                self.dotted(stmt.module.split("."), alias, False)
+            for item in stmt.names:
+                if item.name != "*":
+                    self.name(item.name, alias, True)
+                if item.asname:
+                    self.name(item.asname, alias, True)
+        elif isinstance(stmt, (ast.Global, ast.Nonlocal)):
+            for name in stmt.names:
+                self.name(name, alias, True)
+
+    def dotted(self, parts: list[str], alias: bool, kept: bool) -> None:
+        """A dotted module name read as the attribute chain it is spelled as."""
+        if len(parts) == 1:
+            self.name(parts[0], alias, kept)
+            return
+        metadata = parts[-1] in METADATA_ATTRIBUTES
+        if not (metadata and len(parts) == 2):
+            self.dotted(parts[:-1], True, kept and not metadata)
+
+    def call(self, node: ast.Call, kept: bool) -> None:
         func = node.func
-        args = [arg.value for arg in node.args]
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value in METADATA_METHODS:
+        args = [arg.value for arg in call_args(node)]
+        if isinstance(func, ast.Attribute) and _name_of(func.value) is not None and func.attr in METADATA_METHODS:
             for arg in args:
                 self.visit(arg, False, False)
             return
-        if isinstance(func, cst.Name) and func.value in METADATA_BUILTINS:
+        if isinstance(func, ast.Name) and func.id in METADATA_BUILTINS:
             for arg in args:
-                if not isinstance(arg, cst.Name):
+                if _name_of(arg) is None:
                     self.visit(arg, False, False)
             return
-        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
+        qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
         if qnames and all(q.startswith("torch.") for q in qnames):
             shorts = {q.rsplit(".", 1)[-1] for q in qnames}
             alias = not shorts <= PURE_OPS
@@ -256,9 +473,9 @@ class Uses:
             for arg in args:
                 self.visit(arg, alias, op not in INPUT_FREE_OPS)
             return
-        if isinstance(func, cst.Attribute):
-            receiver, op = func.value, func.attr.value
-            if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
+        if isinstance(func, ast.Attribute):
+            receiver, op = func.value, func.attr
+            if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
                 for arg in args:  # a submodule call computes a new tensor, and may keep its input
                     self.visit(arg, False, True)
                 return
@@ -273,7 +490,7 @@ class Uses:
             for arg in args:
                 self.visit(arg, alias, args_kept)
             return
-        if isinstance(func, cst.Name) and qnames and all("<locals>" in q for q in qnames):
+        if isinstance(func, ast.Name) and qnames and all("<locals>" in q for q in qnames):
             self.visit(func, False, False)
             for arg in args:  # a local callable (`for layer in self.layers: layer(x)`): a submodule
                 self.visit(arg, False, True)
@@ -283,14 +500,14 @@ class Uses:
             self.visit(arg, True, True)
 
 
-def non_tensor_value(value: cst.BaseExpression, facts: FileFacts) -> bool:
+def non_tensor_value(value: ast.expr, model: SemanticModel) -> bool:
     """A right-hand side that is a container, an iterator or a string: the target is not a
     tensor (list ``+=`` accepts any iterable, ``x = x + gen`` raises)."""
-    if isinstance(value, (*NON_TENSOR_LITERALS, cst.GeneratorExp)):
+    if isinstance(value, (*NON_TENSOR_LITERALS, ast.GeneratorExp)) or _is_string(value):
         return True
-    if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
-        name = value.func.value
-        return facts.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        name = value.func.id
+        return model.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS
     return False
 
 
@@ -306,75 +523,83 @@ SHAPE_OPS = frozenset(
         "masked_fill", "index_fill", "new_zeros", "new_ones", "new_empty", "new_full", "any", "all", "size",
     }
 )
-_ARITHMETIC = (cst.BinaryOperation, cst.UnaryOperation, cst.Tuple, cst.List, cst.Element, cst.StarredElement)
 
 
-def _no_dtype_flow(node: cst.CSTNode, facts: FileFacts) -> bool:
-    """A node whose value cannot set the dtype of the expression it is in: an attribute or
-    keyword label; what is called (``layer(x)``, ``self.blocks[i](x)``: a module's output has
-    the dtype its computation gives it, as ``self.fc(x)`` does); an index; a comparison operand
-    (the result is bool); a size, dim or fill value of a ``SHAPE_OPS`` op."""
-    parent = facts.parent(node)
-    if isinstance(parent, cst.Attribute) and parent.attr is node:
-        return True
-    if isinstance(parent, cst.Arg) and parent.keyword is node:
-        return True
+def _arithmetic(model: SemanticModel, node: ast.AST | None) -> bool:
+    """Operations and displays a value flows through into what holds them (a ``*rest`` handed to
+    a call is that call's argument, not a display)."""
+    if isinstance(node, ast.Starred):
+        return not isinstance(model.parent(node), ast.Call)
+    return isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List))
+
+
+def _no_dtype_flow(node: ast.AST, model: SemanticModel) -> bool:
+    """A node whose value cannot set the dtype of the expression it is in: what is called
+    (``layer(x)``, ``self.blocks[i](x)``: a module's output has the dtype its computation gives
+    it, as ``self.fc(x)`` does); an index; a comparison operand (the result is bool); a size,
+    dim or fill value of a ``SHAPE_OPS`` op. (Attribute and keyword labels are not values.)"""
+    if isinstance(node, ast.arg):
+        return False  # a lambda's parameter
+    parent = model.parent(node)
     inner, outer = node, parent
-    while isinstance(outer, cst.Subscript) and outer.value is inner:
-        inner, outer = outer, facts.parent(outer)
-    if isinstance(outer, cst.Call) and outer.func is inner:
+    while isinstance(outer, ast.Subscript) and outer.value is inner:
+        inner, outer = outer, model.parent(outer)
+    if isinstance(outer, ast.Call) and outer.func is inner:
         return True
-    if (
-        isinstance(parent, cst.Attribute)
-        and parent.value is node
-        and isinstance(outer := facts.parent(parent), cst.Call)
-        and outer.func is parent
-        and _casts_to_a_names_dtype(outer)
-    ):
-        return True  # `t.to(h.dtype)`: the result has h's dtype whatever t's was
+    if isinstance(parent, ast.Attribute) and parent.value is node:
+        call = model.parent(parent)
+        if isinstance(call, ast.Call) and call.func is parent and _casts_to_a_names_dtype(call):
+            return True  # `t.to(h.dtype)`: the result has h's dtype whatever t's was
     inner, outer = node, parent
-    while isinstance(outer, _ARITHMETIC):
-        inner, outer = outer, facts.parent(outer)
-    if isinstance(outer, (cst.Index, cst.Slice, cst.Comparison, cst.ComparisonTarget)):
+    while _arithmetic(model, outer):
+        inner, outer = outer, model.parent(outer)
+    if isinstance(outer, (ast.Slice, ast.Compare)) or (isinstance(outer, ast.Subscript) and outer.slice is inner):
         return True
-    if not isinstance(outer, cst.Arg):
+    if isinstance(outer, ast.keyword):
+        arg, call = outer, model.parent(outer)
+    elif isinstance(outer, ast.Starred):
+        arg, call = outer, model.parent(outer)
+    elif isinstance(outer, ast.Call) and any(a is inner for a in outer.args):
+        arg, call = inner, outer
+    else:
         return False
-    call = facts.parent(outer)
-    if not isinstance(call, cst.Call):
+    if not isinstance(call, ast.Call):
         return False
-    if outer.keyword is None or outer.keyword.value != "dtype":
-        if any(arg.keyword is not None and arg.keyword.value == "dtype" for arg in call.args):
+    args = call_args(call)
+    keyword = arg.arg if isinstance(arg, ast.keyword) else None
+    if keyword != "dtype":
+        if any(a.keyword == "dtype" for a in args):
             return True  # `torch.ones([self.n, n], dtype=...)`: the keyword alone decides
-    qname = facts.torch_qualified(call.func)
+    qname = torch_qualified(model, call.func)
     if qname is not None:  # `torch.topk(h, k)`: the first positional argument is the tensor
-        return qname.rsplit(".", 1)[-1] in SHAPE_OPS and (outer.keyword is not None or outer is not call.args[0])
-    return isinstance(call.func, cst.Attribute) and call.func.attr.value in SHAPE_OPS
+        return qname.rsplit(".", 1)[-1] in SHAPE_OPS and (keyword is not None or arg is not args[0].node)
+    return isinstance(call.func, ast.Attribute) and call.func.attr in SHAPE_OPS
 
 
-def sets_own_dtype(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -> bool:
+def sets_own_dtype(value: ast.expr, model: SemanticModel, self_arg: str) -> bool:
     """Whether ``value`` may have a dtype of its own rather than the one forward's inputs bring:
     raw parameters or buffers (``self.scale``: float32 under autocast, an explicit float64
     buffer), ``dtype=`` arguments, dtype methods and tensor factories. Containers count too
     (what they hold is not followed). ``x += value`` keeps ``x``'s dtype, ``x + value`` promotes."""
-    if non_tensor_value(value, facts):
+    if non_tensor_value(value, model):
         return True
-    for attribute in m.findall(value, m.Attribute(value=m.Name(self_arg))):
-        if not _no_dtype_flow(attribute, facts):
+    for attribute in nodes(value, ast.Attribute):
+        if isinstance(attribute.value, ast.Name) and attribute.value.id == self_arg and not _no_dtype_flow(attribute, model):
             return True
-    for call in m.findall(value, m.Call()):
-        if _no_dtype_flow(call, facts):
+    for call in nodes(value, ast.Call):
+        if _no_dtype_flow(call, model):
             continue
         # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
         # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes.
         # `dtype=h.dtype`, `.to(h.dtype)`, `.type_as(h)` and `torch.zeros_like(h)` take `h`'s
         # dtype: `h` is then read like any other name (``own_dtype`` follows it).
-        keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
+        keywords = {arg.keyword: arg.value for arg in call_args(call) if arg.keyword is not None}
         if "dtype" in keywords and not _dtype_of_a_name(keywords["dtype"], self_arg):
             return True
         func = call.func
-        if isinstance(func, cst.Attribute) and func.attr.value in DTYPE_METHODS and not _keeps_a_names_dtype(call, self_arg):
+        if isinstance(func, ast.Attribute) and func.attr in DTYPE_METHODS and not _keeps_a_names_dtype(call, self_arg):
             return True
-        qname = facts.torch_qualified(func)
+        qname = torch_qualified(model, func)
         if qname is None:
             continue
         short = qname.rsplit(".", 1)[-1]
@@ -383,246 +608,50 @@ def sets_own_dtype(value: cst.BaseExpression, facts: FileFacts, self_arg: str) -
     return False
 
 
-def _dtype_of_a_name(expr: cst.BaseExpression, self_arg: str) -> bool:
+def _dtype_of_a_name(expr: ast.expr, self_arg: str) -> bool:
     """``h.dtype`` for a local ``h``."""
-    return (
-        isinstance(expr, cst.Attribute)
-        and expr.attr.value == "dtype"
-        and isinstance(expr.value, cst.Name)
-        and expr.value.value != self_arg
-    )
+    if not (isinstance(expr, ast.Attribute) and expr.attr == "dtype"):
+        return False
+    name = _name_of(expr.value)
+    return name is not None and name != self_arg
 
 
-def _casts_to_a_names_dtype(call: cst.Call) -> bool:
+def _casts_to_a_names_dtype(call: ast.Call) -> bool:
     """``t.to(h.dtype)``, ``t.to(dtype=h.dtype)``, ``t.type_as(h)`` for a name ``h``."""
     func = call.func
-    if not isinstance(func, cst.Attribute) or len(call.args) != 1:
+    args = call_args(call)
+    if not isinstance(func, ast.Attribute) or len(args) != 1:
         return False
-    arg = call.args[0]
-    if func.attr.value == "type_as":
-        return arg.keyword is None and isinstance(arg.value, cst.Name)
-    return func.attr.value == "to" and (arg.keyword is None or arg.keyword.value == "dtype") and _dtype_of_a_name(arg.value, "")
+    arg = args[0]
+    if func.attr == "type_as":
+        return arg.keyword is None and _name_of(arg.value) is not None
+    return func.attr == "to" and (arg.keyword is None or arg.keyword == "dtype") and _dtype_of_a_name(arg.value, "")
 
 
-def _keeps_a_names_dtype(call: cst.Call, self_arg: str) -> bool:
+def _keeps_a_names_dtype(call: ast.Call, self_arg: str) -> bool:
     """``.to(h.dtype)``, ``.to(h.device)``, ``.to(device=...)`` and ``.type_as(h)``: the result
     has the receiver's dtype or that of a local ``h``."""
-    method = call.func.attr.value
+    method = call.func.attr
+    args = call_args(call)
     if method == "type_as":
-        return len(call.args) == 1 and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value != self_arg
-    if method != "to" or not call.args:
+        return len(args) == 1 and _name_of(args[0].value) not in (None, self_arg)
+    if method != "to" or not args:
         return False
-    for arg in call.args:
+    for arg in args:
         value = arg.value
         if arg.keyword is not None:
-            if arg.keyword.value in {"device", "non_blocking", "copy"}:
+            if arg.keyword in {"device", "non_blocking", "copy"}:
                 continue
-            if arg.keyword.value == "dtype" and _dtype_of_a_name(value, self_arg):
+            if arg.keyword == "dtype" and _dtype_of_a_name(value, self_arg):
                 continue
             return False
         if not (
-            isinstance(value, cst.Attribute)
-            and value.attr.value in {"dtype", "device"}
-            and isinstance(value.value, cst.Name)
-            and value.value.value != self_arg
+            isinstance(value, ast.Attribute)
+            and value.attr in {"dtype", "device"}
+            and _name_of(value.value) not in (None, self_arg)
         ):
             return False
     return True
-
-
-_SCREEN_LITERALS = (
-    ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.JoinedStr,
-)
-
-
-def _screen_tensor_names(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    """Names that may hold a tensor as the analysis classifies it: parameters (the analysis
-    calls a parameter with a default or a non-tensor annotation a scalar, which is not
-    checked here) and names assigned a call or an operation."""
-    args = func.args
-    names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-    for node in nodes(func, (ast.Assign, ast.AnnAssign)):
-        value = node.value
-        if value is None or not isinstance(value, (ast.Call, ast.BinOp, ast.UnaryOp, ast.IfExp)):
-            continue
-        for target in node.targets if isinstance(node, ast.Assign) else (node.target,):
-            if isinstance(target, ast.Name):
-                names.add(target.id)
-    return names
-
-
-def _screen_value_ok(value: ast.expr) -> bool:
-    """The syntactic part of ``non_tensor_value``: no container or string literal."""
-    return not (
-        isinstance(value, _SCREEN_LITERALS) or (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes)))
-    )
-
-
-UNBOUND = object()  # a binding after which the analysis knows nothing of the name
-
-
-def _last_name(func: ast.AST) -> str | None:
-    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-
-
-def _screen_kept_attributes(tree: ast.Module) -> set[str]:
-    """Attributes some store gives a module whose backward keeps its output (nn.Sigmoid, ...)."""
-    found = set()
-    for node in nodes(tree, ast.Assign):
-        value = node.value
-        if not isinstance(value, ast.Call):
-            continue
-        names = {_last_name(value.func), *(q.rsplit(".", 1)[-1] for q in resolved(tree, value.func))}
-        if names & RESULT_KEPT_MODULES:
-            found.update(t.attr for t in node.targets if isinstance(t, ast.Attribute))
-    return found
-
-
-class _ScreenPath:
-    """Straight-line reasoning on the ast about one ``name op= value`` in forward, a superset
-    of what ``_ForwardAnalysis`` reports: the update is reported only when the name holds the
-    result of an op that keeps it, was read after it was bound, or is an argument of forward.
-    Anything this cannot follow (loops, branches that bind the name, exception handlers,
-    nested functions) counts as "may report"."""
-
-    STRAIGHT = {ast.If: ("body", "orelse"), ast.With: ("body",), ast.AsyncWith: ("body",), ast.Try: ("body",)}
-
-    def __init__(self, tree: ast.Module, method: ast.FunctionDef | ast.AsyncFunctionDef, self_arg: str, kept: set[str]) -> None:
-        self.tree = tree
-        self.method = method
-        self.self_arg = self_arg
-        self.kept = kept
-
-    def may_report(self, update: ast.AugAssign) -> bool:
-        name = update.target.id
-        path = self._path(self.method.body, update)
-        if path is None or nodes(update.value, ast.NamedExpr):
-            return True
-        read = self._loads(update.value, name)
-        # innermost block first: the statements before the update, then the header of the
-        # statement holding that block, and so on out to forward's body
-        for depth in range(len(path) - 1, -1, -1):
-            block, index = path[depth]
-            for stmt in reversed(block[:index]):
-                binding = self._binding(stmt, name)
-                if binding is False:
-                    read = read or self._loads(stmt, name)
-                    continue
-                if binding is None:
-                    return True  # bound in a way this does not follow
-                if binding is UNBOUND:
-                    return False
-                return self._may_keep(binding) or read
-            if depth:
-                owner = path[depth - 1][0][path[depth - 1][1]]
-                for header in self._headers(owner):
-                    if self._binds(header, name):
-                        return True
-                    read = read or self._loads(header, name)
-        args = self.method.args
-        return name in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-
-    def _path(self, block: list[ast.stmt], target: ast.stmt) -> list[tuple[list[ast.stmt], int]] | None:
-        """(block, index) from forward's body down to the update; None when the way there
-        passes anything but straight-line code (if / with / a try body)."""
-        for index, stmt in enumerate(block):
-            if stmt is target:
-                return [(block, index)]
-            if not (stmt.lineno <= target.lineno <= (stmt.end_lineno or stmt.lineno)):
-                continue
-            fields = self.STRAIGHT.get(type(stmt), ())
-            for field in fields:
-                inner = self._path(getattr(stmt, field), target)
-                if inner is not None:
-                    return [(block, index), *inner]
-            if target in nodes(stmt, ast.AugAssign):
-                return None
-        return None
-
-    @staticmethod
-    def _headers(owner: ast.stmt) -> list[ast.AST]:
-        if isinstance(owner, ast.If):
-            return [owner.test]
-        if isinstance(owner, (ast.With, ast.AsyncWith)):
-            return [part for item in owner.items for part in (item.context_expr, item.optional_vars) if part is not None]
-        return []
-
-    def _binding(self, stmt: ast.stmt, name: str):
-        """False: ``stmt`` does not bind ``name``. The value when it is a plain ``name = value``;
-        UNBOUND when a simple statement leaves the name in a state the analysis never reports
-        (an unpacking target, ``del``, a walrus, a bare annotation: "unknown"). None for any
-        other binding (in a branch, a loop, an import, an augmented assignment...)."""
-        if not self._binds(stmt, name):
-            return False
-        if isinstance(stmt, ast.Assign):
-            plain = [t for t in stmt.targets if isinstance(t, ast.Name) and t.id == name]
-            others = [t for t in stmt.targets if t not in plain]
-            if plain and not any(self._binds(t, name) for t in others) and not self._walrus_binds(stmt.value, name):
-                return stmt.value
-            if all(isinstance(t, (ast.Tuple, ast.List, ast.Name)) for t in stmt.targets):
-                return UNBOUND  # `a, name = ...` (and any walrus) leave it unknown
-            return None
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == name:
-            if stmt.value is None:
-                return UNBOUND
-            return None if self._walrus_binds(stmt.value, name) else stmt.value
-        if (
-            isinstance(stmt, ast.AugAssign)
-            and isinstance(stmt.target, ast.Name)
-            and not _screen_value_ok(stmt.value)
-            and not self._binds(stmt.value, name)
-        ):
-            return False  # refused by `non_tensor_value`: the analysis leaves the name's state as it was
-        if isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
-            return UNBOUND
-        if isinstance(stmt, (ast.Expr, ast.Return)) and self._walrus_binds(stmt, name):
-            return UNBOUND  # the analysis forgets every walrus target of a statement
-        return None
-
-    @staticmethod
-    def _walrus_binds(node: ast.AST, name: str) -> bool:
-        return any(isinstance(w.target, ast.Name) and w.target.id == name for w in nodes(node, ast.NamedExpr))
-
-    @staticmethod
-    def _binds(node: ast.AST, name: str) -> bool:
-        for found in nodes(node, (ast.Name, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.alias, ast.Global, ast.Nonlocal, ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.MatchMapping)):
-            if isinstance(found, ast.Name):
-                if found.id == name and not isinstance(found.ctx, ast.Load):
-                    return True
-            elif isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if found.name == name:
-                    return True
-            elif isinstance(found, ast.alias):
-                if (found.asname or found.name).split(".")[0] == name:
-                    return True
-            elif isinstance(found, (ast.Global, ast.Nonlocal)):
-                if name in found.names:
-                    return True
-            elif getattr(found, "name", None) == name or getattr(found, "rest", None) == name:
-                return True
-        return False
-
-    @staticmethod
-    def _loads(node: ast.AST, name: str) -> bool:
-        return any(n.id == name and isinstance(n.ctx, ast.Load) for n in nodes(node, ast.Name))
-
-    def _may_keep(self, value: ast.AST) -> bool:
-        """Could ``classify`` call this value KEPT (the result of sigmoid, tanh, exp, ...)?"""
-        if isinstance(value, ast.IfExp):
-            return self._may_keep(value.body) or self._may_keep(value.orelse)
-        if not isinstance(value, ast.Call):
-            return False
-        func = value.func
-        if _last_name(func) in RESULT_KEPT_OPS:
-            return True
-        if any(q.rsplit(".", 1)[-1] in RESULT_KEPT_OPS for q in resolved(self.tree, func)):
-            return True
-        if isinstance(func, ast.Attribute):
-            if isinstance(func.value, ast.Name) and func.value.id == self.self_arg and func.attr in self.kept:
-                return True
-            if func.attr in VIEW_METHODS:
-                return self._may_keep(func.value)
-        return False
 
 
 class InplaceForwardRule(Rule):
@@ -919,45 +948,21 @@ class InplaceForwardRule(Rule):
         ),
     )
 
-    @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        kept_attributes = None
-        for method, self_arg in methods(tree):
-            if method.name != "forward":
+
+    def check(self) -> None:
+        model = self.model
+        for cls, is_module in model.module_classes.items():
+            if not is_module:
                 continue
-            updates = [n for n in nodes(method, ast.AugAssign) if isinstance(n.target, ast.Name)]
-            if not updates:
-                continue
-            tensors = _screen_tensor_names(method)
-            for update in updates:
-                if update.target.id not in tensors or not _screen_value_ok(update.value):
-                    continue
-                if kept_attributes is None:
-                    kept_attributes = _screen_kept_attributes(tree)
-                if _ScreenPath(tree, method, self_arg, kept_attributes).may_report(update):
-                    return True
-        return False
+            for method in class_methods(cls):
+                self_arg = self_name(method)
+                if method.name == "forward" and self_arg is not None and not self._no_grad_decorated(method):
+                    _ForwardAnalysis(self, cls, method, self_arg).run()
 
-    def __init__(self, facts: FileFacts, options) -> None:
-        super().__init__(facts, options)
-        self.forwards: list[tuple[cst.ClassDef, cst.FunctionDef, str]] = []
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        if not self.facts.is_module_class(node):
-            return
-        for method in class_methods(node):
-            self_arg = self_name(method)
-            if method.name.value == "forward" and self_arg is not None and not self._no_grad_decorated(method):
-                self.forwards.append((node, method, self_arg))
-
-    def leave_Module(self, original_node: cst.Module) -> None:
-        for cls, method, self_arg in self.forwards:
-            _ForwardAnalysis(self, cls, method, self_arg).run()
-
-    def _no_grad_decorated(self, func: cst.FunctionDef) -> bool:
-        for deco in func.decorators:
-            target = deco.decorator.func if isinstance(deco.decorator, cst.Call) else deco.decorator
-            if self.facts.qualified_names(target) & NO_GRAD:
+    def _no_grad_decorated(self, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        for deco in func.decorator_list:
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            if qualified_names(self.model, target) & NO_GRAD:
                 return True
         return False
 
@@ -965,162 +970,176 @@ class InplaceForwardRule(Rule):
 class _ForwardAnalysis:
     """Walks one ``forward`` in execution order, tracking what each local name holds."""
 
-    def __init__(self, rule: InplaceForwardRule, cls: cst.ClassDef, func: cst.FunctionDef, self_arg: str) -> None:
+    def __init__(
+        self, rule: InplaceForwardRule, cls: ast.ClassDef, func: ast.FunctionDef | ast.AsyncFunctionDef, self_arg: str
+    ) -> None:
         self.rule = rule
-        self.facts = rule.facts
+        self.model = rule.model
         self.cls = cls
         self.func = func
         self.self_arg = self_arg
-        self.decisions: dict[cst.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
+        self.decisions: dict[ast.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
         self.kept_attributes = self._result_kept_attributes()
-        self.methods = {
-            method.name.value for member in self.facts.class_family(cls) for method in class_methods(member)
-        }
+        self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
 
     def _result_kept_attributes(self) -> set[str]:
+        """Attributes every ``self.x = ...`` of the class sets to a module whose backward keeps
+        its output (nn.Sigmoid, nn.Tanh, ...)."""
         kept: dict[str, bool] = {}
-        for site in self_assignments(self.facts, self.cls):
-            qnames = self.facts.qualified_names(site.value.func) if isinstance(site.value, cst.Call) else set()
-            is_kept = bool(qnames) and all(q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES and q.startswith("torch.nn.") for q in qnames)
-            kept[site.attr] = kept.get(site.attr, True) and is_kept
+        for method in class_methods(self.cls):
+            self_arg = self_name(method)
+            if self_arg is None:
+                continue
+            for assign in nodes(method, ast.Assign):
+                if len(assign.targets) != 1 or self.model.enclosing_function(assign) is not method:
+                    continue
+                target = assign.targets[0]
+                if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                    continue
+                value = assign.value
+                qnames = qualified_names(self.model, value.func) if isinstance(value, ast.Call) else set()
+                is_kept = bool(qnames) and all(
+                    q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES and q.startswith("torch.nn.") for q in qnames
+                )
+                kept[target.attr] = kept.get(target.attr, True) and is_kept
         return {name for name, ok in kept.items() if ok}
 
     def run(self) -> None:
         state: State = {}
-        params = self.func.params
+        args = self.func.args
         counts = self._range_arguments()
-        for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
-            name = param.name.value
+        positional = [*args.posonlyargs, *args.args]
+        defaults: dict[ast.arg, ast.expr | None] = dict.fromkeys(positional)
+        defaults.update(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+        defaults.update(zip(args.kwonlyargs, args.kw_defaults))
+        for param in [*positional, *args.kwonlyargs]:
+            name = param.arg
             if name == self.self_arg:
                 continue
-            scalar = self._non_tensor_param(param) or name in counts
+            scalar = self._non_tensor_param(param, defaults[param]) or name in counts
             state[name] = NameState(frozenset({SCALAR if scalar else PARAM}))
-        for star in (params.star_arg, params.star_kwarg):
-            if isinstance(star, cst.Param):
-                state[star.name.value] = NameState(frozenset({UNKNOWN}))
+        for star in (args.vararg, args.kwarg):
+            if star is not None:
+                state[star.arg] = NameState(frozenset({UNKNOWN}))
         self.block(self.func.body, state, no_grad=False)
         for aug, decision in self.decisions.items():
             if decision is None:
                 continue
             reason, unsafe = decision
-            self.rule.report(aug, reason, Fix({aug: lambda updated: out_of_place(updated)}, unsafe=unsafe))
+            self.rule.report(aug, reason, Fix([self.rule.edit(aug, "AugAssign", out_of_place)], unsafe=unsafe))
 
     def _range_arguments(self) -> set[str]:
         """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
         found = set()
-        for call in m.findall(self.func.body, m.Call(func=m.Name("range"))):
-            if self.facts.qualified_names(call.func) == {"builtins.range"}:
-                found.update(arg.value.value for arg in call.args if isinstance(arg.value, cst.Name))
+        for stmt in self.func.body:
+            for call in nodes(stmt, ast.Call):
+                func = call.func
+                if isinstance(func, ast.Name) and func.id == "range" and self.model.qualified_names(func) == {"builtins.range"}:
+                    found.update(name for arg in call_args(call) if (name := _name_of(arg.value)) is not None)
         return found
 
     @staticmethod
-    def _non_tensor_param(param: cst.Param) -> bool:
-        if param.default is not None and not (isinstance(param.default, cst.Name) and param.default.value == "None"):
+    def _non_tensor_param(param: ast.arg, default: ast.expr | None) -> bool:
+        if default is not None and _name_of(default) != "None":
             return True
-        annotation = param.annotation.annotation if param.annotation else None
-        base = annotation.value if isinstance(annotation, cst.Subscript) else annotation
-        return isinstance(base, cst.Name) and base.value in NON_TENSOR_ANNOTATIONS
+        annotation = param.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        return isinstance(base, ast.Name) and base.id in NON_TENSOR_ANNOTATIONS
 
     # -- statements -----------------------------------------------------------
-    def block(self, body, state: State, no_grad: bool) -> State:
-        statements = body.body if isinstance(body, cst.IndentedBlock) else [body]
-        for stmt in statements:
+    def block(self, body: list[ast.stmt], state: State, no_grad: bool) -> State:
+        for stmt in body:
             state = self.statement(stmt, state, no_grad)
         return state
 
-    def statement(self, stmt: cst.CSTNode, state: State, no_grad: bool) -> State:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                state = self.small(small, state, no_grad)
-            return state
-        if isinstance(stmt, cst.SimpleStatementSuite):
-            for small in stmt.body:
-                state = self.small(small, state, no_grad)
-            return state
-        if isinstance(stmt, cst.If):
+    def statement(self, stmt: ast.stmt, state: State, no_grad: bool) -> State:
+        if isinstance(stmt, ast.If):
             self.read(stmt.test, state)
             taken = self.block(stmt.body, dict(state), no_grad)
-            other = self.statement(stmt.orelse, dict(state), no_grad) if stmt.orelse else state
+            other = self.block(stmt.orelse, dict(state), no_grad) if stmt.orelse else state
             return merge(taken, other)
-        if isinstance(stmt, cst.Else):
-            return self.block(stmt.body, state, no_grad)
-        if isinstance(stmt, (cst.For, cst.While)):
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
             return self.loop(stmt, state, no_grad)
-        if isinstance(stmt, cst.With):
-            inner = no_grad or any(self._disables_grad(item.item) for item in stmt.items)
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            inner = no_grad or any(self._disables_grad(item.context_expr) for item in stmt.items)
             for item in stmt.items:
-                self.read(item.item, state)
-                if item.asname is not None:
-                    self.bind_targets(item.asname.name, state, UNKNOWN, self.own_dtype(item.item, state))
+                self.read(item.context_expr, state)
+                if item.optional_vars is not None:
+                    self.bind_targets(item.optional_vars, state, UNKNOWN, self.own_dtype(item.context_expr, state))
             return self.block(stmt.body, state, inner)
-        if isinstance(stmt, cst.Try):
+        if isinstance(stmt, ast.Try):
             after_body = self.block(stmt.body, dict(state), no_grad)
             branches = [after_body]
             for handler in stmt.handlers:
                 branches.append(self.block(handler.body, merge(state, after_body), no_grad))
             result = merge(*branches)
             if stmt.orelse:
-                result = merge(result, self.block(stmt.orelse.body, dict(after_body), no_grad))
+                result = merge(result, self.block(stmt.orelse, dict(after_body), no_grad))
             if stmt.finalbody:
-                result = self.block(stmt.finalbody.body, result, no_grad)
+                result = self.block(stmt.finalbody, result, no_grad)
             return result
-        # nested functions and classes, match statements, ...: a name they mention may be
-        # captured or rebound there, so nothing more is known about it
-        for node in m.findall(stmt, m.Name()):
-            if node.value in state:
-                state[node.value] = NameState(frozenset({UNKNOWN}), True, True, True)
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            state[stmt.name.value] = NameState(frozenset({UNKNOWN}), own_dtype=True)
+        if isinstance(stmt, ast.Assign):
+            own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
+            self.read(stmt.value, state, alias=True)
+            kind = self.classify(stmt.value, state)
+            for target in stmt.targets:
+                self.bind_targets(target, state, kind, own_dtype)
+            return state
+        if isinstance(stmt, ast.AnnAssign):
+            own_dtype = stmt.value is None or self.own_dtype(stmt.value, state)
+            self.read(stmt.value, state, alias=True)
+            kind = self.classify(stmt.value, state) if stmt.value is not None else UNKNOWN
+            self.bind_targets(stmt.target, state, kind, own_dtype)
+            return state
+        if isinstance(stmt, ast.AugAssign):
+            self.augmented(stmt, state, no_grad)
+            return state
+        if isinstance(stmt, ast.Delete):
+            for target in stmt.targets:
+                for name in written_names(target):
+                    state[name] = NameState(frozenset({UNKNOWN}), own_dtype=True)
+            return state
+        if isinstance(stmt, _SIMPLE):
+            self.read(stmt, state, alias=isinstance(stmt, ast.Return))
+            return state
+        # nested functions and classes, match statements, try/except*: a name they mention may
+        # be captured or rebound there, so nothing more is known about it
+        for name in written_names(stmt):
+            if name in state:
+                state[name] = NameState(frozenset({UNKNOWN}), True, True, True)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            state[stmt.name] = NameState(frozenset({UNKNOWN}), own_dtype=True)
         return state
 
-    def loop(self, stmt: cst.For | cst.While, state: State, no_grad: bool) -> State:
+    def loop(self, stmt: ast.For | ast.AsyncFor | ast.While, state: State, no_grad: bool) -> State:
         entry = dict(state)
-        if isinstance(stmt, cst.For):
+        is_for = not isinstance(stmt, ast.While)
+        if is_for:
             self.read(stmt.iter, entry)
             self.bind_targets(stmt.target, entry, UNKNOWN, self.own_dtype(stmt.iter, entry))
         else:
             self.read(stmt.test, entry)
         end = self.block(stmt.body, dict(entry), no_grad)
         again = merge(entry, end)
-        if isinstance(stmt, cst.For):
+        if is_for:
             self.bind_targets(stmt.target, again, UNKNOWN, self.own_dtype(stmt.iter, again))
         end = self.block(stmt.body, again, no_grad)  # second pass sees values from the back edge
         result = merge(state, end)
         if stmt.orelse:
-            result = self.block(stmt.orelse.body, result, no_grad)
+            result = self.block(stmt.orelse, result, no_grad)
         return result
 
-    def small(self, small: cst.CSTNode, state: State, no_grad: bool) -> State:
-        if isinstance(small, cst.Assign):
-            own_dtype = self.own_dtype(small.value, state)  # before the targets are rebound
-            self.read(small.value, state, alias=True)
-            kind = self.classify(small.value, state)
-            for target in small.targets:
-                self.bind_targets(target.target, state, kind, own_dtype)
-        elif isinstance(small, cst.AnnAssign):
-            own_dtype = small.value is None or self.own_dtype(small.value, state)
-            self.read(small.value, state, alias=True)
-            self.bind_targets(small.target, state, self.classify(small.value, state) if small.value else UNKNOWN, own_dtype)
-        elif isinstance(small, cst.AugAssign):
-            self.augmented(small, state, no_grad)
-        elif isinstance(small, cst.Del):
-            for node in m.findall(small.target, m.Name()):
-                state[node.value] = NameState(frozenset({UNKNOWN}), own_dtype=True)
-        else:
-            self.read(small, state, alias=isinstance(small, cst.Return))
-        return state
-
-    def augmented(self, aug: cst.AugAssign, state: State, no_grad: bool) -> None:
+    def augmented(self, aug: ast.AugAssign, state: State, no_grad: bool) -> None:
         value_own_dtype = self.own_dtype(aug.value, state)
         self.read(aug.value, state)
         target = aug.target
-        if not isinstance(target, cst.Name):
+        if not isinstance(target, ast.Name):
             self.read_target_base(target, state)
             return
-        name = target.value
+        name = target.id
         current = state.get(name)
         reason = None
-        if current is not None and not no_grad and not non_tensor_value(aug.value, self.facts):
+        if current is not None and not no_grad and not non_tensor_value(aug.value, self.model):
             reason = self.reason(name, current)
         if reason is None:
             self.decisions[aug] = None
@@ -1154,73 +1173,78 @@ class _ForwardAnalysis:
         return None
 
     # -- expressions ----------------------------------------------------------
-    def read(self, node: cst.CSTNode | None, state: State, alias: bool = False) -> None:
+    def read(self, node: ast.AST | None, state: State, alias: bool = False) -> None:
         if node is None:
             return
-        uses = Uses(self.facts, self.self_arg)
-        if isinstance(node, cst.BaseSmallStatement):  # `return h`, `print(h)`, `assert h.all()`
-            uses.children(node, alias, False)
+        uses = Uses(self.model, self.self_arg)
+        if isinstance(node, ast.stmt):  # `return h`, `print(h)`, `assert h.all()`
+            uses.statement(node, alias)
         else:
             uses.visit(node, alias, False)
+        self._update(uses, node, state)
+
+    def _update(self, uses: Uses, node: ast.AST, state: State) -> None:
         for name, aliased in uses.found.items():
             if name in state:
                 old = state[name]
                 state[name] = NameState(old.kinds, old.saved or name in uses.saved, old.aliased or aliased, old.own_dtype)
-        for walrus in m.findall(node, m.NamedExpr()):
-            for target in m.findall(walrus.target, m.Name()):
-                state[target.value] = NameState(frozenset({UNKNOWN}), True, True, True)
+        for walrus in nodes(node, ast.NamedExpr):
+            for target in nodes(walrus.target, ast.Name):
+                state[target.id] = NameState(frozenset({UNKNOWN}), True, True, True)
 
-    def read_target_base(self, target: cst.CSTNode, state: State) -> None:
-        if isinstance(target, cst.Subscript):
-            for element in target.slice:
-                self.read(element, state)
+    def read_target_base(self, target: ast.expr, state: State) -> None:
+        if isinstance(target, ast.Subscript):
+            for element in subscript_elements(self.model, target):
+                uses = Uses(self.model, self.self_arg)
+                uses.index(element)
+                self._update(uses, element, state)
 
-    def bind_targets(self, target: cst.CSTNode, state: State, kind: str, own_dtype: bool) -> None:
-        if isinstance(target, cst.Name):
-            state[target.value] = NameState(frozenset({kind}), own_dtype=own_dtype)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                self.bind_targets(element.value, state, UNKNOWN, own_dtype)
-        elif isinstance(target, cst.StarredElement):
+    def bind_targets(self, target: ast.expr, state: State, kind: str, own_dtype: bool) -> None:
+        if isinstance(target, ast.Name):
+            state[target.id] = NameState(frozenset({kind}), own_dtype=own_dtype)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.bind_targets(element, state, UNKNOWN, own_dtype)
+        elif isinstance(target, ast.Starred):
             self.bind_targets(target.value, state, UNKNOWN, own_dtype)
         else:
             self.read_target_base(target, state)
 
-    def own_dtype(self, value: cst.BaseExpression, state: State) -> bool:
+    def own_dtype(self, value: ast.expr, state: State) -> bool:
         """Whether ``value`` may hold a dtype other than the one forward's inputs bring: set in
         the expression itself (``sets_own_dtype``) or read from a local that holds one."""
-        if sets_own_dtype(value, self.facts, self.self_arg):
+        if sets_own_dtype(value, self.model, self.self_arg):
             return True
-        for name in m.findall(value, m.Name()):
-            held = state.get(name.value)
-            if held is not None and held.own_dtype and not _no_dtype_flow(name, self.facts):
+        for node in (*nodes(value, ast.Name), *nodes(value, ast.arg)):
+            held = state.get(node.id if isinstance(node, ast.Name) else node.arg)
+            if held is not None and held.own_dtype and not _no_dtype_flow(node, self.model):
                 return True
         return False
 
-    def classify(self, value: cst.BaseExpression, state: State) -> str:
-        if isinstance(value, cst.Name):
-            if value.value in {"None", "True", "False"}:
-                return SCALAR
+    def classify(self, value: ast.expr, state: State) -> str:
+        if isinstance(value, ast.Name):
             return ALIAS
-        if isinstance(value, (cst.Attribute, cst.Subscript)):
+        if isinstance(value, (ast.Attribute, ast.Subscript)):
             return ALIAS
-        if isinstance(value, (cst.Integer, cst.Float, cst.Imaginary, *NON_TENSOR_LITERALS, cst.GeneratorExp)):
+        if isinstance(value, ast.Constant):
+            return UNKNOWN if value.value is Ellipsis else SCALAR
+        if isinstance(value, (*NON_TENSOR_LITERALS, ast.GeneratorExp)):
             return SCALAR
-        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
+        if isinstance(value, (ast.BinOp, ast.UnaryOp)):
             return FRESH
-        if isinstance(value, cst.IfExp):
+        if isinstance(value, ast.IfExp):
             kinds = {self.classify(value.body, state), self.classify(value.orelse, state)}
             return kinds.pop() if len(kinds) == 1 else UNKNOWN
-        if isinstance(value, cst.Call):
+        if isinstance(value, ast.Call):
             return self.classify_call(value, state)
         return UNKNOWN
 
-    def classify_call(self, call: cst.Call, state: State) -> str:
+    def classify_call(self, call: ast.Call, state: State) -> str:
         func = call.func
         # `torch.softmax(x).squeeze()` is a method of the softmax result, not a torch function
-        qnames = self.facts.qualified_names(func) if dotted_name(func) is not None else set()
-        if isinstance(func, cst.Name) and qnames == {f"builtins.{func.value}"}:
-            return SCALAR if func.value in NON_TENSOR_RESULTS else UNKNOWN
+        qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
+        if isinstance(func, ast.Name) and qnames == {f"builtins.{func.id}"}:
+            return SCALAR if func.id in NON_TENSOR_RESULTS else UNKNOWN
         if qnames:
             short = {q.rsplit(".", 1)[-1] for q in qnames}
             torch_op = all(q.startswith("torch.") for q in qnames)
@@ -1232,14 +1256,14 @@ class _ForwardAnalysis:
                 return FRESH
             if any(q.startswith(("math.", "builtins.")) for q in qnames):
                 return SCALAR
-            if not isinstance(func, cst.Attribute) or not any("<locals>" in q for q in qnames):
+            if not isinstance(func, ast.Attribute) or not any("<locals>" in q for q in qnames):
                 return UNKNOWN
-        if isinstance(func, cst.Attribute):
-            method = func.attr.value
+        if isinstance(func, ast.Attribute):
+            method = func.attr
             receiver = func.value
             if method.endswith("_") and not method.endswith("__"):
                 return ALIAS  # in-place methods return their receiver
-            if isinstance(receiver, cst.Name) and receiver.value == self.self_arg:
+            if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
                 if method in self.methods:
                     return UNKNOWN  # a helper method may return anything (a list, a tuple)
                 return KEPT if method in self.kept_attributes else FRESH
@@ -1249,20 +1273,24 @@ class _ForwardAnalysis:
                 return KEPT
             if method in VIEW_METHODS:
                 base = self.classify(receiver, state)
-                if isinstance(receiver, cst.Name) and receiver.value in state:
+                if isinstance(receiver, ast.Name) and receiver.id in state:
                     return ALIAS
                 return base if base in {FRESH, KEPT} else ALIAS
             return FRESH
         return UNKNOWN
 
-    def _disables_grad(self, expr: cst.BaseExpression) -> bool:
-        target = expr.func if isinstance(expr, cst.Call) else expr
-        if self.facts.qualified_names(target) & NO_GRAD:
+    def _disables_grad(self, expr: ast.expr) -> bool:
+        target = expr.func if isinstance(expr, ast.Call) else expr
+        if qualified_names(self.model, target) & NO_GRAD:
             return True
-        return (
-            isinstance(expr, cst.Call)
-            and self.facts.qualified_names(expr.func) == {"torch.set_grad_enabled"}
-            and bool(expr.args)
-            and isinstance(expr.args[0].value, cst.Name)
-            and expr.args[0].value.value == "False"
-        )
+        if not (isinstance(expr, ast.Call) and qualified_names(self.model, expr.func) == {"torch.set_grad_enabled"}):
+            return False
+        args = call_args(expr)
+        return bool(args) and _name_of(args[0].value) == "False"
+
+
+# statements that only read
+_SIMPLE = (
+    ast.Expr, ast.Return, ast.Raise, ast.Assert, ast.Pass, ast.Break, ast.Continue, ast.Import, ast.ImportFrom,
+    ast.Global, ast.Nonlocal,
+)
