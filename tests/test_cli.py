@@ -772,3 +772,41 @@ def test_same_file_named_twice_is_processed_once(tmp_path, monkeypatch):
     assert check.exit_code == diff.exit_code == 1
     assert len(findings(check.stdout)) == len(expected_findings(LIST.before))
     assert diff.stdout_bytes.count(b"--- a/a.py\n") == 1
+
+
+LIBCST_PROBE = """
+import sys
+sys.argv = ["torchfix-mod", *sys.argv[1:]]
+from torchfix_mod.cli import main
+try:
+    main()
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+print("libcst loaded:", any(name == "libcst" or name.startswith("libcst.") for name in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, loads_libcst",
+    [
+        ([], False),
+        (["--output-format", "json"], False),
+        (["--output-format", "github"], False),
+        (["--output-format", "sarif"], False),
+        (["--diff"], True),  # writing a fix is LibCST's job
+    ],
+)
+def test_only_writing_a_fix_imports_libcst(tmp_path, args, loads_libcst):
+    """Deciding runs on Python's ast alone: checking, and every machine output format, never
+    import LibCST, even on files full of findings; only a run that writes fixes does."""
+    root = Path(__file__).resolve().parents[1] / "samples"
+    for sample in sorted(root.glob("*/before.py")):
+        shutil.copyfile(sample, tmp_path / f"{sample.parent.name}.py")
+    done = subprocess.run(
+        [sys.executable, "-c", LIBCST_PROBE, *args, "-j", "1", "--no-cache", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"libcst loaded: {loads_libcst}" in done.stderr
