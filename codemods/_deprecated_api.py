@@ -1,6 +1,6 @@
 """Shared machinery of the deprecated-API rules (TFM601-TFM604).
 
-A rule lists its APIs in ``torchfix_mod.deprecations``. This module finds every reference to
+A rule lists its APIs in ``torchfix_mod.codemods._deprecations``. This module finds every reference to
 them through the file's imports (``import torch as t; t.qr``, ``from torch import qr``,
 ``import torch.nn as nn; nn.UpsamplingNearest2d``), reports calls, other references and
 ``from ... import`` lines, and decides the few argument rewrites the table names. Fixes are
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torchfix_mod.deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, DEPRECATIONS, Deprecation, docs_table
+from torchfix_mod.codemods._deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, DEPRECATIONS, Deprecation, docs_table
 from torchfix_mod.rule import Fix, ImportNeed, Rule
 from torchfix_mod.semantic import Binding, SemanticModel, dotted
 from torchfix_mod.suppress import is_suppressed, noqa_codes

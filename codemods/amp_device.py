@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, Plan, documented
-from torchfix_mod.deprecations import AMP, Deprecation, for_rule
+from torchfix_mod.codemods._deprecations import AMP, Deprecation, for_rule
 from torchfix_mod.rule import FixCase, KeepCase
 
 

@@ -6,7 +6,7 @@ import ast
 import tokenize
 
 from torchfix_mod.codemods._deprecated_api import Change, DeprecatedApiRule, documented, tokens
-from torchfix_mod.deprecations import FUNCTORCH, Deprecation, for_rule
+from torchfix_mod.codemods._deprecations import FUNCTORCH, Deprecation, for_rule
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 TORCH_FUNC = "torch.func"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
+from torchfix_mod.codemods._tensor_attributes import TENSOR_FACTORIES  # a factory sets a dtype of its own
 from torchfix_mod.syntax import nodes, walk
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
@@ -46,20 +47,6 @@ NO_GRAD = frozenset(
      "torch.autograd.grad_mode.inference_mode"}
 )
 NON_TENSOR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "list", "tuple", "dict", "set", "List", "Tuple", "Dict"})
-# torch functions that build a tensor from scratch, with a dtype of their own (the table of
-# torchfix_mod.analysis, which this module cannot import without LibCST).
-TENSOR_FACTORIES = frozenset(
-    {
-        "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm",
-        "arange", "range", "linspace", "logspace", "eye", "tensor", "as_tensor",
-        "asarray", "from_numpy", "zeros_like", "ones_like", "empty_like", "full_like",
-        "rand_like", "randn_like", "randint_like", "scalar_tensor", "empty_strided",
-        "tril_indices", "triu_indices", "Tensor", "FloatTensor", "DoubleTensor",
-        "HalfTensor", "BFloat16Tensor", "LongTensor", "IntTensor", "ShortTensor",
-        "ByteTensor", "CharTensor", "BoolTensor", "polar", "complex", "hann_window",
-        "hamming_window", "blackman_window", "bartlett_window", "kaiser_window",
-    }
-)
 
 # Methods that give a tensor a dtype of their own choosing.
 DTYPE_METHODS = frozenset(

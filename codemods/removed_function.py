@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torchfix_mod.codemods._deprecated_api import DeprecatedApiRule, documented
-from torchfix_mod.deprecations import REMOVED, for_rule
+from torchfix_mod.codemods._deprecations import REMOVED, for_rule
 from torchfix_mod.rule import Applicability, FixCase, KeepCase
 
 

@@ -17,13 +17,6 @@ def transform(source: str, rules=ALL_RULES, unsafe: bool = False, **rule_options
     )
 
 
-def transform_unscreened(source: str, rules=ALL_RULES, unsafe: bool = False, **rule_options) -> FileResult:
-    return transform_source(
-        source,
-        Settings(rules=tuple(rules), unsafe_fixes=unsafe, screen=False, rule_options=RuleOptions(**rule_options)),
-    )
-
-
 @pytest.fixture(scope="session")
 def all_rules() -> tuple[type[Rule], ...]:
     return ALL_RULES

@@ -14,7 +14,7 @@ import torch.nn as nn
 from torchfix_mod.codemods.module_dict import key_problem
 from conftest import ALL_RULES, transform
 from torchfix_mod import torch_facts
-from torchfix_mod.legacy_rule import Fix, Rule
+from torchfix_mod.rule import Fix, Rule
 
 LIST_BODY = (
     "class Net({base}):\n"
@@ -123,7 +123,7 @@ class _Crashes(Rule):
     name = "crashes"
     summary = "always raises"
 
-    def visit_Name(self, node):
+    def check(self):
         raise RuntimeError("boom")
 
 
@@ -132,8 +132,9 @@ class _BreaksCode(Rule):
     name = "breaks"
     summary = "produces invalid code"
 
-    def visit_Return(self, node):
-        self.report(node, "bad", Fix({node: lambda updated: cst.Expr(cst.Name("lambda"))}))
+    def check(self):
+        for node in self.model.nodes(ast.Return):
+            self.report(node, "bad", Fix([self.edit(node.value, "Integer", lambda updated: cst.Name("lambda"))]))
 
 
 INPLACE = next(r for r in ALL_RULES if r.code == "TFM201")

@@ -72,27 +72,3 @@ def test_rule_metadata(all_rules):
             assert rule.fixes, f"{rule.code} needs fix examples"
         else:  # report-only: its leave-alone examples must include reported ones
             assert not rule.fixes and any(k.reported for k in rule.keeps), f"{rule.code}: report-only examples"
-
-
-def _all_example_sources():
-    from pathlib import Path
-
-    for rule in ALL_RULES:
-        for case in rule.fixes:
-            yield case.before, case.unsafe, case.options
-            yield case.after, case.unsafe, case.options
-        for case in rule.keeps:
-            yield case.source, True, {}
-    for sample in sorted((Path(__file__).resolve().parents[1] / "samples").glob("*/*.py")):
-        yield sample.read_text(encoding="utf-8"), False, {}
-
-
-def test_screens_never_hide_a_finding():
-    """The ast screens only skip work: results are identical with them on and off."""
-    from conftest import transform_unscreened
-
-    for source, unsafe, options in _all_example_sources():
-        screened = transform(source, unsafe=unsafe, **options)
-        unscreened = transform_unscreened(source, unsafe=unsafe, **options)
-        assert screened.new_source == unscreened.new_source
-        assert screened.diagnostics == unscreened.diagnostics

@@ -1,5 +1,5 @@
-"""The LibCST side of the engine, imported only when a file has a fix to write (or a rule
-that still analyses a LibCST tree): parsing, applying fix intents by position, and imports."""
+"""The LibCST side of the engine, imported only when a file has a fix to write: parsing,
+applying the fix intents by position, and the imports they need."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from collections.abc import Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from torchfix_mod.analysis import FileFacts
-from torchfix_mod.engine import Settings, SourceError
-from torchfix_mod.legacy_rule import Fix as NodeFix
+from torchfix_mod.engine import SourceError
 from torchfix_mod.rule import Edit, Finding, ImportNeed
 
 
@@ -24,82 +22,43 @@ def parse(source: str) -> cst.Module | SourceError:
         return SourceError(1, 1, f"cannot parse: {type(exc).__name__}: {exc}")
 
 
-def run_rules(module: cst.Module, rules: Sequence[type], settings: Settings) -> tuple[list[Finding], list[SourceError]]:
-    """The LibCST-tree rules in one traversal; if one raises, re-run each alone so the others'
-    work survives."""
-
-    def new_facts() -> FileFacts:
-        return FileFacts(settings.project, settings.module, settings.is_package)
-
-    facts = new_facts()
-    instances = [cls(facts, settings.rule_options) for cls in rules]
-    try:
-        facts.attach(module).visit_batched([facts, *instances])
-        return [f for rule in instances for f in rule.findings], []
-    except Exception:
-        pass
-    findings, errors = [], []
-    for cls in rules:
-        facts = new_facts()
-        rule = cls(facts, settings.rule_options)
-        try:
-            facts.attach(module).visit_batched([facts, rule])
-        except Exception as exc:  # a rule bug must not cost the file its other fixes
-            errors.append(SourceError(1, 1, f"internal error in rule {cls.code}: {type(exc).__name__}: {exc}"))
-            continue
-        findings.extend(rule.findings)
-    return findings, errors
-
-
 class FixNotApplied(Exception):
     """An edit intent found no node of its type at its position."""
 
 
 class _ApplyEdits(cst.CSTTransformer):
-    def __init__(self, by_node, by_position, positions) -> None:
+    def __init__(self, by_position, positions) -> None:
         super().__init__()
-        self.by_node = by_node
         self.by_position = by_position
         self.positions = positions
         self.applied: set[int] = set()
 
     def on_leave(self, original_node, updated_node):
-        for change in self.by_node.get(original_node, ()):
-            updated_node = change(updated_node)
-        if self.by_position:
-            pos = self.positions.get(original_node)
-            if pos is not None:
-                key = (pos.start.line, pos.start.column, pos.end.line, pos.end.column, type(original_node).__name__)
-                for edit in self.by_position.get(key, ()):
-                    self.applied.add(id(edit))
-                    if isinstance(updated_node, cst.RemovalSentinel):
-                        break
-                    updated_node = edit.change(updated_node, *edit.args)
+        pos = self.positions.get(original_node)
+        if pos is not None:
+            key = (pos.start.line, pos.start.column, pos.end.line, pos.end.column, type(original_node).__name__)
+            for edit in self.by_position.get(key, ()):
+                self.applied.add(id(edit))
+                if isinstance(updated_node, cst.RemovalSentinel):
+                    break
+                updated_node = edit.change(updated_node, *edit.args)
         return updated_node
 
 
 def apply_fixes(module: cst.Module, findings: Sequence[Finding]) -> cst.Module:
     """``module`` with every finding's fix applied, then the imports the fixes need."""
-    by_node = defaultdict(list)
     by_position: dict[tuple, list[Edit]] = defaultdict(list)
     imports: dict[ImportNeed, None] = {}
     removals: dict[ImportNeed, None] = {}
     for finding in findings:
         fix = finding.fix
-        if isinstance(fix, NodeFix):
-            for node, change in fix.edits.items():
-                by_node[node].append(change)
-        else:
-            for edit in fix.edits:
-                span = edit.span
-                by_position[(span.line, span.column, span.end_line, span.end_column, edit.node_type)].append(edit)
+        for edit in fix.edits:
+            span = edit.span
+            by_position[(span.line, span.column, span.end_line, span.end_column, edit.node_type)].append(edit)
         imports.update(dict.fromkeys(fix.imports))
         removals.update(dict.fromkeys(fix.removals))
-    positions = {}
-    if by_position:
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        positions = wrapper.resolve(PositionProvider)
-    transformer = _ApplyEdits(by_node, by_position, positions)
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    transformer = _ApplyEdits(by_position, positions)
     new_module = module.visit(transformer)
     missing = [e for edits in by_position.values() for e in edits if id(e) not in transformer.applied]
     if missing:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from torchfix_mod.project import ProjectIndex
-from torchfix_mod.rule import BaseRule, Finding, Rule, RuleOptions
+from torchfix_mod.rule import Finding, Rule, RuleOptions
 from torchfix_mod.semantic import SemanticModel
 from torchfix_mod.suppress import is_suppressed, noqa_codes, skips_file
 
@@ -40,10 +40,9 @@ class SourceError:
 
 @dataclass(frozen=True)
 class Settings:
-    rules: tuple[type[BaseRule], ...]
+    rules: tuple[type[Rule], ...]
     unsafe_fixes: bool = False
     apply_fixes: bool = True
-    screen: bool = True  # skip LibCST-tree rules whose ast screen rules the file out
     rule_options: RuleOptions = field(default_factory=RuleOptions)
     project: ProjectIndex | None = None  # nn.Module classes of the run's other files
     module: str | None = None  # this file's dotted module name, to resolve relative imports
@@ -92,8 +91,6 @@ def _check(model: SemanticModel, settings: Settings) -> tuple[list[Finding], lis
     findings: list[Finding] = []
     errors: list[SourceError] = []
     for cls in settings.rules:
-        if not issubclass(cls, Rule):
-            continue
         rule = cls(model, settings.rule_options)
         try:
             rule.check()
@@ -186,22 +183,6 @@ def _transform(source: str, settings: Settings) -> FileResult:
         return FileResult(source, source, [], [tree])
     model = SemanticModel(tree, source, settings.project, settings.module, settings.is_package)
     findings, errors = _check(model, settings)
-    module = None  # the LibCST tree, parsed only when a LibCST-tree rule or a fix needs it
-    legacy = [r for r in settings.rules if not issubclass(r, Rule)]
-    if legacy:
-        from torchfix_mod import cst_engine
-
-        if settings.screen:
-            tree._tfm_project = (settings.project, settings.module, settings.is_package)  # for the screens
-            legacy = [r for r in legacy if r.screen(tree)]
-        if legacy:
-            parsed = cst_engine.parse(source)
-            if isinstance(parsed, SourceError):
-                return FileResult(source, source, [], [parsed])
-            module = parsed
-            more, more_errors = cst_engine.run_rules(module, legacy, settings)
-            findings += more
-            errors += more_errors
     if findings:
         suppressed = noqa_codes(source)
         findings = [f for f in findings if not is_suppressed(suppressed, f.code, _reported_lines(f))]
@@ -211,16 +192,16 @@ def _transform(source: str, settings: Settings) -> FileResult:
 
     to_apply = [f for f in findings if applicable(f)] if settings.apply_fixes else []
     new_source = source
+    module = None
     if to_apply:
-        from torchfix_mod import cst_engine
+        from torchfix_mod import cst_engine  # LibCST: only for a file with a fix to write
 
-        if module is None:
-            parsed = cst_engine.parse(source)
-            if isinstance(parsed, SourceError):
-                errors.append(parsed)
-                to_apply = []
-            else:
-                module = parsed
+        parsed = cst_engine.parse(source)
+        if isinstance(parsed, SourceError):
+            errors.append(parsed)
+            to_apply = []
+        else:
+            module = parsed
     if to_apply and module.code != source:
         # the parser cannot give this file back byte for byte (seen with blank lines before a
         # last line that has no newline): report, but rewrite nothing

@@ -151,7 +151,7 @@ def _bindings(stmt: ast.stmt) -> Iterable[str]:
                 yield (alias.asname or alias.name).split(".")[0]
 
 
-# the qualified names of ``nn.Parameter`` (TFM103 / TFM104 and their screens)
+# the qualified names of ``nn.Parameter`` (TFM103 / TFM104)
 PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 
 
@@ -185,23 +185,6 @@ class ProjectIndex:
 
     def __len__(self) -> int:
         return len(self.classes)
-
-
-class OptimisticIndex:
-    """Stands in for the index before it exists: any class of the run's own top-level modules
-    may be an nn.Module. Screens that ask it can only say yes more often than with the real
-    index, never less."""
-
-    MAYBE = ProjectClass(module_subclass=True, customizes_access=True)
-
-    def __init__(self, top_levels: frozenset[str]) -> None:
-        self.top_levels = top_levels
-
-    def lookup(self, qname: str, module: str | None, is_package: bool = False) -> ProjectClass | None:
-        if module is None and qname.startswith("."):
-            return None
-        name = absolute(qname, module or "", is_package)
-        return self.MAYBE if name and name.split(".")[0] in self.top_levels else None
 
 
 def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:

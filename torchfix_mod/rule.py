@@ -88,7 +88,7 @@ class Finding:
     code: str
     span: Span
     message: str
-    fix: Any  # Fix, or a LibCST-keyed fix of a rule not yet on the semantic model
+    fix: Fix | None
     # state_dict keys the fix adds, as patterns relative to the module ("blocks.*", "mask");
     # old checkpoints lack them (the migration report lists them)
     state_keys: tuple[str, ...] = ()
@@ -101,8 +101,14 @@ class RuleOptions:
     buffer_persistent: bool = False
 
 
-class BaseRule:
-    """What every rule declares: its code, name, summary, fix safety and examples."""
+class Rule:
+    """Base class of every codemod: what it declares (code, name, summary, fix safety,
+    examples) and how it reports.
+
+    Subclasses live one per file in ``codemods/``; :meth:`check` reads ``self.model`` and
+    calls :meth:`report`, with a :class:`Fix` built from :meth:`edit` intents when the fix is
+    proven right.
+    """
 
     code: ClassVar[str]
     name: ClassVar[str]
@@ -113,22 +119,8 @@ class BaseRule:
     keeps: ClassVar[Sequence[KeepCase]] = ()
 
     @classmethod
-    def screen(cls, tree: ast.Module) -> bool:
-        """Could this file hold a finding? Only rules that analyse LibCST trees use it."""
-        return True
-
-    @classmethod
     def docs(cls) -> str:
         return inspect.cleandoc(cls.__doc__ or "")
-
-
-class Rule(BaseRule):
-    """Base class of every codemod that decides on the semantic model.
-
-    Subclasses live one per file in ``codemods/``; :meth:`check` reads ``self.model`` and
-    calls :meth:`report`, with a :class:`Fix` built from :meth:`edit` intents when the fix is
-    proven right.
-    """
 
     def __init__(self, model: SemanticModel, options: RuleOptions) -> None:
         self.model = model
@@ -150,10 +142,10 @@ class Rule(BaseRule):
         return Edit(span, node_type, change, args)
 
 
-def load_rules() -> list[type[BaseRule]]:
+def load_rules() -> list[type[Rule]]:
     """Every rule class defined in the rules package, sorted by code."""
     package = importlib.import_module(RULES_PACKAGE)
-    found: dict[str, type[BaseRule]] = {}
+    found: dict[str, type[Rule]] = {}
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{RULES_PACKAGE}."):
         if info.name.rpartition(".")[2].startswith("_"):
             continue
@@ -161,7 +153,7 @@ def load_rules() -> list[type[BaseRule]]:
         for obj in vars(module).values():
             if (
                 inspect.isclass(obj)
-                and issubclass(obj, BaseRule)
+                and issubclass(obj, Rule)
                 and obj.__module__ == module.__name__
                 and getattr(obj, "code", None)
             ):
@@ -172,8 +164,8 @@ def load_rules() -> list[type[BaseRule]]:
 
 
 def select_rules(
-    rules: Sequence[type[BaseRule]], select: Sequence[str] = (), ignore: Sequence[str] = ()
-) -> list[type[BaseRule]]:
+    rules: Sequence[type[Rule]], select: Sequence[str] = (), ignore: Sequence[str] = ()
+) -> list[type[Rule]]:
     """Filter by code or code prefix, as Ruff's ``--select`` / ``--ignore``."""
 
     def matches(code: str, patterns: Sequence[str]) -> bool:

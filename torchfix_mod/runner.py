@@ -16,7 +16,6 @@ from torchfix_mod.files import SourceReadError, WriteRefused, decode, discover, 
 from torchfix_mod.project import (
     ClassSummary,
     FileSummary,
-    OptimisticIndex,
     ProjectIndex,
     build_index,
     module_name,
@@ -31,7 +30,6 @@ class RunOptions:
     unsafe_fixes: bool = False
     rule_options: RuleOptions = field(default_factory=RuleOptions)
     ignored_codes: Callable[[Path], frozenset[str]] | None = None  # per-file ignores (config)
-    screen: bool = True  # False: every file goes through LibCST and every rule (for tests)
 
 
 @dataclass
@@ -86,8 +84,6 @@ class _Worker:
     roots: tuple[Path, ...] = ()
     cache: Cache | None = None
     project: ProjectIndex | None = None
-    top_levels: frozenset[str] = frozenset()  # top-level module names of the run's files
-    top_levels_key: str = ""
 
 
 _state = _Worker()
@@ -123,35 +119,30 @@ def _summary_from_json(data: dict) -> FileSummary:
 
 def _index_file(path: Path) -> tuple[FileSummary | None, bool, bool]:
     """The first pass over a file, with one ``ast.parse``: its top-level classes and imports for
-    the project index, and whether any rule could report in it. Only files that could go on to
-    the main pass (LibCST); for the rest this is the whole run. Returns (summary, candidate,
-    from the cache)."""
+    the project index. Returns (summary, from the cache)."""
     if path.suffix != ".py":
-        return None, True, False  # notebooks are not importable; the main pass reads them
+        return None, False  # notebooks are not importable; the main pass reads them
     try:
         data = _read(path)
     except SourceReadError:
-        return None, True, False  # the main pass reports it
-    settings, module, is_package = _settings(path)
+        return None, False  # the main pass reports it
+    _, module, is_package = _settings(path)
     cache, key = _state.cache, None
     if cache is not None:
-        codes = ",".join(r.code for r in settings.rules)
-        key = cache.key("index", data, module, str(is_package), codes, _state.top_levels_key)
+        key = cache.key("index", data, module, str(is_package))
         hit = cache.get(key)
         if hit is not None:
             summary = _summary_from_json(hit["summary"]) if hit["summary"] is not None else None
-            return summary, hit["candidate"], True
+            return summary, True
     try:
         tree = ast.parse(decode(data)[0])
     except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
-        summary, candidate = None, True  # the main pass reports the error
+        summary = None  # the main pass reports the error
     else:
         summary = summarize(tree, path)
-        tree._tfm_project = (OptimisticIndex(_state.top_levels), module, is_package)
-        candidate = not _state.options.screen or any(rule.screen(tree) for rule in settings.rules)
     if cache is not None and key is not None:
-        cache.put(key, {"summary": _summary_to_json(summary) if summary else None, "candidate": candidate})
-    return summary, candidate, False
+        cache.put(key, {"summary": _summary_to_json(summary) if summary else None})
+    return summary, False
 
 
 # -- the main pass ------------------------------------------------------------------------
@@ -184,7 +175,6 @@ def _settings(path: Path) -> tuple[Settings, str, bool]:
         unsafe_fixes=options.unsafe_fixes,
         apply_fixes=options.mode != "check",
         rule_options=options.rule_options,
-        screen=options.screen,
         project=_state.project,
         module=module,
         is_package=is_package,
@@ -367,18 +357,12 @@ def run(
     files, missing = discover(paths, exclude=exclude, default_excludes=default_excludes, force_exclude=force_exclude)
     roots = tuple(Path(p).resolve() for p in paths)
     reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
-    top_levels = frozenset(module_name(p)[0].split(".")[0] for p in files if p.suffix == ".py")
-    state = _Worker(tuple(rules), options, roots, cache, None, top_levels, ",".join(sorted(top_levels)))
+    state = _Worker(tuple(rules), options, roots, cache, None)
     first = _map(_index_file, files, jobs, state, progress, "Indexing")
-    state.project = build_index([summary for summary, _, _ in first if summary is not None])
+    state.project = build_index([summary for summary, _ in first if summary is not None])
     if cache is not None:  # results depend on the classes of the other files
         state.cache = cache.salted(state.project.fingerprint)
-    pending = []
-    for path, (_, candidate, cached) in zip(files, first):
-        if candidate:
-            pending.append((path, display_path(path, cwd)))
-        else:  # no rule could report here: the first pass was the whole job
-            reports.append(FileReport(path, display_path(path, cwd), cached=cached))
+    pending = [(path, display_path(path, cwd)) for path in files]
     reports += _map(_process_task, pending, jobs, state, progress, "Checking")
     reports.sort(key=lambda r: r.display)
     return reports

@@ -1,8 +1,7 @@
-"""One walk per ``ast`` tree, shared by the project summary and every rule's screen.
+"""One walk per ``ast`` tree, shared by the project summary, the semantic model and the rules.
 
-The first pass reads every file of a run with ``ast``; walking a tree costs a fifth of parsing
-it, so each tree (and each method a screen looks into) is walked at most once and its nodes
-are kept by type.
+Walking a tree costs a fifth of parsing it, so each tree (and each function a rule looks
+into) is walked at most once and its nodes are kept by type.
 """
 
 from __future__ import annotations
