@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ ACCESS_HOOKS = frozenset(
     {"__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__getstate__", "__setstate__"}
 )
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_AST = ast.AST
+_LINE_ENDS = re.compile(r"(\r\n|\r|\n)")
 
 
 @dataclass(frozen=True, order=True)
@@ -107,6 +110,14 @@ class _Binder(ast.NodeVisitor):
         self.model = model
         self.scope: Scope = model.module_scope
         self.pending: list[tuple[Scope, ast.Name]] = []
+        self._handlers: dict[type, object] = {}
+
+    def visit(self, node: ast.AST) -> None:
+        # NodeVisitor.visit looks the handler up by name on every node; one lookup per class
+        handler = self._handlers.get(node.__class__)
+        if handler is None:
+            handler = self._handlers[node.__class__] = getattr(self, f"visit_{node.__class__.__name__}", self.generic_visit)
+        handler(node)
 
     # -- helpers -------------------------------------------------------------
     def bind(self, name: str, node: ast.AST, kind: str, target: str | None = None, statement=None) -> None:
@@ -142,9 +153,17 @@ class _Binder(ast.NodeVisitor):
     def generic_visit(self, node: ast.AST) -> None:
         model = self.model
         model._scope_at[node] = self.scope
-        for child in ast.iter_child_nodes(node):
-            model.parents[child] = node
-            self.visit(child)
+        parents = model.parents
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, _AST):
+                        parents[item] = node
+                        self.visit(item)
+            elif isinstance(value, _AST):
+                parents[value] = node
+                self.visit(value)
 
     def _record(self, node: ast.AST) -> None:
         self.model._scope_at[node] = self.scope
@@ -159,7 +178,9 @@ class _Binder(ast.NodeVisitor):
         else:
             self.scope.accesses.setdefault(node.id, []).append(node)
             self.pending.append((self.scope, node))
-        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        self.model._scope_at[node] = self.scope
 
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.declared_global.update(node.names)
@@ -337,6 +358,7 @@ class SemanticModel:
         self._attributes: dict[str, list[ast.Attribute]] | None = None
         self._names_used: set[str] | None = None
         self._called: set[str] | None = None
+        self._raw_lines: list[str] | None = None
 
     # -- tree navigation -------------------------------------------------------
     def parent(self, node: ast.AST) -> ast.AST | None:
@@ -387,8 +409,23 @@ class SemanticModel:
         return Span(line, self._column(line, node.col_offset), end_line, self._column(end_line, node.end_col_offset or 0))
 
     def text(self, node: ast.AST) -> str:
-        """The source text of ``node``."""
-        return ast.get_source_segment(self.source, node) or ""
+        """The source text of ``node`` (what ``ast.get_source_segment`` gives, without splitting
+        the whole file again on every call)."""
+        if self._raw_lines is None:
+            # lines as the tokenizer counts them: ended by \r\n, \r or \n, each kept with its end
+            parts = _LINE_ENDS.split(self.source)
+            self._raw_lines = [parts[i] + (parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
+        lines = self._raw_lines
+        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+        if last >= len(lines) or node.end_col_offset is None:
+            return ""
+        start = lines[first].encode("utf-8")
+        if first == last:
+            return start[node.col_offset : node.end_col_offset].decode("utf-8", "replace")
+        end = lines[last].encode("utf-8")
+        return "".join(
+            [start[node.col_offset :].decode("utf-8", "replace"), *lines[first + 1 : last], end[: node.end_col_offset].decode("utf-8", "replace")]
+        )
 
     # -- scopes and names ----------------------------------------------------
     def scope(self, node: ast.AST) -> Scope:
