@@ -119,6 +119,15 @@ def subscript_elements(model: SemanticModel, sub: ast.Subscript) -> list[ast.exp
     return [index]
 
 
+# ast parents that stand for one LibCST node of the same shape
+_SAME_SHAPE: dict[type, str] = {
+    ast.AnnAssign: "AnnAssign", ast.AugAssign: "AugAssign", ast.Subscript: "Subscript",
+    ast.Attribute: "Attribute", ast.If: "If", ast.While: "While", ast.IfExp: "IfExp",
+    ast.UnaryOp: "UnaryOperation", ast.BoolOp: "BooleanOperation", ast.BinOp: "BinaryOperation",
+    ast.Expr: "Expr", ast.Return: "Return", ast.Yield: "Yield", ast.Lambda: "Lambda",
+}
+
+
 def cst_parent(model: SemanticModel, node: ast.AST) -> tuple[str, ast.AST | None, Arg | None]:
     """The LibCST class of the node that holds ``node`` (its parent in a LibCST tree), the
     ``ast`` node standing for it, and for an ``Arg`` the argument itself.
@@ -168,13 +177,7 @@ def cst_parent(model: SemanticModel, node: ast.AST) -> tuple[str, ast.AST | None
         if node is parent.left:
             return "Comparison", parent, None
         return "ComparisonTarget", parent, None
-    names = {
-        ast.AnnAssign: "AnnAssign", ast.AugAssign: "AugAssign", ast.Subscript: "Subscript",
-        ast.Attribute: "Attribute", ast.If: "If", ast.While: "While", ast.IfExp: "IfExp",
-        ast.UnaryOp: "UnaryOperation", ast.BoolOp: "BooleanOperation", ast.BinOp: "BinaryOperation",
-        ast.Expr: "Expr", ast.Return: "Return", ast.Yield: "Yield", ast.Lambda: "Lambda",
-    }
-    kind = names.get(type(parent))
+    kind = _SAME_SHAPE.get(type(parent))
     if kind == "Subscript" and node is not parent.value:
         return "Other", parent, None  # a key or a slice bound
     if kind == "Lambda" and node is not parent.body:
