@@ -201,6 +201,96 @@ def is_iterating_builtin(model: SemanticModel, call: ast.AST) -> bool:
     )
 
 
+# -- naming torch.nn --------------------------------------------------------------
+
+
+def spelled_names(model: SemanticModel) -> set[str]:
+    """Every identifier the file spells anywhere: names, attribute and keyword names, the
+    parts of imported module paths, definitions, parameters (a new import must shadow none)."""
+    key = "container_spelled_names"
+    found = model.memo.get(key)
+    if found is None:
+        found = set()
+        for node in ast.walk(model.tree):
+            if isinstance(node, ast.Name):
+                found.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                found.add(node.attr)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.add(node.name)
+            elif isinstance(node, ast.arg):
+                found.add(node.arg)
+            elif isinstance(node, ast.keyword) and node.arg is not None:
+                found.add(node.arg)
+            elif isinstance(node, ast.alias):
+                found.update(node.name.split("."))
+                if node.asname:
+                    found.add(node.asname)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.update(node.module.split("."))
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                found.update(node.names)
+            elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+                found.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                found.add(node.rest)
+            elif isinstance(node, ast.MatchClass):
+                found.update(node.kwd_attrs)
+        found.discard("*")
+        model.memo[key] = found
+    return found
+
+
+def _qualified(bindings) -> set[str]:
+    return {b.target if b.target is not None else b.scope.name + b.name for b in bindings}
+
+
+def nn_reference(model: SemanticModel, attr: str, at: ast.AST) -> tuple[str, tuple[str, str | None] | None] | None:
+    """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
+    import it needs as ``(module, name)`` (None: none needed); None when no spelling is safe.
+
+    Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``; adds an
+    import only when no binding is usable and the new name shadows nothing. ``import
+    torch.utils.data`` binds a usable ``torch`` too, and a name spelled anywhere (an attribute,
+    a keyword, a part of an imported module path) is not free for a new import."""
+    scope = model.scope(at)
+    module_scope = model.module_scope
+    top_level = set(model.top_level_imports())
+    by_target: dict[str, str] = {}
+    for name, found in module_scope.bindings.items():
+        if not any(b.statement in top_level for b in found if b.kind in ("import", "from-import")):
+            continue  # an import under `if TYPE_CHECKING:` or in a try block may not run
+        targets = _qualified(found)
+        if len(targets) == 1:
+            by_target.setdefault(next(iter(targets)), name)
+
+    def visible(name: str, expected: str) -> bool:
+        return _qualified(scope.resolve(name)) == {expected}
+
+    for qname, build in (
+        (f"torch.nn.{attr}", lambda n: n),
+        ("torch.nn", lambda n: f"{n}.{attr}"),
+        ("torch", lambda n: f"{n}.nn.{attr}"),
+    ):
+        name = by_target.get(qname)
+        if name and visible(name, qname):
+            return build(name), None
+    imports_torch_nn_module = any(
+        isinstance(stmt, ast.Import)
+        and any(a.asname is None and (a.name == "torch.nn" or a.name.startswith("torch.nn.")) for a in stmt.names)
+        for stmt in top_level
+    )
+    if imports_torch_nn_module and visible("torch", "torch"):
+        return f"torch.nn.{attr}", None
+    spelled = spelled_names(model)
+    imports_from_torch_nn = any(isinstance(stmt, ast.ImportFrom) and stmt.module == "torch.nn" for stmt in top_level)
+    if imports_from_torch_nn and attr not in spelled:
+        return attr, ("torch.nn", attr)
+    if "torch" not in spelled:
+        return f"torch.nn.{attr}", ("torch", None)
+    return None
+
+
 # -- locals --------------------------------------------------------------------
 
 
@@ -569,7 +659,7 @@ class ContainerRule(Rule):
         if not runs_after_super_init(model, site):
             self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
             return
-        reference = model.nn_reference(self.container, site.assign)
+        reference = nn_reference(model, self.container, site.assign)
         if reference is None:
             self.report(site.assign, f"{message} (not fixed: no usable name for torch.nn.{self.container})")
             return
