@@ -119,6 +119,15 @@ def subscript_elements(model: SemanticModel, sub: ast.Subscript) -> list[ast.exp
     return [index]
 
 
+# ast parents that stand for one LibCST node of the same shape
+_SAME_SHAPE: dict[type, str] = {
+    ast.AnnAssign: "AnnAssign", ast.AugAssign: "AugAssign", ast.Subscript: "Subscript",
+    ast.Attribute: "Attribute", ast.If: "If", ast.While: "While", ast.IfExp: "IfExp",
+    ast.UnaryOp: "UnaryOperation", ast.BoolOp: "BooleanOperation", ast.BinOp: "BinaryOperation",
+    ast.Expr: "Expr", ast.Return: "Return", ast.Yield: "Yield", ast.Lambda: "Lambda",
+}
+
+
 def cst_parent(model: SemanticModel, node: ast.AST) -> tuple[str, ast.AST | None, Arg | None]:
     """The LibCST class of the node that holds ``node`` (its parent in a LibCST tree), the
     ``ast`` node standing for it, and for an ``Arg`` the argument itself.
@@ -168,13 +177,7 @@ def cst_parent(model: SemanticModel, node: ast.AST) -> tuple[str, ast.AST | None
         if node is parent.left:
             return "Comparison", parent, None
         return "ComparisonTarget", parent, None
-    names = {
-        ast.AnnAssign: "AnnAssign", ast.AugAssign: "AugAssign", ast.Subscript: "Subscript",
-        ast.Attribute: "Attribute", ast.If: "If", ast.While: "While", ast.IfExp: "IfExp",
-        ast.UnaryOp: "UnaryOperation", ast.BoolOp: "BooleanOperation", ast.BinOp: "BinaryOperation",
-        ast.Expr: "Expr", ast.Return: "Return", ast.Yield: "Yield", ast.Lambda: "Lambda",
-    }
-    kind = names.get(type(parent))
+    kind = _SAME_SHAPE.get(type(parent))
     if kind == "Subscript" and node is not parent.value:
         return "Other", parent, None  # a key or a slice bound
     if kind == "Lambda" and node is not parent.body:
@@ -196,6 +199,96 @@ def is_iterating_builtin(model: SemanticModel, call: ast.AST) -> bool:
         and func.id in ITERATING_BUILTINS
         and model.qualified_names(func) == {f"builtins.{func.id}"}
     )
+
+
+# -- naming torch.nn --------------------------------------------------------------
+
+
+def spelled_names(model: SemanticModel) -> set[str]:
+    """Every identifier the file spells anywhere: names, attribute and keyword names, the
+    parts of imported module paths, definitions, parameters (a new import must shadow none)."""
+    key = "container_spelled_names"
+    found = model.memo.get(key)
+    if found is None:
+        found = set()
+        for node in ast.walk(model.tree):
+            if isinstance(node, ast.Name):
+                found.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                found.add(node.attr)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.add(node.name)
+            elif isinstance(node, ast.arg):
+                found.add(node.arg)
+            elif isinstance(node, ast.keyword) and node.arg is not None:
+                found.add(node.arg)
+            elif isinstance(node, ast.alias):
+                found.update(node.name.split("."))
+                if node.asname:
+                    found.add(node.asname)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.update(node.module.split("."))
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                found.update(node.names)
+            elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+                found.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                found.add(node.rest)
+            elif isinstance(node, ast.MatchClass):
+                found.update(node.kwd_attrs)
+        found.discard("*")
+        model.memo[key] = found
+    return found
+
+
+def _qualified(bindings) -> set[str]:
+    return {b.target if b.target is not None else b.scope.name + b.name for b in bindings}
+
+
+def nn_reference(model: SemanticModel, attr: str, at: ast.AST) -> tuple[str, tuple[str, str | None] | None] | None:
+    """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
+    import it needs as ``(module, name)`` (None: none needed); None when no spelling is safe.
+
+    Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``; adds an
+    import only when no binding is usable and the new name shadows nothing. ``import
+    torch.utils.data`` binds a usable ``torch`` too, and a name spelled anywhere (an attribute,
+    a keyword, a part of an imported module path) is not free for a new import."""
+    scope = model.scope(at)
+    module_scope = model.module_scope
+    top_level = set(model.top_level_imports())
+    by_target: dict[str, str] = {}
+    for name, found in module_scope.bindings.items():
+        if not any(b.statement in top_level for b in found if b.kind in ("import", "from-import")):
+            continue  # an import under `if TYPE_CHECKING:` or in a try block may not run
+        targets = _qualified(found)
+        if len(targets) == 1:
+            by_target.setdefault(next(iter(targets)), name)
+
+    def visible(name: str, expected: str) -> bool:
+        return _qualified(scope.resolve(name)) == {expected}
+
+    for qname, build in (
+        (f"torch.nn.{attr}", lambda n: n),
+        ("torch.nn", lambda n: f"{n}.{attr}"),
+        ("torch", lambda n: f"{n}.nn.{attr}"),
+    ):
+        name = by_target.get(qname)
+        if name and visible(name, qname):
+            return build(name), None
+    imports_torch_nn_module = any(
+        isinstance(stmt, ast.Import)
+        and any(a.asname is None and (a.name == "torch.nn" or a.name.startswith("torch.nn.")) for a in stmt.names)
+        for stmt in top_level
+    )
+    if imports_torch_nn_module and visible("torch", "torch"):
+        return f"torch.nn.{attr}", None
+    spelled = spelled_names(model)
+    imports_from_torch_nn = any(isinstance(stmt, ast.ImportFrom) and stmt.module == "torch.nn" for stmt in top_level)
+    if imports_from_torch_nn and attr not in spelled:
+        return attr, ("torch.nn", attr)
+    if "torch" not in spelled:
+        return f"torch.nn.{attr}", ("torch", None)
+    return None
 
 
 # -- locals --------------------------------------------------------------------
@@ -566,7 +659,7 @@ class ContainerRule(Rule):
         if not runs_after_super_init(model, site):
             self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
             return
-        reference = model.nn_reference(self.container, site.assign)
+        reference = nn_reference(model, self.container, site.assign)
         if reference is None:
             self.report(site.assign, f"{message} (not fixed: no usable name for torch.nn.{self.container})")
             return

@@ -450,6 +450,16 @@ class Reference:
     qname: str
 
 
+def _through_import(model: SemanticModel, node: ast.Name | ast.Attribute) -> bool:
+    """The chain's first name may be bound by an import: its qualified name is not merely
+    that of a variable of the module that happens to be called ``torch``."""
+    root = _chain_root(node)
+    if not isinstance(root, ast.Name):
+        return False
+    bindings = visible_bindings(model, root) if root is node else model.scope(root).resolve(root.id)
+    return any(b.kind in ("import", "from-import") for b in bindings)
+
+
 def references(model: SemanticModel) -> list[Reference]:
     """Every name or outermost attribute chain of the file whose single qualified name is an
     API of the family, in source order (computed once for the four rules)."""
@@ -480,6 +490,8 @@ def references(model: SemanticModel) -> list[Reference]:
             continue
         if isinstance(node, ast.Name) and any(b.kind == "import" for b in model.scope(node).resolve(node.id)):
             continue  # `import torch.nn.utils.weight_norm as wn` binds the module, not the function
+        if not _through_import(model, node):
+            continue  # `torch = None; torch.lu(x)` names no torch API
         found.append(Reference(node, qname))
     model.memo[key] = found
     return found
