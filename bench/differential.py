@@ -3,6 +3,7 @@
     python -m bench.differential                      # baseline 27e7768, corpus included
     python -m bench.differential --no-corpus          # rule examples and samples only
     python -m bench.differential --baseline HEAD~3 --jobs 2 --out /tmp/diffout
+    python -m bench.differential --only transformers --modes check,diff-unsafe
 
 This module owns the whole comparison and nothing else:
 
@@ -608,6 +609,7 @@ def differential(
     samples: bool = True,
     inputs: list[Path] = (),
     modes: list[str] = tuple(MODES),
+    only: list[str] = (),
     jobs: int | None = None,
     use_cache: bool = True,
     new_root: Path = ROOT,
@@ -621,13 +623,14 @@ def differential(
     old = Side("old", worktree, sha[:12], sha=sha, cacheable=use_cache)
     new = Side("new", Path(new_root).resolve(), "working tree")
     old_data = inspect_side(old)
+    new_examples = "?"
     try:
-        inspect_side(new)
+        new_examples = len(inspect_side(new)["examples"])
     except SetupError as exc:  # a broken new side is a finding of the comparison, not a setup error
         say(f"new side: {exc}")
         new.how = f"probe failed: {exc}"
     say(f"old side: {old.root} ({old.how}, {len(old.codes)} rules, {len(old_data['examples'])} examples)")
-    say(f"new side: {new.root} ({new.how}, {len(new.codes)} rules)")
+    say(f"new side: {new.root} ({new.how}, {len(new.codes)} rules, {new_examples} examples of its own, not run)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="torchfix-mod-differential-") as temp:
         workdir = Path(temp)
@@ -640,6 +643,8 @@ def differential(
             sets.append(found)
         if corpus:
             sets += corpus_sets()
+        if only:
+            sets = [s for s in sets if any(s.name.startswith(prefix) for prefix in only)]
         for inputs_set in sets:
             tree = tree_digest(inputs_set.root) if old.cacheable else None
             files = _python_files(inputs_set.root)
@@ -690,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", action=argparse.BooleanOptionalAction, default=True, help="include samples/*/before.py")
     parser.add_argument("--input", action="append", type=Path, default=[], metavar="DIR", help="another directory to compare on")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--only", default="", metavar="NAMES", help="comma-separated input set name prefixes to keep (e.g. timm,samples)")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="worker processes per run (default: CPUs)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where differences.json goes")
     parser.add_argument("--fresh", action="store_true", help="run the baseline again instead of reading cached results")
@@ -704,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = differential(
             args.baseline, corpus=args.corpus, examples=args.examples, samples=args.samples, inputs=args.input,
-            modes=modes, jobs=args.jobs, use_cache=not args.fresh, progress=say,
+            modes=modes, only=[n.strip() for n in args.only.split(",") if n.strip()], jobs=args.jobs, use_cache=not args.fresh, progress=say,
         )
     except SetupError as exc:
         print(f"differential: error: {exc}", file=sys.stderr)
