@@ -33,6 +33,10 @@ LIST_BODY = (
         ("import torch.nn\n", "torch.nn.Module", "torch.nn.Linear", "torch.nn.ModuleList(["),
         ("from torch import nn\n", "nn.Module", "nn.Linear", "nn.ModuleList(["),
         ("from torch.nn import Module, Linear, ModuleList\n", "Module", "Linear", "self.layers = ModuleList(["),
+        # `import torch.nn` binds `torch` first, so that name is used
+        ("import torch.nn\nimport torch as th\n", "th.nn.Module", "th.nn.Linear", "torch.nn.ModuleList(["),
+        # importing any torch submodule binds a `torch` that reaches torch.nn
+        ("import torch.utils.data\n", "torch.nn.Module", "torch.nn.Linear", "torch.nn.ModuleList(["),
     ],
 )
 def test_module_list_uses_the_files_own_binding(header, base, layer, expected):
