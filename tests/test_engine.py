@@ -288,3 +288,14 @@ def test_a_later_pass_finding_inside_a_method_an_earlier_fix_reported_on_keeps_i
     assert "nn.ParameterDict(" in result.new_source and "super().__init__()" in result.new_source
     [late] = [d for d in result.diagnostics if d.code == "TFM104" and d.fixed]
     assert late.line == 9
+
+
+def test_classes_whose_bases_form_a_cycle_cost_no_findings():
+    """`class A(nn.Module, B)` with `class B(A)` cannot run, but the file's other findings stay."""
+    source = (
+        "import torch.nn as nn\n\nclass A(nn.Module, B):\n    pass\n\nclass B(A):\n    pass\n\n"
+        "def init(m):\n    nn.init.normal(m.weight)\n"
+    )
+    result = transform(source)
+    assert not result.errors
+    assert [d.code for d in result.diagnostics] == ["TFM501"]

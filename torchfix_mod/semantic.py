@@ -595,11 +595,17 @@ class SemanticModel:
         return result
 
     def class_family_up(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
-        """``cls`` and its bases defined in this file, nearest first."""
-        chain = [cls]
-        for base in self.base_classes(cls):
-            if isinstance(base, ast.ClassDef) and base not in chain:
-                chain.extend(c for c in self.class_family_up(base) if c not in chain)
+        """``cls`` and its bases defined in this file, nearest first (depth first, each once:
+        bases that name each other in a cycle, which Python rejects, end the walk)."""
+        chain: list[ast.ClassDef] = []
+
+        def visit(current: ast.ClassDef) -> None:
+            chain.append(current)
+            for base in self.base_classes(current):
+                if isinstance(base, ast.ClassDef) and base not in chain:
+                    visit(base)
+
+        visit(cls)
         return chain
 
     def class_family(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
