@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
 from torchfix_mod.codemods._tensor_attributes import TENSOR_FACTORIES  # a factory sets a dtype of its own
-from torchfix_mod.syntax import nodes, walk
+from torchfix_mod.syntax import walk
 
 # Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
 RESULT_KEPT_OPS = frozenset(
@@ -570,10 +570,10 @@ def sets_own_dtype(value: ast.expr, model: SemanticModel, self_arg: str) -> bool
     (what they hold is not followed). ``x += value`` keeps ``x``'s dtype, ``x + value`` promotes."""
     if non_tensor_value(value, model):
         return True
-    for attribute in nodes(value, ast.Attribute):
+    for attribute in model.nodes(ast.Attribute, value):
         if isinstance(attribute.value, ast.Name) and attribute.value.id == self_arg and not _no_dtype_flow(attribute, model):
             return True
-    for call in nodes(value, ast.Call):
+    for call in model.nodes(ast.Call, value):
         if _no_dtype_flow(call, model):
             continue
         # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
@@ -977,7 +977,7 @@ class _ForwardAnalysis:
             self_arg = self_name(method)
             if self_arg is None:
                 continue
-            for assign in nodes(method, ast.Assign):
+            for assign in self.model.nodes(ast.Assign, method):
                 if len(assign.targets) != 1 or self.model.enclosing_function(assign) is not method:
                     continue
                 target = assign.targets[0]
@@ -1019,7 +1019,7 @@ class _ForwardAnalysis:
         """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
         found = set()
         for stmt in self.func.body:
-            for call in nodes(stmt, ast.Call):
+            for call in self.model.nodes(ast.Call, stmt):
                 func = call.func
                 if isinstance(func, ast.Name) and func.id == "range" and self.model.qualified_names(func) == {"builtins.range"}:
                     found.update(name for arg in call_args(call) if (name := _name_of(arg.value)) is not None)
@@ -1175,8 +1175,8 @@ class _ForwardAnalysis:
             if name in state:
                 old = state[name]
                 state[name] = NameState(old.kinds, old.saved or name in uses.saved, old.aliased or aliased, old.own_dtype)
-        for walrus in nodes(node, ast.NamedExpr):
-            for target in nodes(walrus.target, ast.Name):
+        for walrus in self.model.nodes(ast.NamedExpr, node):
+            for target in self.model.nodes(ast.Name, walrus.target):
                 state[target.id] = NameState(frozenset({UNKNOWN}), True, True, True)
 
     def read_target_base(self, target: ast.expr, state: State) -> None:
@@ -1202,7 +1202,7 @@ class _ForwardAnalysis:
         the expression itself (``sets_own_dtype``) or read from a local that holds one."""
         if sets_own_dtype(value, self.model, self.self_arg):
             return True
-        for node in (*nodes(value, ast.Name), *nodes(value, ast.arg)):
+        for node in (*self.model.nodes(ast.Name, value), *self.model.nodes(ast.arg, value)):
             held = state.get(node.id if isinstance(node, ast.Name) else node.arg)
             if held is not None and held.own_dtype and not _no_dtype_flow(node, self.model):
                 return True

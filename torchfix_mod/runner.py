@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torchfix_mod.cache import Cache
 from torchfix_mod.diffing import unified_diff
-from torchfix_mod.engine import Diagnostic, FileResult, Settings, SourceError, transform_source
+from torchfix_mod.engine import Diagnostic, FileResult, Settings, SourceError, one_collection, transform_source
 from torchfix_mod.files import SourceReadError, WriteRefused, decode, discover, write_atomic
 from torchfix_mod.project import (
     ClassSummary,
@@ -117,7 +117,7 @@ def _summary_from_json(data: dict) -> FileSummary:
     return FileSummary(data["module"], data["is_package"], classes, dict(data["imports"]))
 
 
-def _index_file(path: Path) -> tuple[FileSummary | None, bool, bool]:
+def _index_file(path: Path) -> tuple[FileSummary | None, bool]:
     """The first pass over a file, with one ``ast.parse``: its top-level classes and imports for
     the project index. Returns (summary, from the cache)."""
     if path.suffix != ".py":
@@ -134,12 +134,11 @@ def _index_file(path: Path) -> tuple[FileSummary | None, bool, bool]:
         if hit is not None:
             summary = _summary_from_json(hit["summary"]) if hit["summary"] is not None else None
             return summary, True
-    try:
-        tree = ast.parse(decode(data)[0])
-    except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
-        summary = None  # the main pass reports the error
-    else:
-        summary = summarize(tree, path)
+    with one_collection():
+        try:
+            summary = summarize(ast.parse(decode(data)[0]), path)
+        except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
+            summary = None  # the main pass reports the error
     if cache is not None and key is not None:
         cache.put(key, {"summary": _summary_to_json(summary) if summary else None})
     return summary, False

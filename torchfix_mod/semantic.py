@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
-from torchfix_mod.syntax import dotted, nodes, walk
+from torchfix_mod.syntax import SHARED_NODE_TYPES, TreeIndex, dotted, walk
 
 TORCH_MODULE_BASE = "torch.nn.Module"
 BUILTIN_NAMES = frozenset(dir(builtins))
@@ -26,6 +26,7 @@ ACCESS_HOOKS = frozenset(
 )
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _AST = ast.AST
+_SHARED = SHARED_NODE_TYPES
 _LINE_ENDS = re.compile(r"(\r\n|\r|\n)")
 
 
@@ -151,24 +152,18 @@ class _Binder(ast.NodeVisitor):
                 self.visit(item)
 
     def generic_visit(self, node: ast.AST) -> None:
-        model = self.model
-        model._scope_at[node] = self.scope
-        parents = model.parents
+        self.model._scope_at[node] = self.scope
         for name in node._fields:
             value = getattr(node, name, None)
             if value.__class__ is list:
                 for item in value:
-                    if isinstance(item, _AST):
-                        parents[item] = node
+                    if isinstance(item, _AST) and item.__class__ not in _SHARED:
                         self.visit(item)
-            elif isinstance(value, _AST):
-                parents[value] = node
+            elif isinstance(value, _AST) and value.__class__ not in _SHARED:
                 self.visit(value)
 
     def _record(self, node: ast.AST) -> None:
         self.model._scope_at[node] = self.scope
-        for child in ast.iter_child_nodes(node):
-            self.model.parents[child] = node
 
     # -- names ---------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
@@ -232,18 +227,15 @@ class _Binder(ast.NodeVisitor):
     def _arguments_outside(self, args: ast.arguments) -> None:
         """Defaults and annotations are evaluated where the function is defined."""
         for default in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]:
-            self.model.parents[default] = args
             self.visit(default)
         for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if arg is not None and arg.annotation is not None:
-                self.model.parents[arg.annotation] = arg
                 self.visit(arg.annotation)
 
     def _params_inside(self, args: ast.arguments) -> None:
         self.model._scope_at[args] = self.scope
         for arg in [*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg]:
             if arg is not None:
-                self.model.parents[arg] = args
                 self.model._scope_at[arg] = self.scope
                 self.bind(arg.arg, arg, "param")
 
@@ -251,7 +243,6 @@ class _Binder(ast.NodeVisitor):
         self._record(node)
         self.visit_all(node.decorator_list)
         self._arguments_outside(node.args)
-        self.model.parents[node.args] = node
         if node.returns is not None:
             self.visit(node.returns)
         self.bind(node.name, node, "def")
@@ -265,7 +256,6 @@ class _Binder(ast.NodeVisitor):
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._record(node)
         self._arguments_outside(node.args)
-        self.model.parents[node.args] = node
         outer, self.scope = self.scope, self.enter("lambda", node, "<lambda>")
         self._params_inside(node.args)
         self.visit(node.body)
@@ -284,10 +274,6 @@ class _Binder(ast.NodeVisitor):
     def _comprehension(self, node, parts) -> None:
         self._record(node)
         generators = node.generators
-        for gen in generators:
-            self.model.parents[gen] = node
-            for child in ast.iter_child_nodes(gen):
-                self.model.parents[child] = gen
         # the first iterable is evaluated in the enclosing scope
         self.visit(generators[0].iter)
         outer, self.scope = self.scope, self.enter("comprehension", node, "<comprehension>")
@@ -343,7 +329,8 @@ class SemanticModel:
         self.project = project  # classes of the run's other files (ProjectIndex)
         self.module_name = module
         self.is_package = is_package
-        self.parents: dict[ast.AST, ast.AST] = {}
+        self.index = TreeIndex(tree)
+        self.parents: dict[ast.AST, ast.AST] = self.index.parents
         self.scopes: list[Scope] = []
         self.module_scope = Scope("module", tree, None, "")
         self.scopes.append(self.module_scope)
@@ -371,8 +358,9 @@ class SemanticModel:
             parent = self.parents.get(parent)
 
     def nodes(self, kind, root: ast.AST | None = None) -> list:
-        """Every node of one kind under ``root`` (the module by default), from one shared walk."""
-        return nodes(root if root is not None else self.tree, kind)
+        """Every node of one kind under ``root`` (the module by default; root included), in
+        pre-order, from the file's one index."""
+        return self.index.nodes(kind, root)
 
     def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The nearest def around ``node``; None at module level or inside a lambda."""
@@ -622,7 +610,7 @@ class SemanticModel:
         for member in self.class_family(cls):
             if any(method.name in ACCESS_HOOKS for method in class_methods(member)):
                 return True
-            if any(node.attr == "__dict__" for node in nodes(member, ast.Attribute)):
+            if any(node.attr == "__dict__" for node in self.nodes(ast.Attribute, member)):
                 return True
             for base in self.base_classes(member):
                 if isinstance(base, str):

@@ -1,60 +1,153 @@
-"""One walk per ``ast`` tree, shared by the project summary, the semantic model and the rules.
+"""Walking ``ast`` trees: one pre-order index per parsed file, shared by the semantic model and
+the rules, and plain walks for trees outside it.
 
-Walking a tree costs a fifth of parsing it, so each tree (and each function a rule looks
-into) is walked at most once and its nodes are kept by type.
+The index is one walk: every node's parent, its place in pre-order and the end of its subtree,
+and the nodes of each type in pre-order. The nodes of a type under any node are then a slice
+found by bisection, so a rule that looks into every method never walks a method again.
+Nothing is stored on the nodes themselves: a tree holds no reference cycle and is freed as
+soon as the model that indexed it is dropped.
 """
 
 from __future__ import annotations
 
 import ast
+from bisect import bisect_left
+from heapq import merge
 
 _AST = ast.AST
+# CPython shares one instance of each context and operator among all the nodes of a tree:
+# they have no place, no parent and no children, so the index leaves them out
+SHARED_NODE_TYPES = _SHARED = frozenset(
+    cls for base in (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop) for cls in base.__subclasses__()
+)
+
+
+def children(node: ast.AST) -> list[ast.AST]:
+    """The direct child nodes of ``node`` in field order, shared singletons left out."""
+    found = []
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if value.__class__ is list:
+            for item in value:
+                if isinstance(item, _AST) and item.__class__ not in _SHARED:
+                    found.append(item)
+        elif isinstance(value, _AST) and value.__class__ not in _SHARED:
+            found.append(value)
+    return found
 
 
 def walk(root: ast.AST) -> list[ast.AST]:
-    """Every node under ``root`` (root first, breadth first as ``ast.walk``), computed once."""
-    found = root.__dict__.get("_tfm_walk")
-    if found is None:
-        found = [root]
-        append = found.append
-        i = 0
-        while i < len(found):
-            node = found[i]
-            i += 1
-            for field in node._fields:
-                value = getattr(node, field, None)
-                if value.__class__ is list:
-                    for item in value:
-                        if isinstance(item, _AST):
-                            append(item)
-                elif isinstance(value, _AST):
-                    append(value)
-        root._tfm_walk = found
+    """Every node under ``root``, root first, in pre-order (source order), shared singletons left out."""
+    found = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        below = children(node)
+        below.reverse()
+        stack.extend(below)
     return found
 
 
 def nodes(root: ast.AST, kind: type | tuple[type, ...]) -> list:
-    """The nodes of one kind under ``root`` (root included), in walk order, from the one walk."""
-    key = kind if isinstance(kind, tuple) else (kind,)
-    memo = root.__dict__.get("_tfm_kinds")
-    if memo is None:
-        memo = root._tfm_kinds = {}
-    found = memo.get(key)
-    if found is None:
-        by_type = memo.get(None)
-        if by_type is None:
-            by_type = memo[None] = {}
-            for node in walk(root):
-                by_type.setdefault(node.__class__, []).append(node)
-        matching = [t for t in by_type if issubclass(t, key)]
-        if len(matching) == 1:
-            found = by_type[matching[0]]
-        elif not matching:
-            found = []
+    """The nodes of one kind under ``root`` (root included), in pre-order."""
+    return [node for node in walk(root) if isinstance(node, kind)]
+
+
+class TreeIndex:
+    """One pre-order walk of a tree: parents, subtree ranges, and the nodes of each type."""
+
+    def __init__(self, tree: ast.AST) -> None:
+        position: dict[ast.AST, int] = {}
+        last_child: dict[ast.AST, ast.AST] = {}
+        parents: dict[ast.AST, ast.AST] = {}
+        by_type: dict[type, list[ast.AST]] = {}
+        at: dict[type, list[int]] = {}
+        order: list[ast.AST] = []
+        stack = [tree]
+        pop, push = stack.pop, stack.append
+        shared = _SHARED
+        node_type = _AST
+        while stack:
+            node = pop()
+            index = len(order)
+            position[node] = index
+            order.append(node)
+            cls = node.__class__
+            found = by_type.get(cls)
+            if found is None:
+                found = by_type[cls] = []
+                at[cls] = []
+            found.append(node)
+            at[cls].append(index)
+            last = None
+            below = []
+            for field in node._fields:
+                value = getattr(node, field, None)
+                if value.__class__ is list:
+                    for item in value:
+                        if isinstance(item, node_type) and item.__class__ not in shared:
+                            parents[item] = node
+                            below.append(item)
+                            last = item
+                elif isinstance(value, node_type) and value.__class__ not in shared:
+                    parents[value] = node
+                    below.append(value)
+                    last = value
+            if last is not None:
+                last_child[node] = last
+                below.reverse()
+                stack.extend(below)
+        # a subtree ends where its last child's subtree ends: children come after parents in
+        # pre-order, so one backwards pass sees every child before its parent
+        end: dict[ast.AST, int] = {}
+        for index in range(len(order) - 1, -1, -1):
+            node = order[index]
+            last = last_child.get(node)
+            end[node] = end[last] if last is not None else index + 1
+        self.tree = tree
+        self.parents = parents
+        self.position = position
+        self.end = end
+        self.by_type = by_type
+        self._at = at
+        self._memo: dict[tuple, list] = {}
+
+    def __contains__(self, node: ast.AST) -> bool:
+        return node in self.position
+
+    def nodes(self, kind: type | tuple[type, ...], root: ast.AST | None = None) -> list:
+        """The nodes of one kind under ``root`` (the whole tree by default; root included), in
+        pre-order. A node from outside the tree is walked on its own."""
+        if root is None:
+            root = self.tree
+        key = (kind, root)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        start = self.position.get(root)
+        if start is None:
+            found = nodes(root, kind)
         else:
-            found = [n for n in walk(root) if isinstance(n, key)]
-        memo[key] = found
-    return found
+            stop = self.end[root]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            parts = []
+            for cls, items in self.by_type.items():
+                if issubclass(cls, kinds):
+                    at = self._at[cls]
+                    low = 0 if root is self.tree else bisect_left(at, start)
+                    high = len(at) if root is self.tree else bisect_left(at, stop, low)
+                    if low < high:
+                        parts.append(items if high - low == len(items) else items[low:high])
+            if not parts:
+                found = []
+            elif len(parts) == 1:
+                found = parts[0]
+            else:
+                position = self.position
+                found = list(merge(*parts, key=position.__getitem__))
+        self._memo[key] = found
+        return found
 
 
 def dotted(node: ast.AST) -> str | None:
