@@ -209,6 +209,13 @@ def _transform(source: str, settings: Settings) -> FileResult:
     if isinstance(tree, SourceError):
         return FileResult(source, source, [], [tree])
     model = SemanticModel(tree, source, settings.project, settings.module, settings.is_package)
+    try:
+        return _decide_and_fix(model, source, settings)
+    finally:
+        model.release()
+
+
+def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> FileResult:
     findings, errors = _check(model, settings)
     if findings:
         suppressed = noqa_codes(source)

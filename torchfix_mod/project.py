@@ -86,15 +86,23 @@ def absolute(name: str, module: str, is_package: bool) -> str | None:
 _dotted = dotted
 
 
-def _customizes_access(cls: ast.ClassDef) -> bool:
+def _customizes_access(cls: ast.ClassDef, mentions_dict: bool) -> bool:
     for item in cls.body:
         if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in ACCESS_HOOKS:
             return True
-    return any(n.attr == "__dict__" for n in nodes(cls, ast.Attribute))
+    return mentions_dict and any(n.attr == "__dict__" for n in nodes(cls, ast.Attribute))
 
 
-def summarize(tree: ast.Module, path: Path) -> FileSummary:
-    """Top-level classes and imports of one parsed file."""
+def _mentions_dict(source: str | None) -> bool:
+    """Whether ``__dict__`` may be spelled in the file. Identifiers are NFKC-normalised, so
+    only ASCII text can be ruled out by looking for the plain spelling."""
+    return source is None or "__dict__" in source or not source.isascii()
+
+
+def summarize(tree: ast.Module, path: Path, source: str | None = None) -> FileSummary:
+    """Top-level classes and imports of one parsed file (``source``, its text, lets a class
+    be cleared of reaching into ``__dict__`` without walking it)."""
+    mentions_dict = _mentions_dict(source)
     module, is_package = module_name(path)
     summary = FileSummary(module, is_package)
     bound: dict[str, int] = {}
@@ -105,7 +113,7 @@ def summarize(tree: ast.Module, path: Path) -> FileSummary:
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):
             bind(stmt.name)
-            summary.classes[stmt.name] = ClassSummary([_dotted(b) for b in stmt.bases], _customizes_access(stmt))
+            summary.classes[stmt.name] = ClassSummary([_dotted(b) for b in stmt.bases], _customizes_access(stmt, mentions_dict))
             if stmt.keywords and any(k.arg == "metaclass" for k in stmt.keywords):
                 summary.classes[stmt.name].bases.append(None)  # a metaclass may change anything
         elif isinstance(stmt, ast.Import):

@@ -136,7 +136,8 @@ def _index_file(path: Path) -> tuple[FileSummary | None, bool]:
             return summary, True
     with one_collection():
         try:
-            summary = summarize(ast.parse(decode(data)[0]), path)
+            text = decode(data)[0]
+            summary = summarize(ast.parse(text), path, text)
         except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
             summary = None  # the main pass reports the error
     if cache is not None and key is not None:

@@ -111,14 +111,19 @@ class _Binder(ast.NodeVisitor):
         self.model = model
         self.scope: Scope = model.module_scope
         self.pending: list[tuple[Scope, ast.Name]] = []
-        self._handlers: dict[type, object] = {}
+
+    # NodeVisitor.visit looks the handler up by name on every node; here once per node class.
+    # The table holds plain functions, not bound methods: a binder must not refer to itself,
+    # or it and the model it points to would outlive the file until the collector found them.
+    _handlers: dict[type, object] = {}
 
     def visit(self, node: ast.AST) -> None:
-        # NodeVisitor.visit looks the handler up by name on every node; one lookup per class
         handler = self._handlers.get(node.__class__)
         if handler is None:
-            handler = self._handlers[node.__class__] = getattr(self, f"visit_{node.__class__.__name__}", self.generic_visit)
-        handler(node)
+            handler = self._handlers[node.__class__] = getattr(
+                _Binder, f"visit_{node.__class__.__name__}", _Binder.generic_visit
+            )
+        handler(self, node)
 
     # -- helpers -------------------------------------------------------------
     def bind(self, name: str, node: ast.AST, kind: str, target: str | None = None, statement=None) -> None:
@@ -346,6 +351,15 @@ class SemanticModel:
         self._names_used: set[str] | None = None
         self._called: set[str] | None = None
         self._raw_lines: list[str] | None = None
+
+    def release(self) -> None:
+        """Drop what links the model's parts to each other (bindings and their scopes, results
+        the rules kept): with no cycle left, the tree is freed as soon as it is dropped, not at
+        the collector's next pass."""
+        for scope in self.scopes:
+            scope.bindings.clear()
+            scope.accesses.clear()
+        self.memo.clear()
 
     # -- tree navigation -------------------------------------------------------
     def parent(self, node: ast.AST) -> ast.AST | None:
@@ -586,14 +600,14 @@ class SemanticModel:
         """``cls`` and its bases defined in this file, nearest first (depth first, each once:
         bases that name each other in a cycle, which Python rejects, end the walk)."""
         chain: list[ast.ClassDef] = []
-
-        def visit(current: ast.ClassDef) -> None:
+        stack = [cls]  # not a recursive closure: that would be a reference cycle holding the model
+        while stack:
+            current = stack.pop()
+            if current in chain:
+                continue
             chain.append(current)
-            for base in self.base_classes(current):
-                if isinstance(base, ast.ClassDef) and base not in chain:
-                    visit(base)
-
-        visit(cls)
+            bases = [base for base in self.base_classes(current) if isinstance(base, ast.ClassDef)]
+            stack.extend(reversed(bases))
         return chain
 
     def class_family(self, cls: ast.ClassDef) -> list[ast.ClassDef]:

@@ -59,62 +59,60 @@ class TreeIndex:
 
     def __init__(self, tree: ast.AST) -> None:
         position: dict[ast.AST, int] = {}
-        last_child: dict[ast.AST, ast.AST] = {}
         parents: dict[ast.AST, ast.AST] = {}
         by_type: dict[type, list[ast.AST]] = {}
-        at: dict[type, list[int]] = {}
-        order: list[ast.AST] = []
         stack = [tree]
-        pop, push = stack.pop, stack.append
+        pop = stack.pop
         shared = _SHARED
         node_type = _AST
+        index = 0
         while stack:
             node = pop()
-            index = len(order)
             position[node] = index
-            order.append(node)
+            index += 1
             cls = node.__class__
             found = by_type.get(cls)
             if found is None:
-                found = by_type[cls] = []
-                at[cls] = []
-            found.append(node)
-            at[cls].append(index)
-            last = None
-            below = []
+                by_type[cls] = [node]
+            else:
+                found.append(node)
+            below = None
             for field in node._fields:
                 value = getattr(node, field, None)
                 if value.__class__ is list:
                     for item in value:
                         if isinstance(item, node_type) and item.__class__ not in shared:
                             parents[item] = node
-                            below.append(item)
-                            last = item
+                            if below is None:
+                                below = [item]
+                            else:
+                                below.append(item)
                 elif isinstance(value, node_type) and value.__class__ not in shared:
                     parents[value] = node
-                    below.append(value)
-                    last = value
-            if last is not None:
-                last_child[node] = last
+                    if below is None:
+                        below = [value]
+                    else:
+                        below.append(value)
+            if below is not None:
                 below.reverse()
                 stack.extend(below)
-        # a subtree ends where its last child's subtree ends: children come after parents in
-        # pre-order, so one backwards pass sees every child before its parent
-        end: dict[ast.AST, int] = {}
-        for index in range(len(order) - 1, -1, -1):
-            node = order[index]
-            last = last_child.get(node)
-            end[node] = end[last] if last is not None else index + 1
         self.tree = tree
         self.parents = parents
         self.position = position
-        self.end = end
         self.by_type = by_type
-        self._at = at
         self._memo: dict[tuple, list] = {}
 
     def __contains__(self, node: ast.AST) -> bool:
         return node in self.position
+
+    def end(self, root: ast.AST) -> int:
+        """One past the pre-order position of the last node under ``root``."""
+        last = root
+        while True:
+            below = children(last)
+            if not below:
+                return self.position[last] + 1
+            last = below[-1]
 
     def nodes(self, kind: type | tuple[type, ...], root: ast.AST | None = None) -> list:
         """The nodes of one kind under ``root`` (the whole tree by default; root included), in
@@ -125,26 +123,29 @@ class TreeIndex:
         found = self._memo.get(key)
         if found is not None:
             return found
-        start = self.position.get(root)
+        position = self.position
+        start = position.get(root)
         if start is None:
             found = nodes(root, kind)
         else:
-            stop = self.end[root]
+            whole = root is self.tree
+            stop = 0 if whole else self.end(root)
             kinds = kind if isinstance(kind, tuple) else (kind,)
             parts = []
             for cls, items in self.by_type.items():
                 if issubclass(cls, kinds):
-                    at = self._at[cls]
-                    low = 0 if root is self.tree else bisect_left(at, start)
-                    high = len(at) if root is self.tree else bisect_left(at, stop, low)
+                    if whole:
+                        parts.append(items)
+                        continue
+                    low = bisect_left(items, start, key=position.__getitem__)
+                    high = bisect_left(items, stop, low, key=position.__getitem__)
                     if low < high:
-                        parts.append(items if high - low == len(items) else items[low:high])
+                        parts.append(items[low:high])
             if not parts:
                 found = []
             elif len(parts) == 1:
                 found = parts[0]
             else:
-                position = self.position
                 found = list(merge(*parts, key=position.__getitem__))
         self._memo[key] = found
         return found
