@@ -486,6 +486,31 @@ def test_second_run_does_not_even_ast_parse_an_unchanged_broken_file(tmp_path, m
     assert parsed == []
 
 
+def test_warm_parallel_run_answers_from_the_cache_without_starting_workers(tmp_path, monkeypatch):
+    files = batch_tree()
+    write_tree(tmp_path, files)
+    monkeypatch.chdir(tmp_path)
+    first = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=Cache(tmp_path, "salt"))
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a fully cached run")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner.multiprocessing, "get_context", no_pool)
+        second = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=Cache(tmp_path, "salt"))
+        assert all(r.cached for r in second)
+        assert report_key(second) == report_key(first)
+
+        # one edited file: the cache answers the others; the edited one is analysed (too few
+        # misses for a pool, so in this process) and reported as it would be cold
+        edited = "pkg/sub/masked_b.py"
+        (tmp_path / edited).write_text(files[edited].replace("torch.ones(3)", "torch.ones(5)"))
+        third = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=Cache(tmp_path, "salt"))
+        assert {r.display: r.cached for r in third} == {path: path != edited for path in files}
+    cold = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=None)
+    assert report_key(third) == report_key(cold)
+
+
 def test_editing_one_file_reparses_only_that_file(tmp_path, monkeypatch):
     files = batch_tree()
     write_tree(tmp_path, files)

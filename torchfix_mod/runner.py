@@ -117,9 +117,13 @@ def _summary_from_json(data: dict) -> FileSummary:
     return FileSummary(data["module"], data["is_package"], classes, dict(data["imports"]))
 
 
-def _index_file(path: Path) -> tuple[FileSummary | None, bool]:
+_MISS = object()  # what a cache-only call returns when the cache does not hold the answer
+
+
+def _index_file(path: Path, cache_only: bool = False) -> tuple[FileSummary | None, bool]:
     """The first pass over a file, with one ``ast.parse``: its top-level classes and imports for
-    the project index. Returns (summary, from the cache)."""
+    the project index. Returns (summary, from the cache); with ``cache_only``, ``_MISS`` when
+    the cache cannot answer."""
     if path.suffix != ".py":
         return None, False  # notebooks are not importable; the main pass reads them
     try:
@@ -134,6 +138,8 @@ def _index_file(path: Path) -> tuple[FileSummary | None, bool]:
         if hit is not None:
             summary = _summary_from_json(hit["summary"]) if hit["summary"] is not None else None
             return summary, True
+    if cache_only:
+        return _MISS
     with one_collection():
         try:
             text = decode(data)[0]
@@ -182,16 +188,19 @@ def _settings(path: Path) -> tuple[Settings, str, bool]:
     return settings, module or "", is_package
 
 
-def transform_cached(data: bytes, text: str, settings: Settings, module: str) -> tuple[FileResult, bool]:
-    """The engine's result for one file's text, from the cache when it holds it."""
+def transform_cached(data: bytes, text: str, settings: Settings, module: str, cache_only: bool = False):
+    """The engine's result for one file's text and whether it came from the cache; with
+    ``cache_only``, ``_MISS`` when the cache does not hold it."""
     cache = _state.cache
     if cache is None:
-        return transform_source(text, settings), False
+        return _MISS if cache_only else (transform_source(text, settings), False)
     codes = ",".join(r.code for r in settings.rules)
     key = cache.key("result", data, module, str(settings.is_package), codes)
     hit = cache.get(key)
     if hit is not None:
         return _result_from_json(text, hit), True
+    if cache_only:
+        return _MISS
     result = transform_source(text, settings)
     cache.put(key, _result_to_json(result))
     return result, False
@@ -209,7 +218,9 @@ def _notebook_result(data: bytes, text: str, settings: Settings, report: FileRep
     return FileResult(text, new_text, diagnostics, mapped)
 
 
-def process_file(path: Path, display: str) -> FileReport:
+def process_file(path: Path, display: str, cache_only: bool = False):
+    """Check (and diff or write) one file. With ``cache_only``: only if the cache holds its
+    result, else ``_MISS`` (and nothing is reported or written)."""
     report = FileReport(path, display)
     notebook = path.suffix == ".ipynb"
     try:
@@ -222,13 +233,20 @@ def process_file(path: Path, display: str) -> FileReport:
         else:
             text, encoding = decode(data)
     except SourceReadError as exc:
+        if cache_only:
+            return _MISS
         report.errors.append(exc.error)
         return report
     settings, module, _ = _settings(path)
     if notebook:
+        if cache_only:
+            return _MISS
         result = _notebook_result(data, text, settings, report)
     else:
-        result, report.cached = transform_cached(data, text, settings, module)
+        found = transform_cached(data, text, settings, module, cache_only)
+        if found is _MISS:
+            return _MISS
+        result, report.cached = found
     report.diagnostics = result.diagnostics
     report.errors = list(result.errors)
     if result.changed:
@@ -276,8 +294,8 @@ def process_stdin(data: bytes, filename: str | None, rules: Sequence[type[Rule]]
     return report
 
 
-def _process_task(task: tuple[Path, str]) -> FileReport:
-    return process_file(*task)
+def _process_task(task: tuple[Path, str], cache_only: bool = False):
+    return process_file(*task, cache_only=cache_only)
 
 
 def _unfixed(diagnostic: Diagnostic) -> Diagnostic:
@@ -307,18 +325,33 @@ def _size(path: Path) -> int:
 
 
 def _map(function, items: list, jobs: int, state: _Worker, progress: Progress, phase: str) -> list:
-    """``function`` over ``items`` in this process or a pool; results in the items' order."""
+    """``function`` over ``items`` in this process or a pool; results in the items' order.
+
+    With a cache, this process first takes every item the cache can answer (``function``
+    called with ``cache_only=True``); only the others go to worker processes, so a warm run
+    starts no pool at all."""
     progress.start(phase, len(items))
     results: list = [None] * len(items)
-    if jobs <= 1 or len(items) < POOL_MIN_FILES:
+    todo = list(range(len(items)))
+    if state.cache is not None and jobs > 1 and len(items) >= POOL_MIN_FILES:
         _init_worker(state)
+        todo = []
         for i, item in enumerate(items):
-            results[i] = function(item)
+            found = function(item, cache_only=True)
+            if found is _MISS:
+                todo.append(i)
+            else:
+                results[i] = found
+                progress.advance()
+    if jobs <= 1 or len(todo) < POOL_MIN_FILES:
+        _init_worker(state)
+        for i in todo:
+            results[i] = function(items[i])
             progress.advance()
     else:
         # biggest files first, so no worker is left with a long file at the end
-        order = sorted(range(len(items)), key=lambda i: -_size(items[i][0] if isinstance(items[i], tuple) else items[i]))
-        chunksize = max(1, min(8, len(items) // (jobs * 8)))
+        order = sorted(todo, key=lambda i: -_size(items[i][0] if isinstance(items[i], tuple) else items[i]))
+        chunksize = max(1, min(8, len(order) // (jobs * 8)))
         with multiprocessing.get_context().Pool(jobs, initializer=_init_worker, initargs=(state,)) as pool:
             for i, value in pool.imap_unordered(_indexed(function), [(i, items[i]) for i in order], chunksize):
                 results[i] = value
