@@ -77,10 +77,16 @@ def _parent_ignores(directory: Path) -> list[tuple[Path, pathspec.PathSpec]]:
     return found[::-1]
 
 
-def _ignored(path: Path, is_dir: bool, specs: Iterable[tuple[Path, pathspec.PathSpec]]) -> bool:
+def _ignored(
+    path: Path, is_dir: bool, specs: Iterable[tuple[Path, pathspec.PathSpec]], resolved: Path | None = None
+) -> bool:
     """Git's rule: the last matching pattern decides, deeper .gitignore files last,
-    so a ``!pattern`` in a subdirectory re-includes what a parent ignored."""
-    resolved = path.resolve()
+    so a ``!pattern`` in a subdirectory re-includes what a parent ignored. ``resolved``:
+    the path's real location when the caller already knows it."""
+    if not specs:
+        return False
+    if resolved is None:
+        resolved = path.resolve()
     verdict = None
     for base, spec in specs:
         try:
@@ -125,21 +131,26 @@ def discover(
         while stack:
             directory, inherited = stack.pop()
             own = _gitignore(directory)
-            active = inherited + ([(directory.resolve(), own)] if own else [])
+            real_directory = directory.resolve()
+            active = inherited + ([(real_directory, own)] if own else [])
             try:
                 entries = sorted(directory.iterdir())
             except OSError as exc:
                 missing.append((directory, exc.strerror or str(exc)))
                 continue
             for entry in entries:
-                if entry.is_dir() and not entry.is_symlink():
-                    if _is_skipped_dir(entry, default_excludes) or _ignored(entry, True, active):
+                # the real location of an entry that is not a link is its real directory's
+                # child: one realpath per directory instead of one per entry
+                is_link = entry.is_symlink()
+                real = entry.resolve() if is_link else real_directory / entry.name
+                if entry.is_dir() and not is_link:
+                    if _is_skipped_dir(entry, default_excludes) or _ignored(entry, True, active, real):
                         continue
                     if exclude is None or not exclude(entry, True):
                         stack.append((entry, active))
-                elif entry.suffix in SOURCE_SUFFIXES and entry.is_file() and not _ignored(entry, False, active):
+                elif entry.suffix in SOURCE_SUFFIXES and entry.is_file() and not _ignored(entry, False, active, real):
                     if exclude is None or not exclude(entry, False):
-                        take(entry)
+                        files.setdefault(real, entry)
     return sorted(files.values(), key=lambda p: p.as_posix()), missing
 
 

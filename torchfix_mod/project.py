@@ -53,6 +53,7 @@ class FileSummary:
     imports: dict[str, str] = field(default_factory=dict)  # local name -> absolute dotted target
 
 
+@functools.lru_cache(maxsize=65536)
 def module_name(path: Path) -> tuple[str, bool]:
     """The dotted name Python would import ``path`` under, from the ``__init__.py`` files
     above it; a file outside any package is a top-level module named after its stem."""
