@@ -810,3 +810,36 @@ def test_only_writing_a_fix_imports_libcst(tmp_path, args, loads_libcst):
     )
     assert done.returncode == 1, done.stderr
     assert f"libcst loaded: {loads_libcst}" in done.stderr
+
+
+VERSION_PROBE = """
+import sys
+sys.argv = ["torchfix-mod", "--version"]
+from torchfix_mod.launch import main
+main()
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("typer", "click", "rich", "libcst", "pathspec")
+               or name in ("torchfix_mod.cli", "torchfix_mod.engine", "torchfix_mod.runner"))
+print("heavy:", heavy, file=sys.stderr)
+"""
+
+
+def test_version_is_answered_before_anything_heavy_is_imported():
+    """``--version`` is what tools call to probe for the command: it prints the version of the
+    installed package and loads neither typer nor the engine."""
+    from torchfix_mod import __version__
+
+    done = subprocess.run([sys.executable, "-c", VERSION_PROBE], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"torchfix-mod {__version__}\n"
+    assert "heavy: []" in done.stderr
+
+
+def test_python_dash_m_and_the_console_script_share_one_entry_point():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["torchfix-mod"] == "torchfix_mod.launch:main"
+    main_module = (Path(__file__).resolve().parents[1] / "torchfix_mod" / "__main__.py").read_text()
+    assert "from torchfix_mod.launch import main" in main_module
+    done = subprocess.run([sys.executable, "-m", "torchfix_mod", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("torchfix-mod ")

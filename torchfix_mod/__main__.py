@@ -1,5 +1,5 @@
 """``python -m torchfix_mod``."""
 
-from torchfix_mod.cli import main
+from torchfix_mod.launch import main
 
 main()
