@@ -48,7 +48,7 @@ from bench.corpus import WHEELS, cache_dir, python_files, source_dir  # noqa: E4
 
 TORCHFIX_VERSION = "0.7.0"
 QUICK_FILES = 40
-SINGLE_FILE = ("timm", "models/resnet.py")  # 2,300 lines, no findings
+SINGLE_FILE = ("timm", "timm/models/resnet.py")  # 2,300 lines, no findings
 REPEATS = 5
 
 
@@ -60,6 +60,7 @@ class Measure:
     seconds: float
     peak_mb: float
     exit_code: int
+    cpu_seconds: float = 0.0  # user + system time of the process and every child it waited for
 
     @property
     def lines_per_second(self) -> float:
@@ -103,7 +104,8 @@ def run_process(name: str, argv: list[str], files: int, lines: int, cwd: Path | 
     """Run ``argv`` to completion (output discarded) and measure it."""
     sampling = Path("/proc").is_dir()
     peak = 0
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     errors: list[bytes] = []
@@ -115,12 +117,16 @@ def run_process(name: str, argv: list[str], files: int, lines: int, cwd: Path | 
         time.sleep(0.02)
     seconds = time.perf_counter() - start
     reader.join()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     if not sampling:
-        peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        peak = max(usage.ru_maxrss, before)
     if process.returncode not in (0, 1):
         tail = b"".join(errors).decode("utf-8", "replace")[-2000:]
         print(f"warning: {name} exited {process.returncode}:\n{tail}", file=sys.stderr)
-    return Measure(name, files, lines, seconds, peak / 1024, process.returncode)
+    measure = Measure(name, files, lines, seconds, peak / 1024, process.returncode, cpu)
+    print(f"  {name}: {seconds:.2f} s wall, {cpu:.2f} s CPU, {peak / 1024:.0f} MB", file=sys.stderr)
+    return measure
 
 
 # -- the corpus ----------------------------------------------------------------------------
@@ -246,7 +252,12 @@ def growth(args) -> list[dict]:
         roots, files, lines = corpus_files(libraries, False)
         with tempfile.TemporaryDirectory(prefix="tfm-growth-") as tmp:
             m = run_process("+".join(libraries), tool_argv(roots, jobs), len(files), lines, cwd=Path(tmp))
-        rows.append({"libraries": libraries, "files": len(files), "lines": lines, "seconds": m.seconds, "lines_per_second": m.lines_per_second})
+        rows.append(
+            {
+                "libraries": libraries, "files": len(files), "lines": lines, "seconds": m.seconds,
+                "cpu_seconds": m.cpu_seconds, "peak_mb": m.peak_mb, "lines_per_second": m.lines_per_second,
+            }
+        )
     return rows
 
 
@@ -257,11 +268,13 @@ def table(result: dict) -> str:
     by_name = {m.name.split(" (")[0]: m for m in measures}
     cold = next(m for m in measures if m.name.startswith("torchfix-mod cold"))
     lines = [
-        "| contender | files | lines | wall s | lines/s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| contender | files | lines | wall s | CPU s | lines/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measures:
-        lines.append(f"| {m.name} | {m.files} | {m.lines} | {m.seconds:.2f} | {m.lines_per_second:,.0f} | {m.peak_mb:.0f} |")
+        lines.append(
+            f"| {m.name} | {m.files} | {m.lines:,} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | {m.lines_per_second:,.0f} | {m.peak_mb:.0f} |"
+        )
     lines.append("")
     torchfix = next((m for m in measures if m.name.startswith("TorchFix")), None)
     warm = by_name.get("torchfix-mod warm")
@@ -278,9 +291,9 @@ def table(result: dict) -> str:
         lines.append(f"- lines/s, torchfix-mod cold / TorchFix: {cold.lines_per_second / torchfix.lines_per_second:.1f}x")
     startup = result.get("startup") or []
     if startup:
-        lines += ["", "| per call (median of runs) | wall s | peak RSS MB |", "|---|---:|---:|"]
+        lines += ["", "| per call (median of runs) | wall s | CPU s | peak RSS MB |", "|---|---:|---:|---:|"]
         for m in startup:
-            lines.append(f"| {m.name} | {m.seconds:.3f} | {m.peak_mb:.0f} |")
+            lines.append(f"| {m.name} | {m.seconds:.3f} | {m.cpu_seconds:.3f} | {m.peak_mb:.0f} |")
         version = startup[0]
         one = next((m for m in startup if m.name.startswith("torchfix-mod one file")), None)
         theirs = next((m for m in startup if m.name.startswith("TorchFix")), None)
@@ -289,10 +302,15 @@ def table(result: dict) -> str:
         if warm:
             lines.append(f"- warm / --version: {warm.seconds / version.seconds:.2f}x")
     if result.get("growth"):
-        lines += ["", "| corpus | files | lines | wall s | lines/s |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| corpus (cold) | files | lines | wall s | CPU s | lines/s | peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for row in result["growth"]:
             lines.append(
-                f"| {' + '.join(row['libraries'])} | {row['files']} | {row['lines']} | {row['seconds']:.2f} | {row['lines_per_second']:,.0f} |"
+                f"| {' + '.join(row['libraries'])} | {row['files']} | {row['lines']:,} | {row['seconds']:.2f} | "
+                f"{row['cpu_seconds']:.2f} | {row['lines_per_second']:,.0f} | {row['peak_mb']:.0f} |"
             )
     return "\n".join(lines)
 
