@@ -82,7 +82,7 @@ def test_deciding_does_not_import_libcst():
         "         'zero_grad']\n"
         "rules = []\n"
         "for name in names:\n"
-        "    module = importlib.import_module('torchfix_mod.codemods.' + name)\n"
+        "    module = importlib.import_module('torchfix_mod.codemods.torchfix.' + name)\n"
         "    rules += [v for v in vars(module).values() if getattr(v, '__module__', None) == module.__name__\n"
         "              and getattr(v, 'code', None)]\n"
         "source = ('import torch\\nimport torchvision\\nfrom torch.utils.checkpoint import checkpoint\\n'\n"

@@ -203,7 +203,7 @@ def test_pretrained_table_matches_torchfix():
     out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True, timeout=120).stdout
     import json
 
-    from torchfix_mod.codemods.torchvision_pretrained import BUILDERS, MODELS
+    from torchfix_mod.codemods.torchfix.torchvision_pretrained import BUILDERS, MODELS
 
     theirs = {(model, param): weights for model, param, weights in json.loads(out)}
     mine = {}

@@ -4,7 +4,7 @@ Every fix example of the four rules is rewritten by the tool here, then the code
 after is executed with the same inputs and the results are compared: values, dtypes and
 memory layout for the safe fixes, and the documented difference for the unsafe ones. Property
 tests sweep the argument rewrites (``range``, ``qr``, ``cholesky``, ``chain_matmul``) over
-many inputs, and the table in ``torchfix_mod.codemods._deprecations`` is checked against torch itself.
+many inputs, and the table in ``torchfix_mod.codemods.deprecated._deprecations`` is checked against torch itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES, transform
-from torchfix_mod.codemods._deprecations import AUTOCAST_PARAMETERS, DEPRECATIONS, REMOVED
+from torchfix_mod.codemods.deprecated._deprecations import AUTOCAST_PARAMETERS, DEPRECATIONS, REMOVED
 
 RULES = {rule.code: rule for rule in ALL_RULES if rule.code.startswith("TFM6")}
 
