@@ -160,7 +160,7 @@ BROKEN = [
 def _inputs(kind: str) -> dict:
     import torch
 
-    from test_runtime_6xx import spd, square_sum
+    from test_deprecated import spd, square_sum
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 4, dtype=torch.float64, generator=g)
@@ -191,7 +191,7 @@ def _call(namespace: dict, kind: str):
 @pytest.mark.parametrize(("example", "kind", "error"), BROKEN)
 def test_torchfix_output_fails_where_ours_runs(example, kind, error):
     pytest.importorskip("functorch")
-    from test_runtime_6xx import run
+    from test_deprecated import run
 
     _, _, theirs, ours, _ = compare_all()[example]
     namespace, _ = run(ours, **_inputs(kind))
@@ -205,7 +205,7 @@ def test_torchfix_output_fails_where_ours_runs(example, kind, error):
 def test_torchfix_range_changes_dtype_and_length():
     import torch
 
-    from test_runtime_6xx import run, same
+    from test_deprecated import run, same
 
     source = examples()["TFM602-fix-2"]
     _, _, theirs, ours, _ = compare_all()["TFM602-fix-2"]
@@ -221,7 +221,7 @@ def test_torchfix_range_changes_dtype_and_length():
 def test_torchfix_cholesky_loses_the_argument():
     """The placeholder bug, spelled out: our rewrite keeps the expression and the flag."""
     _, _, theirs, ours, _ = compare_all()["TFM602-fix-0"]
-    from test_runtime_6xx import run
+    from test_deprecated import run
 
     assert "torch.linalg.cholesky(A).mH" in theirs and "torch.linalg.cholesky(s)\n" in theirs.split("u2 = ")[1]
     assert "torch.linalg.cholesky(x @ x.mT + eps * torch.eye(n), upper=True)" in ours
