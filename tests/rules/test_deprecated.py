@@ -1,24 +1,260 @@
-"""Runtime proof with real torch for the deprecated-API rules (TFM601-TFM604).
+"""The deprecated-API rules (TFM501-TFM503, TFM601-TFM604): runtime proof with real torch and
+parity with TorchFix.
 
-Every fix example of the four rules is rewritten by the tool here, then the code before and
-after is executed with the same inputs and the results are compared: values, dtypes and
-memory layout for the safe fixes, and the documented difference for the unsafe ones. Property
-tests sweep the argument rewrites (``range``, ``qr``, ``cholesky``, ``chain_matmul``) over
-many inputs, and the table in ``torchfix_mod.codemods.deprecated._deprecations`` is checked against torch itself.
+TFM501-TFM503: each sample's before.py and after.py are run and compared.
+
+TFM601-TFM604: every fix example of the four rules is rewritten by the tool here, then the code
+before and after is executed with the same inputs and the results are compared: values, dtypes
+and memory layout for the safe fixes, and the documented difference for the unsafe ones.
+Property tests sweep the argument rewrites (``range``, ``qr``, ``cholesky``, ``chain_matmul``)
+over many inputs, and the table in ``torchfix_mod.codemods.deprecated._deprecations`` is checked
+against torch itself.
+
+Parity: TFM601-TFM604 against TorchFix's deprecated-symbol checks (TOR001, TOR004, TOR101,
+TOR103). Every example of the four rules (the fix examples' sources and the leave-alone
+examples) is run through both tools: TorchFix with ``--fix`` on a copy of the files,
+torchfix-mod with unsafe fixes allowed (the most either tool rewrites). Two things are compared
+per example: the lines that get a finding, and the rewritten file. Where they differ,
+``DIFFERENCES`` below says why; an example missing from it must give the same lines and the
+same text, so a new difference fails until it is explained. The parity tests are skipped when
+TorchFix is not installed (``TORCHFIX_BIN``, or ``torchfix`` on ``PATH``).
+
+TFM604 has no TorchFix counterpart (0.7.0 has no AMP check): its examples are reported by
+torchfix-mod only. The other differences:
+
+| example | lines | text | why |
+|---|---|---|---|
+| TFM601-fix-0, -1 | same | differ | `torch.matrix_rank(A)`: TorchFix reports only; we rewrite (unsafe) to `torch.linalg.matrix_rank(A)` |
+| TFM601-keep-4 | differ | same | `solver = torch.solve` is not a call: TorchFix looks at calls and imports only |
+| TFM602-fix-0 | same | differ | TorchFix bugs: the `upper=True` cholesky fix writes the placeholder `torch.linalg.cholesky(A).mH` (the argument is lost: NameError); `torch.cholesky(s, flag)` loses `flag` (a lower factor where an upper one was asked for); `torch.qr(input=a)` becomes `torch.linalg.qr(input=a)` (TypeError: the parameter is `A`) |
+| TFM602-fix-1 | differ | differ | `upper=not lower`: TorchFix crashes on the file (no finding, no fix); we pass the expression on |
+| TFM602-fix-2 | same | differ | `torch.range`: TorchFix writes `torch.arange(0, 11)`, int64 where `torch.range` gave floats, and `end + step`, one element too many when `step` does not divide `end - start` (`range(0, 5, 2)` -> `arange(0, 7, 2)`); we write `torch.arange(0.0, 11.0)`, `torch.arange(0.0, 6.0, 2)` |
+| TFM602-fix-3 | same | differ | `t.ger(u, v)`: both write `t.outer(u, v)`; TorchFix also adds an unused `from torch import outer` |
+| TFM602-fix-4 | same | differ | `from torch import ger, qr`: TorchFix writes `torch.linalg.qr(...)` in a file without `import torch` (NameError) and `from torch import outer, ger, qr`; we add `import torch` and drop the old import |
+| TFM602-fix-5 | same | differ | `nn.UpsamplingBilinear2d`/`Nearest2d`: TorchFix reports only; we rewrite (unsafe) to `nn.Upsample(..., mode=...)` |
+| TFM602-fix-6 | same | differ | `torch.chain_matmul(*mats)`: TorchFix writes `multi_dot([mats])`, a list holding the list (TypeError); we write `multi_dot([*mats])` (unsafe) |
+| TFM602-fix-7 | same | differ | `pytree._register_pytree_node`: TorchFix also adds `from torch.utils._ import pytree` (ModuleNotFoundError); we only rename the call (unsafe) |
+| TFM602-keep-2 | same | differ | `torch.range(0, n)`: TorchFix writes `torch.arange(0, n + 1)` (int64, and wrong for a float `n`); we report only |
+| TFM602-keep-4 | same | differ | `torch.qr(a, some=reduced)`: TorchFix drops the argument (`torch.linalg.qr(a)`, wrong when `reduced` is False); we report only |
+| TFM602-keep-9 | differ | same | `norm = torch.norm` is not a call: TorchFix looks at calls and imports only |
+| TFM603-fix-0 | differ | differ | `from functorch import vmap, grad as g`: both move the import to `torch.func`; TorchFix also reports the uses and rewrites `g(f)` to `g.torch.func.grad(f)` (AttributeError); we report the import line only, its uses need no change |
+| TFM603-fix-1 | differ | differ | `fn = functorch.vmap` is not a call: TorchFix leaves it; we rewrite it too and drop the unused `import functorch` |
+| TFM603-fix-2 | same | differ | `ft.hessian(f)` with `import functorch as ft`: TorchFix writes `ft.torch.func.hessian(f)`, which runs only because the functorch package happens to import torch; we write `torch.func.hessian(f)` and add `import torch` |
+| TFM603-fix-3 | same | differ | `from functorch import make_functional, vmap`: TorchFix reports `vmap` without a fix; we split the line (and report `make_functional`, which TorchFix's table lacks) |
+| TFM603-fix-4 | differ | same | function-level `from functorch import vmap`: TorchFix also reports the use `vmap(f)` |
+| TFM603-keep-0 | differ | same | `make_functional` is not in TorchFix's table |
+| TFM601-keep-8, TFM602-keep-14, TFM603-keep-5, -6 | differ | same / differ / differ / differ | code kept for older PyTorch (a `hasattr`/version `if`, an `except ImportError` fallback, an import tried first under `try` with the new one in `except ImportError`): TorchFix reports and rewrites it (`from functorch import vmap` becomes `from torch.func import vmap`, which the old versions this code serves lack; the `torch<2.2` branch gets `register_pytree_node` and the broken import); we leave it alone |
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import re
+import shutil
+import subprocess
+import tempfile
 import warnings
+from functools import lru_cache
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES, transform
+from rule_helpers import load, torchfix_bin
 from torchfix_mod.codemods.deprecated._deprecations import AUTOCAST_PARAMETERS, DEPRECATIONS, REMOVED
+
+
+def recorded_warnings(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` and every warning it emitted (none swallowed by the once-per-place filter)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [w for w in caught]
+
+
+# -- TFM501: deprecated nn.init functions -------------------------------------
+
+
+def test_tfm501_before_warns_after_does_not():
+    before, after = load("TFM501", "before"), load("TFM501", "after")
+
+    _, caught = recorded_warnings(before.build_net)
+    messages = [str(w.message) for w in caught]
+    assert caught, "the deprecated nn.init calls should warn"
+    assert all(issubclass(w.category, (FutureWarning, UserWarning)) for w in caught)
+    assert all("deprecated" in m for m in messages), messages
+    # one warning per deprecated call: two Linear layers x 2 calls, one Conv2d x 2 calls
+    assert len(caught) == 6
+    for old in ("xavier_uniform", "constant", "kaiming_normal"):
+        assert any(f"nn.init.{old}`" in m for m in messages), old
+
+    _, caught = recorded_warnings(after.build_net)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_tfm501_weights_are_identical_under_a_fixed_seed():
+    torch.manual_seed(0)
+    net_before, _ = recorded_warnings(load("TFM501", "before").build_net)
+    torch.manual_seed(0)
+    net_after = load("TFM501", "after").build_net()
+
+    sd_before, sd_after = net_before.state_dict(), net_after.state_dict()
+    assert list(sd_before) == list(sd_after)
+    for key in sd_before:
+        assert torch.equal(sd_before[key], sd_after[key]), key
+    # the init function really ran: constant biases
+    assert torch.equal(sd_after["2.bias"], torch.full((4,), 0.01))
+    assert torch.equal(sd_after["0.bias"], torch.zeros(2))
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv"])
+def test_tfm501_init_weights_alone_gives_the_same_values(layer: str):
+    def fresh():
+        torch.manual_seed(3)
+        return nn.Linear(6, 3) if layer == "linear" else nn.Conv2d(2, 4, 3)
+
+    m_before, m_after = fresh(), fresh()
+    torch.manual_seed(7)
+    recorded_warnings(load("TFM501", "before").init_weights, m_before)
+    torch.manual_seed(7)
+    load("TFM501", "after").init_weights(m_after)
+    assert torch.equal(m_before.weight, m_after.weight)
+    assert torch.equal(m_before.bias, m_after.bias)
+    # and the values differ from the default initialization
+    assert not torch.equal(m_after.weight, fresh().weight)
+
+
+# -- TFM502: register_backward_hook -> register_full_backward_hook ------------
+
+BATCH, N_IN, N_OUT = 3, 4, 5
+
+
+def hooked_run(which: str):
+    sample = load("TFM502", which)
+    torch.manual_seed(0)
+    module = sample.ScaledLinear(N_IN, N_OUT)
+    log = []
+    handle = sample.attach_grad_logger(module, log)
+    torch.manual_seed(1)
+    x = torch.randn(BATCH, N_IN, requires_grad=True)
+    _, caught = recorded_warnings(lambda: module(x).sum().backward())
+    handle.remove()
+    assert len(log) == 1, "the hook fires once per backward"
+    grad_input, grad_output = log[0]
+    return x, grad_input, grad_output, caught
+
+
+def test_tfm502_hook_sees_different_grad_input_before_and_after():
+    x_b, gin_b, gout_b, caught_b = hooked_run("before")
+    x_a, gin_a, gout_a, caught_a = hooked_run("after")
+    assert torch.equal(x_b, x_a) and torch.equal(x_b.grad, x_a.grad)
+
+    # the old hook sees the grads of the last op only (the Linear's addmm: bias, its input h, weight^T)
+    assert [tuple(g.shape) for g in gin_b] == [(N_OUT,), (BATCH, N_IN), (N_IN, N_OUT)]
+    # ... so what looks like "grad w.r.t. the input" is d/dh, off by the x*2 factor
+    assert not torch.allclose(gin_b[1], x_b.grad)
+    assert torch.allclose(gin_b[1] * 2, x_b.grad)
+    assert any("multiple autograd Nodes" in str(w.message) for w in caught_b)
+
+    # the full hook sees exactly the grad w.r.t. the module's input
+    assert len(gin_a) == 1
+    assert torch.allclose(gin_a[0], x_a.grad)
+    assert not any("backward hook" in str(w.message) for w in caught_a)
+
+    # grad_output is the same in both
+    assert len(gout_b) == len(gout_a) == 1
+    assert torch.equal(gout_b[0], gout_a[0])
+
+
+def test_tfm502_full_hook_grad_input_matches_the_module_input_shape():
+    x, grad_input, _, _ = hooked_run("after")
+    assert grad_input[0] is not None
+    assert grad_input[0].shape == x.shape == (BATCH, N_IN)
+
+    x, grad_input, _, _ = hooked_run("before")
+    assert len(grad_input) != 1 or grad_input[0].shape != x.shape
+
+
+# -- TFM503: torch.autograd.Variable ------------------------------------------
+
+
+def quietly(fn, *args):
+    result, _ = recorded_warnings(fn, *args)
+    return result
+
+
+def test_tfm503_plain_tensors_are_unchanged():
+    before, after = load("TFM503", "before"), load("TFM503", "after")
+    x, y = torch.randn(6, 1), torch.randn(6, 1)
+    (xb, yb), (xa, ya) = quietly(before.to_variables, x, y), after.to_variables(x, y)
+    for b, a, src in ((xb, xa, x), (yb, ya, y)):
+        assert torch.equal(b, a) and torch.equal(a, src)
+        assert b.requires_grad is a.requires_grad is False
+        assert b.grad_fn is None and a.grad_fn is None
+        # both share the source's storage, as a new tensor object
+        assert b.data_ptr() == a.data_ptr() == src.data_ptr()
+        assert b is not src and a is not src
+
+
+def test_tfm503_non_leaf_input_is_detached_like_variable_did():
+    before, after = load("TFM503", "before"), load("TFM503", "after")
+    w = torch.randn(6, 1, requires_grad=True)
+    x = w * 3  # non-leaf, carries a graph
+    assert x.grad_fn is not None and x.requires_grad
+    (xb, _), (xa, _) = quietly(before.to_variables, x, x), after.to_variables(x, x)
+    assert torch.equal(xb, xa)
+    assert xb.grad_fn is None and xa.grad_fn is None
+    assert xb.requires_grad is xa.requires_grad is False
+    assert xb.is_leaf and xa.is_leaf
+
+
+def test_tfm503_requires_grad_leaf_gets_the_same_grad():
+    before, after = load("TFM503", "before"), load("TFM503", "after")
+    grads = []
+    for sample, wrap in ((before, quietly), (after, lambda f, *a: f(*a))):
+        torch.manual_seed(0)
+        src = torch.randn(4, requires_grad=True)
+        t = src * 2  # non-leaf: Variable(t, requires_grad=True) cuts it off into a new leaf
+        leaf = wrap(sample.make_leaf, t)
+        assert leaf.is_leaf and leaf.requires_grad and leaf.grad_fn is None
+        assert torch.equal(leaf, t)
+        (leaf * torch.arange(4.0)).pow(2).sum().backward()
+        assert src.grad is None, "the graph behind the wrapped tensor is cut"
+        grads.append(leaf.grad)
+    assert grads[0] is not None and torch.equal(grads[0], grads[1])
+
+
+def test_tfm503_fresh_weight_is_a_trainable_leaf():
+    before, after = load("TFM503", "before"), load("TFM503", "after")
+    wb, wa = quietly(before.make_weight, 3), after.make_weight(3)
+    for w in (wb, wa):
+        assert torch.equal(w, torch.ones(3, 1))
+        assert w.requires_grad and w.is_leaf and w.grad_fn is None
+
+
+def test_tfm503_training_step_is_unchanged():
+    before, after = load("TFM503", "before"), load("TFM503", "after")
+    torch.manual_seed(0)
+    x = torch.arange(8.0).unsqueeze(1)
+    y = 2 * x + 1
+    results = []
+    for sample, wrap in ((before, quietly), (after, lambda f, *a: f(*a))):
+        torch.manual_seed(0)
+        model = sample.LinearRegression(1, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        losses = [wrap(sample.train_step, model, opt, x, y) for _ in range(3)]
+        results.append((losses, {k: v.clone() for k, v in model.state_dict().items()}))
+    (losses_b, state_b), (losses_a, state_a) = results
+    assert losses_b == losses_a
+    assert losses_a[-1] < losses_a[0]
+    for key in state_b:
+        assert torch.equal(state_b[key], state_a[key]), key
+
+
+# -- TFM601-TFM604 -------------------------------------------------------------------
 
 RULES = {rule.code: rule for rule in ALL_RULES if rule.code.startswith("TFM6")}
 
@@ -515,3 +751,174 @@ def test_table_names_exist_in_torch():
 def test_every_fix_example_has_a_runtime_test():
     ids = {f"{code}-fix-{i}" for code, rule in RULES.items() for i in range(len(rule.fixes))}
     assert ids == COVERED
+
+
+# -- parity with TorchFix -------------------------------------------------------------
+
+PARITY_RULES = [rule for rule in ALL_RULES if rule.code.startswith("TFM6")]
+TORCHFIX_CODES = "TOR001,TOR004,TOR101,TOR103"
+FINDING = re.compile(r"^(?P<file>[^:\s]+\.py):(?P<line>\d+):(?P<col>\d+): (?P<code>TOR\d+)")
+
+
+def examples() -> dict[str, str]:
+    """Example id (as in test_rule_examples) -> source."""
+    found = {}
+    for rule in PARITY_RULES:
+        for i, case in enumerate(rule.fixes):
+            found[f"{rule.code}-fix-{i}"] = case.before
+        for i, case in enumerate(rule.keeps):
+            found[f"{rule.code}-keep-{i}"] = case.source
+    return found
+
+
+@lru_cache(maxsize=1)
+def compare_all() -> dict[str, tuple[set[int], set[int], str, str, str]]:
+    """Example id -> (TorchFix's finding lines, ours, TorchFix's text, ours, the source)."""
+    binary = torchfix_bin()
+    assert binary is not None
+    workdir = Path(tempfile.mkdtemp(prefix="tfm6-parity-"))
+    sources = examples()
+    for example, source in sources.items():
+        (workdir / f"{example}.py").write_text(source, encoding="utf-8")
+    done = subprocess.run(
+        [binary, "--select", TORCHFIX_CODES, "--fix", "--jobs", "1", "."],
+        cwd=workdir, capture_output=True, text=True, timeout=600,
+    )
+    lines: dict[str, set[int]] = {example: set() for example in sources}
+    for row in done.stdout.splitlines():
+        match = FINDING.match(row)
+        if match:
+            lines[Path(match["file"]).stem].add(int(match["line"]))
+    result = {}
+    for example, source in sources.items():
+        ours = transform(source, rules=PARITY_RULES, unsafe=True)
+        assert not ours.errors, example
+        our_lines = {d.line for d in ours.diagnostics}
+        theirs = (workdir / f"{example}.py").read_text(encoding="utf-8")
+        result[example] = (lines[example], our_lines, theirs, ours.new_source, source)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+# example -> (same finding lines, same rewritten text), as in the table above
+DIFFERENCES: dict[str, tuple[bool, bool]] = {
+    "TFM601-fix-0": (True, False),
+    "TFM601-fix-1": (True, False),
+    "TFM601-keep-4": (False, True),
+    "TFM602-fix-0": (True, False),
+    "TFM602-fix-1": (False, False),
+    "TFM602-fix-2": (True, False),
+    "TFM602-fix-3": (True, False),
+    "TFM602-fix-4": (True, False),
+    "TFM602-fix-5": (True, False),
+    "TFM602-fix-6": (True, False),
+    "TFM602-fix-7": (True, False),
+    "TFM602-keep-2": (True, False),
+    "TFM602-keep-4": (True, False),
+    "TFM602-keep-9": (False, True),
+    "TFM603-fix-0": (False, False),
+    "TFM603-fix-1": (False, False),
+    "TFM603-fix-2": (True, False),
+    "TFM603-fix-3": (True, False),
+    "TFM603-fix-4": (False, True),
+    "TFM603-keep-0": (False, True),
+    "TFM601-keep-8": (False, True),
+    "TFM602-keep-14": (False, False),
+    "TFM603-keep-5": (False, False),
+    "TFM603-keep-6": (False, False),
+}
+
+needs_torchfix = pytest.mark.skipif(torchfix_bin() is None, reason="TorchFix is not installed")
+
+
+@needs_torchfix
+def test_differences_are_the_documented_ones():
+    found = {}
+    for example, (tf_lines, our_lines, tf_text, our_text, _) in compare_all().items():
+        verdict = (tf_lines == our_lines, tf_text == our_text)
+        if example.startswith("TFM604"):  # not in TorchFix
+            assert not tf_lines and tf_text == examples()[example], example
+            continue
+        if verdict != (True, True):
+            found[example] = verdict
+    assert found == DIFFERENCES
+
+
+# -- the TorchFix rewrites the table calls broken, executed -------------------------------
+
+BROKEN = [
+    # example, what the rewritten file needs, the error TorchFix's text raises
+    ("TFM602-fix-0", "cholesky", TypeError),  # `torch.linalg.qr(input=a)` (and see below)
+    ("TFM602-fix-4", "from_import", NameError),  # `torch.linalg.qr` without `import torch`
+    ("TFM602-fix-6", "star", TypeError),  # `multi_dot([mats])`
+    ("TFM602-fix-7", "pytree", ModuleNotFoundError),  # `from torch.utils._ import pytree`
+    ("TFM603-fix-0", "functorch_alias", AttributeError),  # `g.torch.func.grad(f)`
+]
+
+
+def _inputs(kind: str) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 4, dtype=torch.float64, generator=g)
+    if kind == "cholesky":
+        return dict(a=torch.randn(5, 3, dtype=torch.float64), s=spd(4), x=x, eps=0.1, n=4, flag=True)
+    if kind == "star":
+        return dict(mats=[torch.randn(2, 3), torch.randn(3, 4)])
+    if kind == "pytree":
+        class Point:
+            def __init__(self, a, b):
+                self.a, self.b = a, b
+
+        return dict(Point=Point, flatten=lambda p: ([p.a, p.b], None), unflatten=lambda v, _: Point(*v))
+    return dict(f=square_sum, x=torch.randn(3, 4, dtype=torch.float64))
+
+
+def _call(namespace: dict, kind: str):
+    import torch
+
+    if kind == "from_import":
+        return namespace["f"](torch.randn(5, 3), torch.randn(3), torch.randn(4))
+    if "per_sample" in namespace:
+        return namespace["per_sample"](namespace["f"], namespace["x"])
+    return None
+
+
+@needs_torchfix
+@pytest.mark.parametrize(("example", "kind", "error"), BROKEN)
+def test_torchfix_output_fails_where_ours_runs(example, kind, error):
+    pytest.importorskip("functorch")
+    _, _, theirs, ours, _ = compare_all()[example]
+    namespace, _ = run(ours, **_inputs(kind))
+    _call(namespace, kind)
+    with pytest.raises(error):
+        namespace, _ = run(theirs, **_inputs(kind))
+        _call(namespace, kind)
+
+
+@needs_torchfix
+def test_torchfix_range_changes_dtype_and_length():
+    import torch
+
+    source = examples()["TFM602-fix-2"]
+    _, _, theirs, ours, _ = compare_all()["TFM602-fix-2"]
+    old, _ = run(source, dev="cpu")
+    new, _ = run(ours, dev="cpu")
+    bad, _ = run(theirs, dev="cpu")
+    assert all(same(old[k], new[k]) for k in "abcd")
+    assert bad["a"].dtype == torch.int64 != old["a"].dtype
+    assert bad["d"].tolist() == [0, 2, 4, 6] and old["d"].tolist() == [0.0, 2.0, 4.0]
+
+
+@needs_torchfix
+def test_torchfix_cholesky_loses_the_argument():
+    """The placeholder bug, spelled out: our rewrite keeps the expression and the flag."""
+    _, _, theirs, ours, _ = compare_all()["TFM602-fix-0"]
+    assert "torch.linalg.cholesky(A).mH" in theirs and "torch.linalg.cholesky(s)\n" in theirs.split("u2 = ")[1]
+    assert "torch.linalg.cholesky(x @ x.mT + eps * torch.eye(n), upper=True)" in ours
+    assert "torch.linalg.cholesky(s, upper=flag)" in ours
+    line = next(row for row in theirs.splitlines() if row.startswith("u = "))
+    with pytest.raises(NameError, match="'A'"):
+        run("import torch\n" + line + "\n", **_inputs("cholesky"))
+    line = next(row for row in ours.splitlines() if row.startswith("u = "))
+    assert run("import torch\n" + line + "\n", **_inputs("cholesky"))[0]["u"].shape == (4, 4)
