@@ -115,9 +115,11 @@ def find_rules():
             package = importlib.import_module(package_name)
         except ImportError:
             continue
-        for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        # rule modules may sit in family sub-packages (codemods/<family>/<rule>.py)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{package_name}.",
+                                          onerror=lambda name: None):
             try:
-                module = importlib.import_module(f"{package_name}.{info.name}")
+                module = importlib.import_module(info.name)
             except Exception:
                 continue
             for obj in vars(module).values():

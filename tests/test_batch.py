@@ -602,7 +602,7 @@ def test_an_edited_rule_never_serves_a_stale_cached_result(tmp_path):
 
     assert "without the warning" in check()
     assert (project / CACHE_DIR_NAME).is_dir()
-    rule_file = tool / "codemods" / "deprecated_init.py"
+    rule_file = tool / "codemods" / "deprecated" / "deprecated_init.py"
     rule_file.write_text(rule_file.read_text().replace("without the warning", "edited message"))
     assert "edited message" in check()
 

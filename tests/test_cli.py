@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from torchfix_mod.codemods.inplace_forward import InplaceForwardRule
-from torchfix_mod.codemods.module_dict import ModuleDictRule
-from torchfix_mod.codemods.module_list import ModuleListRule
-from torchfix_mod.codemods.register_buffer import RegisterBufferRule
+from torchfix_mod.codemods.module_api.inplace_forward import InplaceForwardRule
+from torchfix_mod.codemods.containers.module_dict import ModuleDictRule
+from torchfix_mod.codemods.containers.module_list import ModuleListRule
+from torchfix_mod.codemods.attributes.register_buffer import RegisterBufferRule
 from torchfix_mod import __version__
 from torchfix_mod.cli import app
 from torchfix_mod.engine import Settings, transform_source

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torchfix_mod.codemods.module_dict import key_problem
+from torchfix_mod.codemods.containers.module_dict import key_problem
 from conftest import ALL_RULES, transform
 from torchfix_mod import torch_facts
 from torchfix_mod.rule import Fix, Rule
@@ -189,7 +189,7 @@ def test_module_dict_key_check_agrees_with_torch(key):
 
 
 def test_module_list_lacks_what_the_rule_refuses():
-    from torchfix_mod.codemods._containers import DICT_METHODS, LIST_METHODS
+    from torchfix_mod.codemods.containers._containers import DICT_METHODS, LIST_METHODS
 
     assert all(hasattr(nn.ModuleList, name) for name in LIST_METHODS)
     assert all(hasattr(nn.ModuleDict, name) for name in DICT_METHODS)

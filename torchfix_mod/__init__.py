@@ -23,6 +23,7 @@ def _rules_beside_the_package() -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    setattr(sys.modules[__name__], "codemods", module)  # as the import system binds a submodule
 
 
 _rules_beside_the_package()

@@ -105,9 +105,9 @@ class Rule:
     """Base class of every codemod: what it declares (code, name, summary, fix safety,
     examples) and how it reports.
 
-    Subclasses live one per file in ``codemods/``; :meth:`check` reads ``self.model`` and
-    calls :meth:`report`, with a :class:`Fix` built from :meth:`edit` intents when the fix is
-    proven right.
+    Subclasses live one per file in a family package of ``codemods/``; :meth:`check` reads
+    ``self.model`` and calls :meth:`report`, with a :class:`Fix` built from :meth:`edit` intents
+    when the fix is proven right.
     """
 
     code: ClassVar[str]
@@ -143,7 +143,8 @@ class Rule:
 
 
 def load_rules() -> list[type[Rule]]:
-    """Every rule class defined in the rules package, sorted by code."""
+    """Every rule class defined in the rules package and its family sub-packages, sorted by
+    code; modules whose name starts with ``_`` hold shared analysis and are not searched."""
     package = importlib.import_module(RULES_PACKAGE)
     found: dict[str, type[Rule]] = {}
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{RULES_PACKAGE}."):

@@ -1,0 +1,380 @@
+"""What TFM301 and TFM302 share: which expressions certainly are tensors, tensors stored as
+attributes in ``__init__`` of an nn.Module, and whether such an attribute may be turned into
+a buffer or a parameter."""
+
+from __future__ import annotations
+
+import ast
+
+from torchfix_mod.codemods._shared._attributes import (
+    SelfAssignment,
+    is_assign_target,
+    is_display_element,
+    is_starred_display_element,
+    self_assignments,
+)
+from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES
+from torchfix_mod.rule import Fix, ImportNeed, Rule
+from torchfix_mod.semantic import (
+    TORCH_MODULE_BASE,
+    SemanticModel,
+    class_methods,
+    dotted,
+    keyword,
+    statements_after_super_init,
+    top_statement,
+)
+from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
+
+# torch functions that return a tensor when given one.
+TENSOR_FUNCTIONS = frozenset(
+    {
+        "tril", "triu", "cat", "concat", "concatenate", "stack", "hstack", "vstack",
+        "outer", "matmul", "mm", "bmm", "einsum", "exp", "log", "log2", "log10", "sin",
+        "cos", "tan", "sqrt", "rsqrt", "pow", "abs", "neg", "sigmoid", "tanh",
+        "flip", "roll", "cumsum", "cumprod", "clamp", "clip", "diag", "diag_embed",
+        "ger", "kron", "cartesian_prod", "repeat_interleave", "sign",
+        "floor", "ceil", "round", "reciprocal", "transpose", "reshape", "unsqueeze",
+        "squeeze", "flatten", "masked_fill", "logical_not", "logical_and",
+        "logical_or", "maximum", "minimum", "div", "mul", "add", "sub", "exp2",
+        "atan2", "fmod", "remainder", "erf", "argsort", "gather", "t",
+        "permute", "tile", "broadcast_to", "clone", "detach",
+    }
+)
+# Tensor methods that return a tensor.
+TENSOR_METHODS = frozenset(
+    {
+        "unsqueeze", "squeeze", "view", "reshape", "expand", "expand_as", "repeat",
+        "permute", "transpose", "t", "flatten", "contiguous", "clone", "detach",
+        "float", "double", "half", "bfloat16", "long", "int", "short", "bool", "byte",
+        "to", "type_as", "view_as", "reshape_as", "exp", "log", "sqrt", "sin", "cos",
+        "abs", "neg", "pow", "sum", "mean", "cumsum", "cumprod", "tril", "triu",
+        "fill_", "zero_", "uniform_", "normal_", "masked_fill", "masked_fill_",
+        "fill_diagonal_", "flip", "roll", "div", "mul", "add", "sub", "matmul",
+        "clamp", "clamp_", "sigmoid", "tanh", "softmax", "log_softmax", "bool",
+        "triu_", "tril_", "index_select", "narrow", "select", "diag", "outer",
+        "T", "mT", "mH", "H", "cpu", "cuda",
+    }
+)
+TRANSPOSE_ATTRIBUTES = frozenset({"T", "mT", "mH", "H"})
+SAFE_BINARY_OPS = (
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
+    ast.Pow, ast.MatMult, ast.BitAnd, ast.BitOr, ast.BitXor,
+)
+SAFE_UNARY_OPS = (ast.USub, ast.UAdd, ast.Invert)
+
+
+def is_constant(expr: ast.AST | None, value: object) -> bool:
+    """``expr`` is the literal ``None``, ``True`` or ``False`` (``0`` is not ``False``)."""
+    return isinstance(expr, ast.Constant) and expr.value is value
+
+
+def has_star_args(call: ast.Call) -> bool:
+    return any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords)
+
+
+def requires_grad_true(call: ast.Call) -> bool:
+    found = keyword(call, "requires_grad")
+    return found is not None and not is_constant(found.value, False)
+
+
+def identifiers(model: SemanticModel) -> set[str]:
+    """Every identifier written in the file: names, attribute names, keyword names, the parts of
+    imported names. A name added by a fix must be none of them."""
+    key = "tensor_attributes.identifiers"
+    found = model.memo.get(key)
+    if found is None:
+        found = set(model.names_used) | set(model.attributes)
+        found.update(node.arg for node in model.nodes(ast.keyword) if node.arg)
+        for alias in model.nodes(ast.alias):
+            if alias.name != "*":
+                found.update(alias.name.split("."))
+            if alias.asname:
+                found.add(alias.asname)
+        for node in model.nodes(ast.ImportFrom):
+            if node.module:
+                found.update(node.module.split("."))
+        for node in model.nodes((ast.Global, ast.Nonlocal)):
+            found.update(node.names)
+        for node in model.nodes(ast.MatchClass):
+            found.update(node.kwd_attrs)
+        model.memo[key] = found
+    return found
+
+
+def nn_reference(model: SemanticModel, attr: str, at: ast.AST) -> tuple[str, ImportNeed | None] | None:
+    """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
+    import it needs; None when no spelling is safe.
+
+    Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``: among the
+    names of one target, the one bound first. ``import torch.nn`` binds ``torch`` like ``import
+    torch`` does, so after ``import torch.nn`` and ``import torch as th`` it is ``torch.nn.<attr>``.
+    Adds an import only when no binding is usable and the new name shadows nothing."""
+    scope = model.scope(at)
+    module_scope = model.module_scope
+    top_level = set(model.top_level_imports())
+
+    def qualified(found) -> set[str]:
+        return {b.target if b.target is not None else b.scope.name + b.name for b in found}
+
+    def visible(name: str, expected: str) -> bool:
+        found = scope.resolve(name)
+        return bool(found) and qualified(found) == {expected}
+
+    by_target: dict[str, str] = {}
+    for name, found in module_scope.bindings.items():
+        # an import under `if TYPE_CHECKING:` or in a try block may not run
+        if any(b.statement in top_level for b in found):
+            qnames = qualified(found)
+            if len(qnames) == 1:
+                by_target.setdefault(next(iter(qnames)), name)
+    for qname, spelling in (
+        (f"torch.nn.{attr}", "{}"),
+        ("torch.nn", f"{{}}.{attr}"),
+        ("torch", f"{{}}.nn.{attr}"),
+    ):
+        name = by_target.get(qname)
+        if name and visible(name, qname):
+            return spelling.format(name), None
+    for binding in module_scope.bindings.get("torch", []):
+        # `import torch.nn` bound `torch` even when another name of torch came first
+        alias = binding.node
+        if (
+            binding.kind == "import"
+            and binding.statement in top_level
+            and isinstance(alias, ast.alias)
+            and alias.asname is None
+            and (alias.name == "torch.nn" or alias.name.startswith("torch.nn."))
+            and visible("torch", "torch")
+        ):
+            return f"torch.nn.{attr}", None
+    names = identifiers(model)
+    imports_torch_nn = any(
+        isinstance(stmt, ast.ImportFrom) and stmt.module == "torch.nn" for stmt in model.top_level_imports()
+    )
+    if imports_torch_nn and attr not in names:
+        return attr, ImportNeed("torch.nn", attr)
+    if "torch" not in names:
+        return f"torch.nn.{attr}", ImportNeed("torch")
+    return None
+
+
+class TensorExpressions:
+    """Decides whether an expression certainly evaluates to a torch tensor.
+
+    ``local_tensors`` holds local names already known to be bound only to tensors.
+    """
+
+    def __init__(self, model: SemanticModel, local_tensors: set[str] | None = None) -> None:
+        self.model = model
+        self.local_tensors = local_tensors or set()
+
+    def is_tensor(self, expr: ast.AST) -> bool:
+        if isinstance(expr, ast.Name):
+            return expr.id in self.local_tensors
+        if isinstance(expr, ast.Call):
+            if has_star_args(expr):
+                return False
+            # a method called on a call's result (`torch.tril(a).view(...)`) is not a torch function
+            qname = self.model.torch_qualified(expr.func) if dotted(expr.func) is not None else None
+            if qname is not None and qname.count(".") == 1:
+                fname = qname.split(".")[1]
+                if fname in TENSOR_FACTORIES:
+                    return not requires_grad_true(expr)
+                if fname in TENSOR_FUNCTIONS:
+                    return not requires_grad_true(expr) and any(self.is_tensor(arg) for arg in expr.args)
+                return False
+            func = expr.func
+            if isinstance(func, ast.Attribute) and qname is None and func.attr in TENSOR_METHODS:
+                return self.is_tensor(func.value)
+            return False
+        if isinstance(expr, ast.Attribute):
+            return expr.attr in TRANSPOSE_ATTRIBUTES and self.is_tensor(expr.value)
+        if isinstance(expr, ast.BinOp):
+            if not isinstance(expr.op, SAFE_BINARY_OPS):
+                return False
+            return self.is_tensor(expr.left) or self.is_tensor(expr.right)
+        if isinstance(expr, ast.UnaryOp):
+            return isinstance(expr.op, SAFE_UNARY_OPS) and self.is_tensor(expr.operand)
+        if isinstance(expr, ast.Subscript):
+            return self.is_tensor(expr.value)
+        return False
+
+
+def class_body_names(cls: ast.ClassDef) -> set[str]:
+    """Names defined in the class body: class attributes, methods, properties."""
+    names: set[str] = set()
+    for stmt in cls.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+            continue
+        if isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            targets = [stmt.target]
+        else:
+            continue
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+class TensorAttributeRule(Rule):
+    """Driver: the first store of each attribute in ``__init__`` that the subclass
+    ``wants`` is fixed when it runs after ``nn.Module.__init__``, the name is free on
+    the class family, and every other store to the attribute stays acceptable."""
+
+    def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        raise NotImplementedError
+
+    def message(self, site: SelfAssignment) -> str:
+        raise NotImplementedError
+
+    def fix_for(self, site: SelfAssignment) -> Fix | None:
+        raise NotImplementedError
+
+    def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        raise NotImplementedError
+
+    def refuses_use(self, use: ast.Attribute) -> bool:
+        return False
+
+    def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
+        """The state_dict keys the fix adds (a parameter is always saved)."""
+        return (site.attr,)
+
+    def check(self) -> None:
+        for cls, is_module in self.model.module_classes.items():
+            if not is_module:
+                continue
+            init = next((f for f in class_methods(cls) if f.name == "__init__"), None)
+            if init is not None:
+                self.check_init(cls, init)
+
+    # -- analysis -------------------------------------------------------------
+    def check_init(self, cls: ast.ClassDef, init: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        model = self.model
+        sites = [site for site in self_assignments(model, cls) if site.method is init]
+        if not sites:
+            return
+        tensors = TensorExpressions(model, self._local_tensors(init))
+        after = taken = None  # what the class allows, worked out for the first wanted store
+        seen: set[str] = set()
+        for site in sites:
+            if site.attr in seen:
+                continue
+            seen.add(site.attr)  # only the first store can register the name
+            if not self.wants(site, tensors):
+                continue
+            if after is None:
+                after = statements_after_super_init(model, init) or set()
+                taken = self._names_taken(cls, set())
+                if model.customizes_attribute_access(cls) or "setattr" in model.called:
+                    taken = None  # attributes may be reached or set out of the analysis' sight
+            message = self.message(site)
+            if top_statement(model, site.assign, init) not in after:
+                self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
+                continue
+            if taken is None or site.attr in taken or site.attr in MODULE_ATTRIBUTES:
+                continue
+            if not self._other_stores_acceptable(site, tensors):
+                continue
+            self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
+
+    def _local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+        """Local names of ``__init__`` bound only to tensor expressions (to a fixed point)."""
+        key = ("tensor_attributes.local_tensors", init)  # the same for TFM301 and TFM302
+        found = self.model.memo.get(key)
+        if found is None:
+            found = self.model.memo[key] = self._find_local_tensors(init)
+        return found
+
+    def _find_local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+        model = self.model
+        scope = model.inner_scope(init)
+        if scope is None:
+            return set()
+        values: dict[str, list[ast.expr]] = {}
+        excluded: set[str] = set()
+        for name, bindings in scope.bindings.items():
+            for binding in bindings:
+                node = binding.node
+                holder = model.parent(node) if isinstance(node, ast.Name) else None
+                if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is node:
+                    values.setdefault(name, []).append(holder.value)
+                else:
+                    excluded.add(name)
+        for name, bindings in scope.bindings.items():
+            if any(self.gets_requires_grad(access) for binding in bindings for access in binding.accesses):
+                excluded.add(name)
+        known: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            checker = TensorExpressions(model, known)
+            for name, exprs in values.items():
+                if name not in known and name not in excluded and all(checker.is_tensor(v) for v in exprs):
+                    known.add(name)
+                    changed = True
+        return known
+
+    def _names_taken(self, cls: ast.ClassDef, visiting: set[ast.ClassDef]) -> set[str] | None:
+        """Attribute names the class, its bases or its subclasses in this file define
+        (register_buffer raises KeyError on them, or bypasses a property's setter),
+        or None when a base is unknown."""
+        model = self.model
+        visiting = visiting | {cls}
+        taken = set().union(*(class_body_names(member) for member in model.class_family(cls)))
+        for base in model.base_classes(cls):
+            if base == TORCH_MODULE_BASE:
+                continue
+            if not isinstance(base, ast.ClassDef) or base in visiting:
+                return None  # unknown, or a cycle only a NameError at run time could make
+            inherited = self._names_taken(base, visiting)
+            if inherited is None:
+                return None
+            taken |= inherited
+            taken |= {site.attr for site in self_assignments(model, base)}
+        return taken
+
+    def _other_stores_acceptable(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        """Every other store to the attribute in the file is one the fixed attribute accepts."""
+        model = self.model
+        for use in model.attributes.get(site.attr, ()):
+            if use is site.target:
+                continue
+            if is_display_element(model, use) or is_starred_display_element(model, use):
+                return False  # `self.x, self.y = ...`: the value is not visible
+            if self.refuses_use(use):
+                return False
+            holder = model.parent(use)
+            if is_assign_target(model, use):
+                value = holder.value
+            elif isinstance(holder, ast.AnnAssign) and holder.target is use:
+                value = holder.value
+            else:
+                continue
+            if value is None or is_constant(value, None):
+                continue
+            if not self.other_store_ok(value, site, tensors):
+                return False
+        return True
+
+    def gets_requires_grad(self, node: ast.AST) -> bool:
+        """``t.requires_grad = True`` / ``t.requires_grad_()``: the tensor wants to be a Parameter."""
+        parent = self.model.parent(node)
+        return (
+            isinstance(parent, ast.Attribute)
+            and parent.value is node
+            and parent.attr in {"requires_grad", "requires_grad_"}
+            and not (parent.attr == "requires_grad" and not is_assign_target(self.model, parent))
+        )
+
+    @staticmethod
+    def is_same_attribute_chain(value: ast.expr, site: SelfAssignment) -> bool:
+        """``self.x = self.x.to(device)`` and the like keep a tensor a tensor."""
+        node = value
+        while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr not in TENSOR_METHODS:
+                return False
+            node = node.func.value
+        return node is not value and isinstance(node, ast.Attribute) and node.attr == site.attr

@@ -1,0 +1,128 @@
+"""TFM302: a tensor attribute created with ``requires_grad=True`` becomes an ``nn.Parameter``."""
+
+from __future__ import annotations
+
+import ast
+
+from torchfix_mod.codemods._shared._attributes import SelfAssignment
+from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES
+from torchfix_mod.codemods.attributes._tensor_attributes import (
+    TensorAttributeRule,
+    TensorExpressions,
+    has_star_args,
+    is_constant,
+    nn_reference,
+)
+from torchfix_mod.rule import Fix, FixCase, KeepCase
+from torchfix_mod.semantic import dotted, keyword
+
+HEADER = "import torch\nimport torch.nn as nn\n\n"
+
+
+def _init(*lines: str, extra: str = "") -> str:
+    body = "".join(f"        {line}\n" for line in lines)
+    return f"{HEADER}class LR(nn.Module):\n    def __init__(self, dim, trainable=True):\n        super().__init__()\n{body}{extra}"
+
+
+class ParameterAttributeRule(TensorAttributeRule):
+    """
+    ## What it does
+    Finds tensors created with `requires_grad=True` and stored as plain
+    attributes in `__init__` of an nn.Module, and wraps them in `nn.Parameter`.
+
+    ## Why is this bad?
+    A plain tensor attribute is not a parameter even when it requires grad:
+    it is missing from `parameters()`, so the optimizer never updates it, and
+    it is not moved by `.to(device)` or saved in `state_dict()`.
+
+    ## Example
+    ```python
+    self.w = torch.randn(3, 3, requires_grad=True)
+    ```
+
+    ## Use instead
+    ```python
+    self.w = nn.Parameter(torch.randn(3, 3))
+    ```
+
+    ## Fix safety
+    Safe: `nn.Parameter` requires grad by default (a non-literal
+    `requires_grad=flag` is kept as `nn.Parameter(..., requires_grad=flag)`).
+    The parameter joins `state_dict()`: a checkpoint saved before the fix
+    lacks its key, so loading one with `strict=True` reports it missing.
+
+    ## Known problems
+    Left alone: the same cases as TFM301 (names the class family defines,
+    classes with unknown bases or custom attribute access, stores before
+    `super().__init__()`), and attributes stored elsewhere with anything but
+    `None` or an `nn.Parameter` (a Parameter attribute rejects plain tensors).
+    """
+
+    code = "TFM302"
+    name = "tensor-attribute-parameter"
+    summary = "Tensor attribute with requires_grad=True is not a parameter; use nn.Parameter"
+
+    fixes = (
+        FixCase(
+            _init("self.W = torch.zeros(dim, 1, dtype=torch.float, requires_grad=True)  # weight"),
+            _init("self.W = nn.Parameter(torch.zeros(dim, 1, dtype=torch.float))  # weight"),
+        ),
+        FixCase(
+            _init("self.b = torch.randn(dim, requires_grad=trainable)"),
+            _init("self.b = nn.Parameter(torch.randn(dim), requires_grad=trainable)"),
+        ),
+    )
+    keeps = (
+        KeepCase(_init("self.W = torch.zeros(dim, requires_grad=False)")),
+        KeepCase(_init("self.W = torch.zeros(dim, requires_grad=True)", extra="\n    def reset(self):\n        self.W = torch.zeros(3)\n")),
+        KeepCase(_init("self.W = nn.Parameter(torch.zeros(dim))")),
+        KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
+    )
+
+    def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        value = site.value
+        if not isinstance(value, ast.Call) or dotted(value.func) is None or has_star_args(value):
+            return False
+        qname = self.model.torch_qualified(value.func)
+        flag = keyword(value, "requires_grad")
+        return (
+            qname is not None
+            and qname.count(".") == 1
+            and qname.split(".")[1] in TENSOR_FACTORIES
+            and flag is not None
+            and not is_constant(flag.value, False)
+        )
+
+    def message(self, site: SelfAssignment) -> str:
+        return (
+            f"`{site.self_arg}.{site.attr}` requires grad but is a plain tensor attribute: it is not in "
+            "parameters(), so the optimizer never trains it; use nn.Parameter"
+        )
+
+    def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
+        # a Parameter attribute only accepts Parameters (or None)
+        return isinstance(value, ast.Call) and self.model.qualified_names(value.func) == {"torch.nn.Parameter"}
+
+    def fix_for(self, site: SelfAssignment) -> Fix | None:
+        reference = nn_reference(self.model, "Parameter", site.assign)
+        if reference is None:
+            return None
+        func, need = reference
+        keep_flag = not is_constant(keyword(site.value, "requires_grad").value, True)
+        edit = self.edit(site.value, "Call", _wrap_in_parameter, func, keep_flag)
+        return Fix([edit], (need,) if need else ())
+
+
+def _wrap_in_parameter(value, func: str, keep_flag: bool):
+    """``factory(..., requires_grad=flag)`` -> ``func(factory(...))``, with ``requires_grad=flag``
+    moved to the Parameter when ``keep_flag``."""
+    import libcst as cst
+
+    flag = next(a for a in value.args if a.keyword is not None and a.keyword.value == "requires_grad")
+    args = [a for a in value.args if a is not flag]
+    if args:  # the argument before the removed one must not keep a trailing comma
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    outer = [cst.Arg(value.with_changes(args=args))]
+    if keep_flag:
+        outer.append(cst.Arg(flag.value, keyword=cst.Name("requires_grad"), equal=flag.equal))
+    return cst.Call(func=cst.parse_expression(func), args=outer)

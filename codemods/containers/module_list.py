@@ -1,0 +1,383 @@
+"""TFM101: a Python list or tuple of layers on an nn.Module becomes an ``nn.ModuleList``."""
+
+from __future__ import annotations
+
+import ast
+
+from torchfix_mod.codemods.containers._containers import (
+    ContainerRule,
+    ContainerUses,
+    SelfAssignment,
+    call_args,
+    local_references,
+    start,
+)
+from torchfix_mod.rule import FixCase, KeepCase
+
+HEADER = "import torch\nimport torch.nn as nn\n\n"
+
+
+def _case(body: str) -> str:
+    return HEADER + body
+
+
+class ModuleListRule(ContainerRule):
+    """
+    ## What it does
+    Finds nn.Modules kept in a Python list or tuple attribute of an nn.Module:
+    a list literal, a list comprehension, an empty list filled with
+    `append`/`extend`/`+=`, or a local list assigned to the attribute.
+
+    ## Why is this bad?
+    PyTorch only registers submodules assigned directly or held in its own
+    containers. Layers in a Python list are missing from `parameters()` (the
+    optimizer never trains them), `state_dict()` (they are never saved),
+    `.to(device)`, `.train()`/`.eval()` and `apply()`.
+
+    ## Example
+    ```python
+    self.layers = []
+    for _ in range(n):
+        self.layers.append(nn.Linear(d, d))
+    ```
+
+    ## Use instead
+    ```python
+    self.layers = nn.ModuleList()
+    for _ in range(n):
+        self.layers.append(nn.Linear(d, d))
+    ```
+
+    ## Fix safety
+    Safe. The fix is only offered when every element is a module construction
+    (a `torch.nn` class or an nn.Module class of the files being checked) and every use of
+    the attribute in the file works on `nn.ModuleList` too.
+
+    ## Known problems
+    Left alone: elements that are not module constructions (`None`, tensors,
+    modules passed in from outside, such as a frozen teacher, and existing
+    attributes like `[self.a, self.b]`, which are registered already); lists
+    handed to other code (`nn.Sequential(*self.layers)`, `isinstance(self.layers,
+    list)`, an element stored as another attribute); files that register
+    modules by name (`add_module`, `setattr`); classes with `__getattr__`,
+    `__setattr__` or `__dict__` access. Reported without a fix: lists that use
+    what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
+    `clear`, `copy`, `pop()` without an index, `insert` at a computed or
+    negative index, `other + self.layers`, `==`), lists assigned more than once,
+    and lists assigned before `nn.Module.__init__` runs.
+    """
+
+    code = "TFM101"
+    name = "module-list"
+    summary = "Python list of nn.Modules is not registered; use nn.ModuleList"
+    kind = "list"
+    container = "ModuleList"
+
+    fixes = (
+        FixCase(
+            _case(
+                "class Decoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.dec_layers = []\n"
+                "        for i in range(n):\n"
+                "            self.dec_layers.append(nn.Linear(4, 4))\n"
+            ),
+            _case(
+                "class Decoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.dec_layers = nn.ModuleList()\n"
+                "        for i in range(n):\n"
+                "            self.dec_layers.append(nn.Linear(4, 4))\n"
+            ),
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Block(nn.Module):\n    pass\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super(Net, self).__init__()\n"
+            "        self.blocks = [Block() for _ in range(3)]  # keep me\n",
+            "from torch import nn\n\nclass Block(nn.Module):\n    pass\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super(Net, self).__init__()\n"
+            "        self.blocks = nn.ModuleList([Block() for _ in range(3)])  # keep me\n",
+        ),
+        FixCase(
+            "import torch\n\nclass Net(torch.nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.heads = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)\n",
+            "import torch\n\nclass Net(torch.nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.heads = torch.nn.ModuleList((torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)))\n",
+        ),
+        FixCase(
+            "from torch.nn import Module, Linear\n\nclass Net(Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = []\n"
+            "        for _ in range(2):\n"
+            "            layer = Linear(2, 2)\n"
+            "            layers.append(layer)\n"
+            "        self.layers = layers\n",
+            "from torch.nn import ModuleList, Module, Linear\n\nclass Net(Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = []\n"
+            "        for _ in range(2):\n"
+            "            layer = Linear(2, 2)\n"
+            "            layers.append(layer)\n"
+            "        self.layers = ModuleList(layers)\n",
+        ),
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self.layers = [nn.Linear(2, 2)]\n"
+                "        self.layers += [nn.ReLU()]\n"
+                "        self.layers.extend([nn.Linear(2, 2), nn.Tanh()])\n"
+                "    def forward(self, x):\n"
+                "        for i, layer in enumerate(self.layers):\n"
+                "            x = layer(x)\n"
+                "        return self.layers[-1](x) if len(self.layers) else x\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self.layers = nn.ModuleList([nn.Linear(2, 2)])\n"
+                "        self.layers += [nn.ReLU()]\n"
+                "        self.layers.extend([nn.Linear(2, 2), nn.Tanh()])\n"
+                "    def forward(self, x):\n"
+                "        for i, layer in enumerate(self.layers):\n"
+                "            x = layer(x)\n"
+                "        return self.layers[-1](x) if len(self.layers) else x\n"
+            ),
+        ),
+    )
+    keeps = (
+        # registered by name already: converting would add a second set of state_dict keys
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2) for _ in range(3)]\n"
+            "        for i, layer in enumerate(self.layers):\n"
+            "            self.add_module('layer%d' % i, layer)\n"
+        )),
+        # nn.ModuleList.pop needs an index
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "        self.layers.pop()\n"
+        ), reported=True),
+        # a teacher passed in from outside is deliberately not registered
+        KeepCase(_case(
+            "class Distiller(nn.Module):\n"
+            "    def __init__(self, teacher):\n"
+            "        super().__init__()\n"
+            "        self.teachers = [teacher]\n"
+        )),
+        # already registered under their own names
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.a = nn.Linear(2, 2)\n"
+            "        self.b = nn.Linear(2, 2)\n"
+            "        self.both = [self.a, self.b]\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.items = [nn.Linear(2, 2), None]\n"
+            "        self.sizes = [1, 2, 3]\n"
+            "        self.masks = [torch.zeros(2)]\n"
+        )),
+        # registered through nn.Sequential: converting would name them twice
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "        self.seq = nn.Sequential(*self.layers)\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2), nn.ReLU()]\n"
+            "    def forward(self, x):\n"
+            "        self.layers.reverse()\n"
+            "        return x\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        assert isinstance(self.layers, list)\n"
+        )),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        everything = [nn.ReLU()] + self.layers\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+            "        super().__init__()\n"
+        ), reported=True),
+        # not an nn.Module: a dataset keeping transforms
+        KeepCase(_case(
+            "class Data(torch.utils.data.Dataset):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear(2, 2)]\n"
+        )),
+        KeepCase(
+            "class nn:\n    Module = object\n    Linear = list\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        self.layers = [nn.Linear()]\n"
+        ),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = [nn.Linear(2, 2)]\n"
+            "        self.layers = layers\n"
+            "        self.head = nn.Sequential(*layers)\n"
+        ), reported=True),
+    )
+
+    def check_site(self, site: SelfAssignment) -> None:
+        value = site.value
+        uses = self.uses(site)
+        message = (
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, ast.Tuple) else 'list'}: "
+            f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
+        )
+        if isinstance(value, (ast.List, ast.Tuple)) and value.elts:
+            if not uses.modules_iterable(value):
+                return
+            self.conclude(site, uses, message, "call")
+        elif isinstance(value, ast.ListComp):
+            if not self.is_element(value.elt):
+                return
+            self.conclude(site, uses, message, "call")
+        elif isinstance(value, ast.List):
+            if not self._filled_with_modules(site, uses):
+                return
+            self.conclude(site, uses, message, "empty")
+        elif isinstance(value, ast.Name):
+            verdict = self._local_list(site, value)
+            if verdict is None:
+                return
+            if verdict:
+                self.conclude(site, uses, message, "call")
+            else:
+                self.report(site.assign, f"{message} (not fixed: the local list `{value.id}` is used elsewhere)")
+
+    def _filled_with_modules(self, site: SelfAssignment, uses: ContainerUses) -> bool:
+        """``self.x = []`` followed in the same method by appends of modules."""
+        model = self.model
+        begin = start(site.assign)
+        for use in model.attributes.get(site.attr, ()):
+            if use is site.target or model.enclosing_function(use) is not site.method:
+                continue
+            if not (isinstance(use.value, ast.Name) and use.value.id == site.self_arg):
+                continue
+            if start(use) <= begin:
+                continue
+            parent = model.parent(use)
+            call = model.parent(parent)
+            if isinstance(parent, ast.Attribute) and isinstance(call, ast.Call) and call.func is parent:
+                args = call_args(call)
+                if args:
+                    added = args[-1].value
+                    if parent.attr in {"append", "insert"} and self.module_value(added):
+                        return True
+                    if parent.attr == "extend" and uses.modules_iterable(added):
+                        return True
+            if isinstance(parent, ast.AugAssign) and parent.target is use and uses.modules_iterable(parent.value):
+                return True
+        return False
+
+    def _local_list(self, site: SelfAssignment, name: ast.Name) -> bool | None:
+        """``layers = []; layers.append(Block()); self.x = layers``.
+
+        None: not a list of modules. False: a list of modules the fix cannot take
+        (used after or besides being filled). True: convertible.
+        """
+        model = self.model
+        scope = model.scope(name)
+        if scope.kind == "module":
+            return None
+        bindings = scope.bindings.get(name.id, [])
+        uses = self.uses(site)
+        has_module = False
+        assigned = 0
+        for binding in bindings:
+            node = binding.node
+            holder = model.parent(node)
+            if isinstance(holder, ast.Assign) and any(t is node for t in holder.targets):
+                assigned += 1
+                if len(holder.targets) != 1 or not isinstance(holder.value, (ast.List, ast.ListComp)):
+                    return None
+                if isinstance(holder.value, ast.ListComp):
+                    if not self.is_element(holder.value.elt):
+                        return None
+                    has_module = True
+                elif not uses.modules_iterable(holder.value):
+                    return None
+                has_module = has_module or bool(getattr(holder.value, "elts", ()))
+            elif isinstance(holder, ast.AugAssign) and holder.target is node and isinstance(holder.op, ast.Add):
+                if not uses.modules_iterable(holder.value):
+                    return None
+                has_module = True
+            else:
+                return None
+        if assigned != 1:
+            return None
+        end = start(site.assign)
+        fine = True
+        for access in local_references(model, scope, name.id):
+            if access is name:
+                continue
+            if model.enclosing_function(access) is not site.method:
+                return None  # filled from a nested function: what it adds is out of sight
+            parent = model.parent(access)
+            call = model.parent(parent) if isinstance(parent, ast.Attribute) else None
+            if (
+                isinstance(parent, ast.Attribute)
+                and parent.value is access
+                and parent.attr in {"append", "extend"}
+                and isinstance(call, ast.Call)
+                and call.func is parent
+                and start(access) < end
+            ):
+                args = call_args(call)
+                if not args:
+                    return None  # `layers.append()` adds nothing (and fails when run)
+                if not (
+                    uses.modules_iterable(args[0].value)
+                    if parent.attr == "extend"
+                    else self.module_value(args[0].value)
+                ):
+                    return None
+                has_module = True
+                continue
+            fine = False
+        if not has_module:
+            return None
+        return fine

@@ -1,0 +1,1283 @@
+"""TFM201: an in-place ``x += y`` in ``forward`` that autograd cannot survive becomes ``x = x + y``."""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from dataclasses import dataclass
+
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
+from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES  # a factory sets a dtype of its own
+from torchfix_mod.syntax import walk
+
+# Ops whose backward uses their own result (PITFALLS 4, measured on torch 2.13).
+RESULT_KEPT_OPS = frozenset(
+    {"sigmoid", "tanh", "exp", "exp2", "expm1", "relu", "softmax", "log_softmax", "sqrt", "rsqrt", "reciprocal", "cumprod"}
+)
+RESULT_KEPT_MODULES = frozenset({"Sigmoid", "Tanh", "ReLU", "Softmax", "LogSoftmax"})
+# Results that share storage with their input.
+VIEW_METHODS = frozenset(
+    {
+        "view", "view_as", "reshape", "reshape_as", "transpose", "permute", "squeeze", "unsqueeze",
+        "expand", "expand_as", "narrow", "select", "t", "contiguous", "detach", "flatten", "unflatten",
+        "as_strided", "diagonal", "to", "float", "double", "half", "bfloat16", "type", "type_as",
+        "cpu", "cuda", "movedim", "swapaxes", "swapdims", "real", "imag", "view_as_real",
+    }
+)
+# torch functions whose result shares storage with an argument.
+TORCH_VIEW_FUNCTIONS = frozenset(
+    {
+        "narrow", "select", "transpose", "permute", "squeeze", "unsqueeze", "reshape", "view_as_real",
+        "view_as_complex", "flatten", "unflatten", "diagonal", "t", "as_strided", "movedim", "moveaxis",
+        "swapaxes", "swapdims", "split", "chunk", "unbind", "detach", "real", "imag", "broadcast_to",
+        "atleast_1d", "atleast_2d", "atleast_3d", "tensor_split", "hsplit", "vsplit", "dsplit", "expand",
+        "index_select", "take", "narrow_copy",
+    }
+)
+# Reads that autograd never saves.
+METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "layout", "grad_fn"})
+METADATA_METHODS = frozenset({"size", "dim", "numel", "stride", "is_contiguous", "is_floating_point", "element_size", "nelement", "get_device"})
+METADATA_BUILTINS = frozenset({"len", "isinstance", "type", "id"})
+NON_TENSOR_RESULTS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "round", "abs"})
+NON_TENSOR_METHODS = frozenset({"item", "tolist", "size", "dim", "numel", "stride", "keys", "items", "values"})
+NO_GRAD = frozenset(
+    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
+     "torch.autograd.grad_mode.inference_mode"}
+)
+NON_TENSOR_ANNOTATIONS = frozenset({"int", "float", "bool", "str", "list", "tuple", "dict", "set", "List", "Tuple", "Dict"})
+
+# Methods that give a tensor a dtype of their own choosing.
+DTYPE_METHODS = frozenset(
+    {"double", "float", "half", "bfloat16", "long", "int", "short", "bool", "byte", "char", "to", "type", "type_as", "new_tensor"}
+)
+PARAM, FRESH, KEPT, ALIAS, SCALAR, UNKNOWN = "param", "fresh", "kept", "alias", "scalar", "unknown"
+TENSOR_KINDS = frozenset({PARAM, FRESH, KEPT})
+
+# LibCST's names for the operators of the fix
+BINARY_FOR = {
+    "AddAssign": "Add", "SubtractAssign": "Subtract", "MultiplyAssign": "Multiply", "DivideAssign": "Divide",
+    "MatrixMultiplyAssign": "MatrixMultiply", "FloorDivideAssign": "FloorDivide", "ModuloAssign": "Modulo",
+    "PowerAssign": "Power", "BitAndAssign": "BitAnd", "BitOrAssign": "BitOr", "BitXorAssign": "BitXor",
+    "LeftShiftAssign": "LeftShift", "RightShiftAssign": "RightShift",
+}
+PRECEDENCE = {
+    "BitOr": 1, "BitXor": 2, "BitAnd": 3, "LeftShift": 4, "RightShift": 4, "Add": 5, "Subtract": 5,
+    "Multiply": 6, "Divide": 6, "FloorDivide": 6, "Modulo": 6, "MatrixMultiply": 6, "Power": 8,
+}
+CONTAINER_BUILTINS = frozenset({"tuple", "list", "map", "filter", "zip", "reversed", "sorted", "range", "set", "dict", "enumerate", "iter", "str"})
+NON_TENSOR_LITERALS = (ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
+
+
+def out_of_place(aug):
+    """``x op= y`` as ``x = x op y`` (a LibCST ``AugAssign``), parenthesizing ``y`` where
+    precedence needs it."""
+    import libcst as cst
+
+    op = getattr(cst, BINARY_FOR[type(aug.operator).__name__])
+    right = aug.value
+    needs_parens = isinstance(right, (cst.BooleanOperation, cst.Comparison, cst.IfExp, cst.Lambda, cst.NamedExpr)) or (
+        isinstance(right, cst.UnaryOperation) and isinstance(right.operator, cst.Not)
+    )
+    if isinstance(right, cst.BinaryOperation) and not right.lpar:
+        needs_parens = PRECEDENCE[type(right.operator).__name__] <= PRECEDENCE[op.__name__]
+    if needs_parens and not getattr(right, "lpar", ()):
+        right = right.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return cst.Assign(
+        targets=[cst.AssignTarget(target=aug.target)],
+        value=cst.BinaryOperation(left=aug.target.deep_clone(), operator=op(), right=right),
+    )
+
+
+@dataclass
+class NameState:
+    kinds: frozenset[str]
+    saved: bool = False  # handed to an op that may keep it for backward (``Uses``)
+    aliased: bool = False
+    # the value may carry a dtype of its own rather than the one forward's inputs bring
+    # (`torch.ones(2, 4, dtype=torch.float64)`, `h.double()`, `self.scale`, or computed from such):
+    # `x += value` casts back to x's dtype, `x = x + value` promotes
+    own_dtype: bool = False
+
+
+State = dict[str, NameState]
+
+
+def merge(*states: State) -> State:
+    merged: State = {}
+    for name in set().union(*states):
+        present = [s[name] for s in states if name in s]
+        kinds = frozenset().union(*(p.kinds for p in present))
+        if len(present) < len(states):
+            kinds |= {UNKNOWN}
+        merged[name] = NameState(
+            kinds,
+            any(p.saved for p in present),
+            any(p.aliased for p in present),
+            any(p.own_dtype for p in present),
+        )
+    return merged
+
+
+# Tensor methods and torch functions that compute a new tensor (no view, no in-place).
+PURE_OPS = frozenset(
+    {
+        "sum", "mean", "exp", "exp2", "expm1", "log", "log1p", "log2", "sqrt", "rsqrt", "softmax", "log_softmax",
+        "sigmoid", "tanh", "relu", "gelu", "silu", "matmul", "mm", "bmm", "pow", "abs", "neg", "norm", "amax",
+        "amin", "argmax", "argmin", "std", "var", "cumsum", "cumprod", "clamp", "clip", "masked_fill", "add",
+        "sub", "mul", "div", "linear", "layer_norm", "group_norm", "dropout", "softplus", "elu", "leaky_relu",
+        "mish", "hardswish", "hardsigmoid", "normalize", "cat", "stack", "einsum", "where", "reciprocal",
+        "sin", "cos", "erf", "square", "outer", "conv1d", "conv2d", "conv3d", "scaled_dot_product_attention",
+        "clone", "logsumexp", "prod", "any", "all", "eq", "ne", "gt", "lt", "ge", "le", "isnan", "isinf",
+    }
+)
+
+
+# Ops that do not save their tensor inputs for backward (PITFALLS 4: `+`/`-`, reductions,
+# concatenation, copies, and the ops that keep their result instead). Everything else, including
+# every submodule and function the analysis cannot see into, may save what it is given.
+INPUT_FREE_OPS = frozenset(
+    {
+        "add", "sub", "subtract", "neg", "negative", "sum", "mean", "cat", "concat", "concatenate", "stack",
+        "clone", "dropout", "masked_fill", "where", "gather", "sigmoid", "tanh", "relu", "softmax",
+        "log_softmax", "exp", "exp2", "expm1", "sqrt", "rsqrt", "reciprocal", "cumprod", "cumsum", "zeros_like",
+        "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    }
+)
+# Ops whose result is (or may be) their receiver or a view of it: what happens to the result
+# happens to the receiver.
+PASS_THROUGH_OPS = VIEW_METHODS | TORCH_VIEW_FUNCTIONS
+
+
+# -- the expression shapes the analysis reasons about ----------------------------------
+
+
+def _constant(node: ast.AST) -> bool:
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, complex)
+
+
+def _name_of(node: ast.AST | None) -> str | None:
+    """The identifier of a name; ``True``, ``False`` and ``None`` count as names, as they were
+    when the analysis read LibCST trees (where they are ``Name`` nodes)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Constant) and (node.value is None or node.value is True or node.value is False):
+        return repr(node.value)
+    return None
+
+
+def _is_string(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a call, as a ``name=value``, ``*value``, ``**value`` or plain ``value``."""
+
+    node: ast.AST  # the positional expression (a Starred for `*value`) or the keyword
+    keyword: str | None  # None for positional, `*` and `**` arguments
+    value: ast.expr
+
+
+def call_args(call: ast.Call) -> list[Arg]:
+    """The arguments in source order (a `*rest` may follow keywords)."""
+    found = [Arg(a, None, a.value if isinstance(a, ast.Starred) else a) for a in call.args]
+    found += [Arg(k, k.arg, k.value) for k in call.keywords]
+    if call.args and call.keywords:
+        found.sort(key=lambda a: (a.node.lineno, a.node.col_offset))
+    return found
+
+
+def subscript_elements(model: SemanticModel, sub: ast.Subscript) -> list[ast.expr]:
+    """The comma-separated parts of an index: ``x[a, b:c]`` has two, ``x[(a, b)]`` one (a tuple)."""
+    index = sub.slice
+    if isinstance(index, ast.Tuple) and index.elts and not _parenthesized(model, index):
+        return index.elts
+    return [index]
+
+
+def _parenthesized(model: SemanticModel, tup: ast.Tuple) -> bool:
+    """Whether a tuple's own parentheses enclose it (``(a), b`` starts and ends with none of its own)."""
+    text = model.text(tup)
+    if not text.startswith("("):
+        return False
+    lines = text.split("\n")
+    end = (len(lines), len(lines[-1]))
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type != tokenize.OP:
+                continue
+            if token.string in "([{":
+                depth += 1
+            elif token.string in ")]}":
+                depth -= 1
+                if depth == 0:
+                    return token.end == end
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return False
+
+
+def written_names(root: ast.AST) -> set[str]:
+    """Every identifier written under ``root``: names, attribute and keyword labels, parameters,
+    def and class names, the parts of imported names, global and nonlocal names, except and
+    match captures."""
+    found: set[str] = set()
+    for node in walk(root):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, (ast.keyword, ast.arg)):
+            if node.arg:
+                found.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.alias):
+            if node.name != "*":
+                found.update(node.name.split("."))
+            if node.asname:
+                found.add(node.asname)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module:
+                found.update(node.module.split("."))
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.update(node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+            if node.name:
+                found.add(node.name)
+        elif isinstance(node, ast.MatchMapping):
+            if node.rest:
+                found.add(node.rest)
+        elif isinstance(node, ast.MatchClass):
+            found.update(node.kwd_attrs)
+    return found
+
+
+def qualified_names(model: SemanticModel, node: ast.AST) -> set[str]:
+    """The qualified names of an expression, looking through calls and subscripts on the way to
+    its root name: ``torch.ones(3).to`` is ``torch.ones.to``, ``self.blocks[0].act`` is
+    ``...self.blocks.act``. Where the rule asks this of anything but a dotted name, the verdicts
+    were set with LibCST's qualified names, which read an expression this way."""
+    parts: list[str] = []
+    root = node
+    looked_through = False
+    while True:
+        if isinstance(root, ast.Attribute):
+            parts.append(root.attr)
+            root = root.value
+        elif isinstance(root, ast.Call):
+            root, looked_through = root.func, True
+        elif isinstance(root, ast.Subscript):
+            root, looked_through = root.value, True
+        else:
+            break
+    if not isinstance(root, ast.Name):
+        return set()
+    if not looked_through:
+        return model.qualified_names(node)
+    suffix = "".join(f".{part}" for part in reversed(parts))
+    return {f"{name}{suffix}" for name in model.qualified_names(root)}
+
+
+def torch_qualified(model: SemanticModel, node: ast.AST) -> str | None:
+    names = qualified_names(model, node)
+    if len(names) == 1:
+        (name,) = names
+        if name == "torch" or name.startswith("torch."):
+            return name
+    return None
+
+
+class Uses:
+    """How an expression uses each name it reads:
+
+    * ``found``: read, and whether through a possible alias (``skip = h``, ``[h]``,
+      ``h.view(...)``, unknown calls): an in-place update is visible through an alias, so
+      rewriting it would change values;
+    * ``saved``: handed to an op that may keep it for backward (a layer, ``*`` by a tensor, ``@``,
+      an unknown call; not ``+``, ``sum``, ``gather``, ``sigmoid``): an in-place update afterwards
+      breaks backward ("modified by an inplace operation").
+
+    Each node is visited with whether its value may be aliased and whether it may be kept by
+    what consumes it."""
+
+    def __init__(self, model: SemanticModel, self_arg: str) -> None:
+        self.model = model
+        self.self_arg = self_arg
+        self.found: dict[str, bool] = {}  # name -> read through a possible alias
+        self.saved: set[str] = set()
+
+    def name(self, name: str, alias: bool, kept: bool) -> None:
+        self.found[name] = self.found.get(name, False) or alias
+        if kept:
+            self.saved.add(name)
+
+    def visit(self, node: ast.AST | None, alias: bool, kept: bool) -> None:
+        if node is None:
+            return
+        if isinstance(node, ast.Name):
+            self.name(node.id, alias, kept)
+        elif isinstance(node, ast.BinOp):
+            left, right, op = node.left, node.right, node.op
+            if isinstance(op, (ast.Add, ast.Sub)):
+                left_kept = right_kept = False
+            elif isinstance(op, ast.Mult):
+                left_kept, right_kept = not _constant(right), not _constant(left)
+            elif isinstance(op, ast.Div):
+                left_kept, right_kept = not _constant(right), True
+            else:
+                left_kept = right_kept = True
+            self.visit(left, False, left_kept)
+            self.visit(right, False, right_kept)
+        elif isinstance(node, ast.UnaryOp):
+            self.visit(node.operand, False, kept and isinstance(node.op, ast.UAdd))
+        elif isinstance(node, ast.Compare):
+            identity = all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops)
+            if not (identity and _name_of(node.left) is not None):
+                self.visit(node.left, False, False)
+            for comparator in node.comparators:
+                self.visit(comparator, False, False)
+        elif isinstance(node, ast.IfExp):
+            self.visit(node.test, False, False)
+            self.visit(node.body, alias, kept)
+            self.visit(node.orelse, alias, kept)
+        elif isinstance(node, ast.Attribute):
+            metadata = node.attr in METADATA_ATTRIBUTES
+            if not (metadata and _name_of(node.value) is not None):
+                self.visit(node.value, True, kept and not metadata)  # `h.data`, `h.T`, ... share storage
+        elif isinstance(node, ast.Subscript):
+            self.visit(node.value, True, kept)  # indexing may return a view
+            for element in subscript_elements(self.model, node):
+                self.index(element)
+        elif isinstance(node, ast.Call):
+            self.call(node, kept)
+        elif isinstance(node, ast.Lambda):
+            self.visit(node.body, True, True)
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            for element in node.elts:
+                self.visit(element, True, kept)
+        elif isinstance(node, (ast.ListComp, ast.SetComp)):
+            self.visit(node.elt, True, kept)
+            self.generators(node.generators)
+        elif isinstance(node, ast.GeneratorExp):
+            self.visit(node.elt, True, True)
+            self.generators(node.generators)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                self.visit(key, True, True)
+                self.visit(value, True, True)
+        elif isinstance(node, ast.DictComp):
+            self.visit(node.key, True, True)
+            self.visit(node.value, True, True)
+            self.generators(node.generators)
+        elif isinstance(node, ast.Starred):
+            self.visit(node.value, alias, kept)
+        else:
+            # f-strings, `and`/`or`, walrus, await, ...: whatever they read may be kept
+            for child in ast.iter_child_nodes(node):
+                self.visit(child, alias, True)
+
+    def generators(self, generators: list[ast.comprehension]) -> None:
+        for generator in generators:
+            self.visit(generator.target, True, True)
+            self.visit(generator.iter, True, True)
+            for condition in generator.ifs:
+                self.visit(condition, True, True)
+
+    def index(self, element: ast.expr) -> None:
+        """One part of an index (``i`` in ``x[i]``, ``a:b``): whatever it reads may be kept."""
+        if isinstance(element, ast.Slice):
+            for part in (element.lower, element.upper, element.step):
+                self.visit(part, False, True)
+        elif isinstance(element, ast.Starred):
+            self.visit(element.value, False, True)
+        else:
+            self.visit(element, False, True)
+
+    def statement(self, stmt: ast.stmt, alias: bool) -> None:
+        """A simple statement's parts (``return h``, ``print(h)``, ``assert h.all()``)."""
+        if isinstance(stmt, (ast.Expr, ast.Return)):
+            self.visit(stmt.value, alias, False)
+        elif isinstance(stmt, ast.Raise):
+            self.visit(stmt.exc, alias, False)
+            self.visit(stmt.cause, alias, True)
+        elif isinstance(stmt, ast.Assert):
+            self.visit(stmt.test, alias, False)
+            self.visit(stmt.msg, alias, False)
+        elif isinstance(stmt, ast.Import):
+            for item in stmt.names:
+                self.dotted(item.name.split("."), alias, True)
+                if item.asname:
+                    self.name(item.asname, alias, True)
+        elif isinstance(stmt, ast.ImportFrom):
+            if stmt.module:
+                self.dotted(stmt.module.split("."), alias, False)
+            for item in stmt.names:
+                if item.name != "*":
+                    self.name(item.name, alias, True)
+                if item.asname:
+                    self.name(item.asname, alias, True)
+        elif isinstance(stmt, (ast.Global, ast.Nonlocal)):
+            for name in stmt.names:
+                self.name(name, alias, True)
+
+    def dotted(self, parts: list[str], alias: bool, kept: bool) -> None:
+        """A dotted module name read as the attribute chain it is spelled as."""
+        if len(parts) == 1:
+            self.name(parts[0], alias, kept)
+            return
+        metadata = parts[-1] in METADATA_ATTRIBUTES
+        if not (metadata and len(parts) == 2):
+            self.dotted(parts[:-1], True, kept and not metadata)
+
+    def call(self, node: ast.Call, kept: bool) -> None:
+        func = node.func
+        args = [arg.value for arg in call_args(node)]
+        if isinstance(func, ast.Attribute) and _name_of(func.value) is not None and func.attr in METADATA_METHODS:
+            for arg in args:
+                self.visit(arg, False, False)
+            return
+        if isinstance(func, ast.Name) and func.id in METADATA_BUILTINS:
+            for arg in args:
+                if _name_of(arg) is None:
+                    self.visit(arg, False, False)
+            return
+        qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
+        if qnames and all(q.startswith("torch.") for q in qnames):
+            shorts = {q.rsplit(".", 1)[-1] for q in qnames}
+            alias = not shorts <= PURE_OPS
+            op = next(iter(shorts)) if len(shorts) == 1 else None
+            if op in PASS_THROUGH_OPS and args:  # `torch.reshape(h, ...)` is `h` for what follows
+                self.visit(args[0], alias, kept)
+                for arg in args[1:]:
+                    self.visit(arg, alias, False)
+                return
+            for arg in args:
+                self.visit(arg, alias, op not in INPUT_FREE_OPS)
+            return
+        if isinstance(func, ast.Attribute):
+            receiver, op = func.value, func.attr
+            if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
+                for arg in args:  # a submodule call computes a new tensor, and may keep its input
+                    self.visit(arg, False, True)
+                return
+            alias = op not in PURE_OPS
+            if op in METADATA_METHODS:
+                receiver_kept, args_kept = False, False
+            elif op in PASS_THROUGH_OPS:
+                receiver_kept, args_kept = kept, False
+            else:
+                receiver_kept = args_kept = op not in INPUT_FREE_OPS
+            self.visit(receiver, alias, receiver_kept)
+            for arg in args:
+                self.visit(arg, alias, args_kept)
+            return
+        if isinstance(func, ast.Name) and qnames and all("<locals>" in q for q in qnames):
+            self.visit(func, False, False)
+            for arg in args:  # a local callable (`for layer in self.layers: layer(x)`): a submodule
+                self.visit(arg, False, True)
+            return
+        self.visit(func, True, False)
+        for arg in args:
+            self.visit(arg, True, True)
+
+
+def non_tensor_value(value: ast.expr, model: SemanticModel) -> bool:
+    """A right-hand side that is a container, an iterator or a string: the target is not a
+    tensor (list ``+=`` accepts any iterable, ``x = x + gen`` raises)."""
+    if isinstance(value, (*NON_TENSOR_LITERALS, ast.GeneratorExp)) or _is_string(value):
+        return True
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        name = value.func.id
+        return model.qualified_names(value.func) == {f"builtins.{name}"} and name in CONTAINER_BUILTINS
+    return False
+
+
+# Ops whose arguments past the tensor are sizes, dims, indices or fill values: the result has the
+# tensor's dtype whatever they are (`h.view(self.n, -1)`, `torch.topk(h, self.k)`, `h.masked_fill(m, v)`).
+SHAPE_OPS = frozenset(
+    {
+        "view", "reshape", "expand", "repeat", "repeat_interleave", "permute", "transpose", "flatten",
+        "unflatten", "squeeze", "unsqueeze", "narrow", "select", "chunk", "split", "tensor_split", "topk",
+        "kthvalue", "sort", "argsort", "sum", "mean", "prod", "std", "var", "amax", "amin", "max", "min",
+        "argmax", "argmin", "logsumexp", "softmax", "log_softmax", "cumsum", "cumprod", "gather",
+        "index_select", "roll", "flip", "movedim", "tril", "triu", "diagonal", "unfold", "pad", "interpolate",
+        "masked_fill", "index_fill", "new_zeros", "new_ones", "new_empty", "new_full", "any", "all", "size",
+    }
+)
+
+
+def _arithmetic(model: SemanticModel, node: ast.AST | None) -> bool:
+    """Operations and displays a value flows through into what holds them (a ``*rest`` handed to
+    a call is that call's argument, not a display)."""
+    if isinstance(node, ast.Starred):
+        return not isinstance(model.parent(node), ast.Call)
+    return isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List))
+
+
+def _no_dtype_flow(node: ast.AST, model: SemanticModel) -> bool:
+    """A node whose value cannot set the dtype of the expression it is in: what is called
+    (``layer(x)``, ``self.blocks[i](x)``: a module's output has the dtype its computation gives
+    it, as ``self.fc(x)`` does); an index; a comparison operand (the result is bool); a size,
+    dim or fill value of a ``SHAPE_OPS`` op. (Attribute and keyword labels are not values.)"""
+    if isinstance(node, ast.arg):
+        return False  # a lambda's parameter
+    parent = model.parent(node)
+    inner, outer = node, parent
+    while isinstance(outer, ast.Subscript) and outer.value is inner:
+        inner, outer = outer, model.parent(outer)
+    if isinstance(outer, ast.Call) and outer.func is inner:
+        return True
+    if isinstance(parent, ast.Attribute) and parent.value is node:
+        call = model.parent(parent)
+        if isinstance(call, ast.Call) and call.func is parent and _casts_to_a_names_dtype(call):
+            return True  # `t.to(h.dtype)`: the result has h's dtype whatever t's was
+    inner, outer = node, parent
+    while _arithmetic(model, outer):
+        inner, outer = outer, model.parent(outer)
+    if isinstance(outer, (ast.Slice, ast.Compare)) or (isinstance(outer, ast.Subscript) and outer.slice is inner):
+        return True
+    if isinstance(outer, ast.keyword):
+        arg, call = outer, model.parent(outer)
+    elif isinstance(outer, ast.Starred):
+        arg, call = outer, model.parent(outer)
+    elif isinstance(outer, ast.Call) and any(a is inner for a in outer.args):
+        arg, call = inner, outer
+    else:
+        return False
+    if not isinstance(call, ast.Call):
+        return False
+    args = call_args(call)
+    keyword = arg.arg if isinstance(arg, ast.keyword) else None
+    if keyword != "dtype":
+        if any(a.keyword == "dtype" for a in args):
+            return True  # `torch.ones([self.n, n], dtype=...)`: the keyword alone decides
+    qname = torch_qualified(model, call.func)
+    if qname is not None:  # `torch.topk(h, k)`: the first positional argument is the tensor
+        return qname.rsplit(".", 1)[-1] in SHAPE_OPS and (keyword is not None or arg is not args[0].node)
+    return isinstance(call.func, ast.Attribute) and call.func.attr in SHAPE_OPS
+
+
+def sets_own_dtype(value: ast.expr, model: SemanticModel, self_arg: str) -> bool:
+    """Whether ``value`` may have a dtype of its own rather than the one forward's inputs bring:
+    raw parameters or buffers (``self.scale``: float32 under autocast, an explicit float64
+    buffer), ``dtype=`` arguments, dtype methods and tensor factories. Containers count too
+    (what they hold is not followed). ``x += value`` keeps ``x``'s dtype, ``x + value`` promotes."""
+    if non_tensor_value(value, model):
+        return True
+    for attribute in model.nodes(ast.Attribute, value):
+        if isinstance(attribute.value, ast.Name) and attribute.value.id == self_arg and not _no_dtype_flow(attribute, model):
+            return True
+    for call in model.nodes(ast.Call, value):
+        if _no_dtype_flow(call, model):
+            continue
+        # a tensor whose dtype is set here, not inherited from `x`: `torch.ones(n)` is float32
+        # when `x` is float16, `.double()` is float64; `+=` would cast back, `x + value` promotes.
+        # `dtype=h.dtype`, `.to(h.dtype)`, `.type_as(h)` and `torch.zeros_like(h)` take `h`'s
+        # dtype: `h` is then read like any other name (``own_dtype`` follows it).
+        keywords = {arg.keyword: arg.value for arg in call_args(call) if arg.keyword is not None}
+        if "dtype" in keywords and not _dtype_of_a_name(keywords["dtype"], self_arg):
+            return True
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in DTYPE_METHODS and not _keeps_a_names_dtype(call, self_arg):
+            return True
+        qname = torch_qualified(model, func)
+        if qname is None:
+            continue
+        short = qname.rsplit(".", 1)[-1]
+        if short in TENSOR_FACTORIES and "dtype" not in keywords and not short.endswith("_like"):
+            return True
+    return False
+
+
+def _dtype_of_a_name(expr: ast.expr, self_arg: str) -> bool:
+    """``h.dtype`` for a local ``h``."""
+    if not (isinstance(expr, ast.Attribute) and expr.attr == "dtype"):
+        return False
+    name = _name_of(expr.value)
+    return name is not None and name != self_arg
+
+
+def _casts_to_a_names_dtype(call: ast.Call) -> bool:
+    """``t.to(h.dtype)``, ``t.to(dtype=h.dtype)``, ``t.type_as(h)`` for a name ``h``."""
+    func = call.func
+    args = call_args(call)
+    if not isinstance(func, ast.Attribute) or len(args) != 1:
+        return False
+    arg = args[0]
+    if func.attr == "type_as":
+        return arg.keyword is None and _name_of(arg.value) is not None
+    return func.attr == "to" and (arg.keyword is None or arg.keyword == "dtype") and _dtype_of_a_name(arg.value, "")
+
+
+def _keeps_a_names_dtype(call: ast.Call, self_arg: str) -> bool:
+    """``.to(h.dtype)``, ``.to(h.device)``, ``.to(device=...)`` and ``.type_as(h)``: the result
+    has the receiver's dtype or that of a local ``h``."""
+    method = call.func.attr
+    args = call_args(call)
+    if method == "type_as":
+        return len(args) == 1 and _name_of(args[0].value) not in (None, self_arg)
+    if method != "to" or not args:
+        return False
+    for arg in args:
+        value = arg.value
+        if arg.keyword is not None:
+            if arg.keyword in {"device", "non_blocking", "copy"}:
+                continue
+            if arg.keyword == "dtype" and _dtype_of_a_name(value, self_arg):
+                continue
+            return False
+        if not (
+            isinstance(value, ast.Attribute)
+            and value.attr in {"dtype", "device"}
+            and _name_of(value.value) not in (None, self_arg)
+        ):
+            return False
+    return True
+
+
+class InplaceForwardRule(Rule):
+    """
+    ## What it does
+    Finds augmented assignments (`+=`, `-=`, `*=`, `/=`, `@=`, ...) on a local
+    name in `forward` of an nn.Module where the in-place update can break
+    autograd, and rewrites them out of place.
+
+    ## Why is this bad?
+    `x += y` on a tensor is `x.add_(y)`. When autograd saved the old `x` for
+    backward (it was fed to a layer that keeps its input, or it is the result
+    of an op whose backward needs its output: `sigmoid`, `tanh`, `exp`, `relu`,
+    `softmax`, `log_softmax`, `sqrt`, ...), `backward()` fails with "one of the
+    variables needed for gradient computation has been modified by an inplace
+    operation". On an argument of `forward` it also changes the caller's tensor.
+
+    ## Example
+    ```python
+    output_ = self.ffn(output)
+    output += output_
+    ```
+
+    ## Use instead
+    ```python
+    output_ = self.ffn(output)
+    output = output + output_
+    ```
+
+    ## Fix safety
+    Safe: for tensors `x = x + y` computes the same values without touching
+    the old tensor. It is only offered for names whose every reaching binding
+    is a tensor computed in `forward` or an argument of `forward`.
+
+    Unsafe where either side may hold a dtype of its own, because `x += y`
+    keeps `x`'s dtype while `x = x + y` promotes (float32 `x` times a float64
+    `y` gives float64): a right-hand side or a local that reads a parameter or
+    buffer (`x += self.bias`: float32 parameters under autocast, float64
+    buffers), sets a dtype (`dtype=`, `.double()`, `.to(...)`, a tensor
+    factory), or is computed from such a local. These are reported and fixed
+    only with `--unsafe-fixes`. Arguments of `forward` are taken to share one
+    dtype.
+
+    ## Known problems
+    Left alone: pure accumulators (`out = self.fc(x); out += x`, `total +=
+    layer(x)`), which are correct and save memory; names holding numbers, lists
+    or strings; aliases of other tensors (`x = self.buf`, `x = y.view(...)`),
+    whose in-place update may be intended; attribute and subscript targets
+    (`self.w += ...` on a Parameter would raise, `x[0] = x[0] + 1` is still in
+    place); code under `torch.no_grad()`/`torch.inference_mode()`; code outside
+    `forward`. Module-level tensors read in `forward` are not followed.
+    Autograd keeps `h` for `h * y` only when `y` needs grad; the rule cannot
+    know that and reports `h` as kept whenever `y` is not a number.
+    """
+
+    code = "TFM201"
+    name = "inplace-in-forward"
+    summary = "In-place update in forward breaks autograd; use an out-of-place op"
+
+    fixes = (
+        FixCase(
+            "import torch.nn as nn\n\nclass EncoderLayer(nn.Module):\n"
+            "    def forward(self, input):\n"
+            "        output = self.attention(input)\n"
+            "        output = self.layerNorm(output)\n"
+            "        output_ = self.ffn(output)\n"
+            "        output += output_  # residual\n"
+            "        return output\n",
+            "import torch.nn as nn\n\nclass EncoderLayer(nn.Module):\n"
+            "    def forward(self, input):\n"
+            "        output = self.attention(input)\n"
+            "        output = self.layerNorm(output)\n"
+            "        output_ = self.ffn(output)\n"
+            "        output = output + output_  # residual\n"
+            "        return output\n",
+        ),
+        FixCase(
+            "import torch\nimport torch.nn.functional as F\n\nclass Gate(torch.nn.Module):\n"
+            "    def forward(self, x, a, b):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= a + b\n"
+            "        h = F.softmax(x, dim=-1)\n"
+            "        h /= h.sum(-1, keepdim=True)\n"
+            "        w = torch.softmax(x, -1).squeeze(-1)\n"
+            "        w *= 2\n"
+            "        return g, h, w\n",
+            "import torch\nimport torch.nn.functional as F\n\nclass Gate(torch.nn.Module):\n"
+            "    def forward(self, x, a, b):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * (a + b)\n"
+            "        h = F.softmax(x, dim=-1)\n"
+            "        h = h / h.sum(-1, keepdim=True)\n"
+            "        w = torch.softmax(x, -1).squeeze(-1)\n"
+            "        w = w * 2\n"
+            "        return g, h, w\n",
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Res(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        for block in self.blocks:\n"
+            "            x -= block(x) * 2\n"
+            "        return x\n",
+            "from torch import nn\n\nclass Res(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        for block in self.blocks:\n"
+            "            x = x - block(x) * 2\n"
+            "        return x\n",
+        ),
+        FixCase(
+            "from torch import nn\n\nclass Act(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.act = nn.Tanh()\n"
+            "    def forward(self, h):\n"
+            "        y = self.act(self.proj(h))\n"
+            "        y += 1\n"
+            "        return y\n",
+            "from torch import nn\n\nclass Act(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.act = nn.Tanh()\n"
+            "    def forward(self, h):\n"
+            "        y = self.act(self.proj(h))\n"
+            "        y = y + 1\n"
+            "        return y\n",
+        ),
+        # a parameter or buffer may have a wider dtype (`g * self.scale` would promote `g`), and so
+        # may a local that sets a dtype, directly or through another local, or a target that
+        # holds one: `+=` casts back, the out-of-place form promotes, so the fix is unsafe
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= self.scale\n"
+            "        return g\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * self.scale\n"
+            "        return g\n",
+            unsafe=True,
+        ),
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = torch.ones(2, 4, dtype=torch.float64) * 2\n"
+            "        w = k + 1\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= w\n"
+            "        h = torch.tanh(x.half())\n"
+            "        h += x\n"
+            "        for s in self.scales:\n"
+            "            e = torch.exp(x)\n"
+            "            e *= s\n"
+            "        return g, h, e\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = torch.ones(2, 4, dtype=torch.float64) * 2\n"
+            "        w = k + 1\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * w\n"
+            "        h = torch.tanh(x.half())\n"
+            "        h = h + x\n"
+            "        for s in self.scales:\n"
+            "            e = torch.exp(x)\n"
+            "            e = e * s\n"
+            "        return g, h, e\n",
+            unsafe=True,
+        ),
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = x * 2\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= k\n"
+            "        return g\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        k = x * 2\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * k\n"
+            "        return g\n",
+        ),
+        # sizes and indices (`self.n`) carry no dtype, `dtype=x.dtype` and `.to(y.dtype)` follow
+        # forward's inputs: these fixes stay safe
+        FixCase(
+            "import torch\n"
+            "import torch.nn as nn\n"
+            "\n"
+            "class Router(nn.Module):\n"
+            "    def forward(self, x, y):\n"
+            "        logits = self.gate(x).view(self.n, -1)\n"
+            "        w = torch.softmax(logits, dim=-1)\n"
+            "        w /= w.sum(dim=-1, keepdim=True)\n"
+            "        mask = torch.ones([self.n, self.n], dtype=x.dtype, device=x.device)\n"
+            "        x *= mask\n"
+            "        prompt = torch.zeros(self.n, device=y.device)\n"
+            "        y += prompt.to(y.dtype)\n"
+            "        return w, x, y\n",
+            "import torch\n"
+            "import torch.nn as nn\n"
+            "\n"
+            "class Router(nn.Module):\n"
+            "    def forward(self, x, y):\n"
+            "        logits = self.gate(x).view(self.n, -1)\n"
+            "        w = torch.softmax(logits, dim=-1)\n"
+            "        w = w / w.sum(dim=-1, keepdim=True)\n"
+            "        mask = torch.ones([self.n, self.n], dtype=x.dtype, device=x.device)\n"
+            "        x = x * mask\n"
+            "        prompt = torch.zeros(self.n, device=y.device)\n"
+            "        y = y + prompt.to(y.dtype)\n"
+            "        return w, x, y\n",
+        ),
+    )
+    keeps = (
+        # `skip` aliases `h`: the in-place update is visible through it
+        KeepCase(
+            "import torch.nn as nn\n\nclass Block(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        h = self.fc(x)\n"
+            "        skip = h\n"
+            "        h += self.proj(x)\n"
+            "        return h + skip\n"
+        ),
+        KeepCase(
+            "import torch.nn as nn\n\nclass Block(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        out = self.fc(x)\n"
+            "        out += x\n"
+            "        total = 0\n"
+            "        for layer in self.layers:\n"
+            "            total += layer(x)\n"
+            "        n = x.size(0)\n"
+            "        n += 1\n"
+            "        feats = []\n"
+            "        feats += [out]\n"
+            "        return out, total, n, feats\n"
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Stats(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        self.count += 1\n"
+            "        x[:, 0] += 1\n"
+            "        buf = self.running\n"
+            "        print(buf)\n"
+            "        buf += x.mean()\n"
+            "        with torch.no_grad():\n"
+            "            y = torch.sigmoid(x)\n"
+            "            y += 1\n"
+            "        return x\n"
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Eval(nn.Module):\n"
+            "    @torch.no_grad()\n"
+            "    def forward(self, x):\n"
+            "        x += 1\n"
+            "        return x\n"
+            "    def loss(self, x):\n"
+            "        y = torch.exp(x)\n"
+            "        y += 1\n"
+            "        return y\n"
+        ),
+        KeepCase(
+            "import torch\n\nclass NotAModule:\n"
+            "    def forward(self, x):\n"
+            "        x += 1\n"
+            "        return x\n"
+        ),
+        KeepCase(
+            "import torch.nn as nn\n\nclass Scaled(nn.Module):\n"
+            "    def forward(self, x, scale: float = 1.0, steps=3):\n"
+            "        scale *= 2\n"
+            "        steps -= 1\n"
+            "        return x * scale\n"
+        ),
+        # a count (`range()` takes integers) and ops that do not keep their input: `sum`, `gather`,
+        # `sigmoid` (it keeps its result), `+`, `*` by a number
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Router(nn.Module):\n"
+            "    def forward(self, x, recycles):\n"
+            "        if recycles < 0:\n"
+            "            recycles = 0\n"
+            "        recycles += 1\n"
+            "        for _ in range(recycles):\n"
+            "            x = self.block(x)\n"
+            "        scores = self.gate(x).sigmoid()\n"
+            "        weights = scores.gather(1, torch.topk(scores, 2, dim=-1)[1])\n"
+            "        denominator = weights.sum(dim=-1, keepdim=True) + 1e-20\n"
+            "        weights /= denominator\n"
+            "        h = self.norm(x)\n"
+            "        _ = h * 2.0 + h\n"
+            "        h *= torch.sigmoid(h)\n"
+            "        return weights, h\n"
+        ),
+    )
+
+
+    def check(self) -> None:
+        model = self.model
+        for cls, is_module in model.module_classes.items():
+            if not is_module:
+                continue
+            for method in class_methods(cls):
+                self_arg = self_name(method)
+                if method.name == "forward" and self_arg is not None and not self._no_grad_decorated(method):
+                    _ForwardAnalysis(self, cls, method, self_arg).run()
+
+    def _no_grad_decorated(self, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        for deco in func.decorator_list:
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            if qualified_names(self.model, target) & NO_GRAD:
+                return True
+        return False
+
+
+class _ForwardAnalysis:
+    """Walks one ``forward`` in execution order, tracking what each local name holds."""
+
+    def __init__(
+        self, rule: InplaceForwardRule, cls: ast.ClassDef, func: ast.FunctionDef | ast.AsyncFunctionDef, self_arg: str
+    ) -> None:
+        self.rule = rule
+        self.model = rule.model
+        self.cls = cls
+        self.func = func
+        self.self_arg = self_arg
+        self.decisions: dict[ast.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
+        self.kept_attributes = self._result_kept_attributes()
+        self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
+
+    def _result_kept_attributes(self) -> set[str]:
+        """Attributes every ``self.x = ...`` of the class sets to a module whose backward keeps
+        its output (nn.Sigmoid, nn.Tanh, ...)."""
+        kept: dict[str, bool] = {}
+        for method in class_methods(self.cls):
+            self_arg = self_name(method)
+            if self_arg is None:
+                continue
+            for assign in self.model.nodes(ast.Assign, method):
+                if len(assign.targets) != 1 or self.model.enclosing_function(assign) is not method:
+                    continue
+                target = assign.targets[0]
+                if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                    continue
+                value = assign.value
+                qnames = qualified_names(self.model, value.func) if isinstance(value, ast.Call) else set()
+                is_kept = bool(qnames) and all(
+                    q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES and q.startswith("torch.nn.") for q in qnames
+                )
+                kept[target.attr] = kept.get(target.attr, True) and is_kept
+        return {name for name, ok in kept.items() if ok}
+
+    def run(self) -> None:
+        state: State = {}
+        args = self.func.args
+        counts = self._range_arguments()
+        positional = [*args.posonlyargs, *args.args]
+        defaults: dict[ast.arg, ast.expr | None] = dict.fromkeys(positional)
+        defaults.update(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+        defaults.update(zip(args.kwonlyargs, args.kw_defaults))
+        for param in [*positional, *args.kwonlyargs]:
+            name = param.arg
+            if name == self.self_arg:
+                continue
+            scalar = self._non_tensor_param(param, defaults[param]) or name in counts
+            state[name] = NameState(frozenset({SCALAR if scalar else PARAM}))
+        for star in (args.vararg, args.kwarg):
+            if star is not None:
+                state[star.arg] = NameState(frozenset({UNKNOWN}))
+        self.block(self.func.body, state, no_grad=False)
+        for aug, decision in self.decisions.items():
+            if decision is None:
+                continue
+            reason, unsafe = decision
+            self.rule.report(aug, reason, Fix([self.rule.edit(aug, "AugAssign", out_of_place)], unsafe=unsafe))
+
+    def _range_arguments(self) -> set[str]:
+        """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
+        found = set()
+        for stmt in self.func.body:
+            for call in self.model.nodes(ast.Call, stmt):
+                func = call.func
+                if isinstance(func, ast.Name) and func.id == "range" and self.model.qualified_names(func) == {"builtins.range"}:
+                    found.update(name for arg in call_args(call) if (name := _name_of(arg.value)) is not None)
+        return found
+
+    @staticmethod
+    def _non_tensor_param(param: ast.arg, default: ast.expr | None) -> bool:
+        if default is not None and _name_of(default) != "None":
+            return True
+        annotation = param.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        return isinstance(base, ast.Name) and base.id in NON_TENSOR_ANNOTATIONS
+
+    # -- statements -----------------------------------------------------------
+    def block(self, body: list[ast.stmt], state: State, no_grad: bool) -> State:
+        for stmt in body:
+            state = self.statement(stmt, state, no_grad)
+        return state
+
+    def statement(self, stmt: ast.stmt, state: State, no_grad: bool) -> State:
+        if isinstance(stmt, ast.If):
+            self.read(stmt.test, state)
+            taken = self.block(stmt.body, dict(state), no_grad)
+            other = self.block(stmt.orelse, dict(state), no_grad) if stmt.orelse else state
+            return merge(taken, other)
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            return self.loop(stmt, state, no_grad)
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            inner = no_grad or any(self._disables_grad(item.context_expr) for item in stmt.items)
+            for item in stmt.items:
+                self.read(item.context_expr, state)
+                if item.optional_vars is not None:
+                    self.bind_targets(item.optional_vars, state, UNKNOWN, self.own_dtype(item.context_expr, state))
+            return self.block(stmt.body, state, inner)
+        if isinstance(stmt, ast.Try):
+            after_body = self.block(stmt.body, dict(state), no_grad)
+            branches = [after_body]
+            for handler in stmt.handlers:
+                branches.append(self.block(handler.body, merge(state, after_body), no_grad))
+            result = merge(*branches)
+            if stmt.orelse:
+                result = merge(result, self.block(stmt.orelse, dict(after_body), no_grad))
+            if stmt.finalbody:
+                result = self.block(stmt.finalbody, result, no_grad)
+            return result
+        if isinstance(stmt, ast.Assign):
+            own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
+            self.read(stmt.value, state, alias=True)
+            kind = self.classify(stmt.value, state)
+            for target in stmt.targets:
+                self.bind_targets(target, state, kind, own_dtype)
+            return state
+        if isinstance(stmt, ast.AnnAssign):
+            own_dtype = stmt.value is None or self.own_dtype(stmt.value, state)
+            self.read(stmt.value, state, alias=True)
+            kind = self.classify(stmt.value, state) if stmt.value is not None else UNKNOWN
+            self.bind_targets(stmt.target, state, kind, own_dtype)
+            return state
+        if isinstance(stmt, ast.AugAssign):
+            self.augmented(stmt, state, no_grad)
+            return state
+        if isinstance(stmt, ast.Delete):
+            for target in stmt.targets:
+                for name in written_names(target):
+                    state[name] = NameState(frozenset({UNKNOWN}), own_dtype=True)
+            return state
+        if isinstance(stmt, _SIMPLE):
+            self.read(stmt, state, alias=isinstance(stmt, ast.Return))
+            return state
+        # nested functions and classes, match statements, try/except*: a name they mention may
+        # be captured or rebound there, so nothing more is known about it
+        for name in written_names(stmt):
+            if name in state:
+                state[name] = NameState(frozenset({UNKNOWN}), True, True, True)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            state[stmt.name] = NameState(frozenset({UNKNOWN}), own_dtype=True)
+        return state
+
+    def loop(self, stmt: ast.For | ast.AsyncFor | ast.While, state: State, no_grad: bool) -> State:
+        entry = dict(state)
+        is_for = not isinstance(stmt, ast.While)
+        if is_for:
+            self.read(stmt.iter, entry)
+            self.bind_targets(stmt.target, entry, UNKNOWN, self.own_dtype(stmt.iter, entry))
+        else:
+            self.read(stmt.test, entry)
+        end = self.block(stmt.body, dict(entry), no_grad)
+        again = merge(entry, end)
+        if is_for:
+            self.bind_targets(stmt.target, again, UNKNOWN, self.own_dtype(stmt.iter, again))
+        end = self.block(stmt.body, again, no_grad)  # second pass sees values from the back edge
+        result = merge(state, end)
+        if stmt.orelse:
+            result = self.block(stmt.orelse, result, no_grad)
+        return result
+
+    def augmented(self, aug: ast.AugAssign, state: State, no_grad: bool) -> None:
+        value_own_dtype = self.own_dtype(aug.value, state)
+        self.read(aug.value, state)
+        target = aug.target
+        if not isinstance(target, ast.Name):
+            self.read_target_base(target, state)
+            return
+        name = target.id
+        current = state.get(name)
+        reason = None
+        if current is not None and not no_grad and not non_tensor_value(aug.value, self.model):
+            reason = self.reason(name, current)
+        if reason is None:
+            self.decisions[aug] = None
+            return
+        # `+=` keeps the target's dtype, `x + value` promotes: the fix is safe only where neither
+        # side may hold a dtype of its own (a float16 target and a float32 value promote too)
+        unsafe = current.own_dtype or value_own_dtype
+        if unsafe:
+            reason += f" (unsafe fix: `{name} = {name} op y` may promote the dtype that the in-place op keeps)"
+        self.decisions[aug] = (reason, unsafe)
+        state[name] = NameState(frozenset({FRESH}), own_dtype=unsafe)
+
+    def reason(self, name: str, current: NameState) -> str | None:
+        if not current.kinds <= TENSOR_KINDS or current.aliased:
+            return None  # an alias would see the in-place update: rewriting changes its value
+        if KEPT in current.kinds:
+            return (
+                f"in-place update of `{name}`, the result of an op whose backward needs its output "
+                "(sigmoid, tanh, exp, relu, softmax, ...): backward() fails; use an out-of-place op"
+            )
+        if current.saved:
+            return (
+                f"in-place update of `{name}` after it was passed to an op that may keep it for backward "
+                "(a layer, `*`, `@`, ...): backward() fails on the modified tensor; use an out-of-place op"
+            )
+        if PARAM in current.kinds:
+            return (
+                f"in-place update of `{name}`, an argument of forward: it modifies the caller's tensor "
+                "(and fails on a leaf that requires grad); use an out-of-place op"
+            )
+        return None
+
+    # -- expressions ----------------------------------------------------------
+    def read(self, node: ast.AST | None, state: State, alias: bool = False) -> None:
+        if node is None:
+            return
+        uses = Uses(self.model, self.self_arg)
+        if isinstance(node, ast.stmt):  # `return h`, `print(h)`, `assert h.all()`
+            uses.statement(node, alias)
+        else:
+            uses.visit(node, alias, False)
+        self._update(uses, node, state)
+
+    def _update(self, uses: Uses, node: ast.AST, state: State) -> None:
+        for name, aliased in uses.found.items():
+            if name in state:
+                old = state[name]
+                state[name] = NameState(old.kinds, old.saved or name in uses.saved, old.aliased or aliased, old.own_dtype)
+        for walrus in self.model.nodes(ast.NamedExpr, node):
+            for target in self.model.nodes(ast.Name, walrus.target):
+                state[target.id] = NameState(frozenset({UNKNOWN}), True, True, True)
+
+    def read_target_base(self, target: ast.expr, state: State) -> None:
+        if isinstance(target, ast.Subscript):
+            for element in subscript_elements(self.model, target):
+                uses = Uses(self.model, self.self_arg)
+                uses.index(element)
+                self._update(uses, element, state)
+
+    def bind_targets(self, target: ast.expr, state: State, kind: str, own_dtype: bool) -> None:
+        if isinstance(target, ast.Name):
+            state[target.id] = NameState(frozenset({kind}), own_dtype=own_dtype)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.bind_targets(element, state, UNKNOWN, own_dtype)
+        elif isinstance(target, ast.Starred):
+            self.bind_targets(target.value, state, UNKNOWN, own_dtype)
+        else:
+            self.read_target_base(target, state)
+
+    def own_dtype(self, value: ast.expr, state: State) -> bool:
+        """Whether ``value`` may hold a dtype other than the one forward's inputs bring: set in
+        the expression itself (``sets_own_dtype``) or read from a local that holds one."""
+        if sets_own_dtype(value, self.model, self.self_arg):
+            return True
+        for node in (*self.model.nodes(ast.Name, value), *self.model.nodes(ast.arg, value)):
+            held = state.get(node.id if isinstance(node, ast.Name) else node.arg)
+            if held is not None and held.own_dtype and not _no_dtype_flow(node, self.model):
+                return True
+        return False
+
+    def classify(self, value: ast.expr, state: State) -> str:
+        if isinstance(value, ast.Name):
+            return ALIAS
+        if isinstance(value, (ast.Attribute, ast.Subscript)):
+            return ALIAS
+        if isinstance(value, ast.Constant):
+            return UNKNOWN if value.value is Ellipsis else SCALAR
+        if isinstance(value, (*NON_TENSOR_LITERALS, ast.GeneratorExp)):
+            return SCALAR
+        if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+            return FRESH
+        if isinstance(value, ast.IfExp):
+            kinds = {self.classify(value.body, state), self.classify(value.orelse, state)}
+            return kinds.pop() if len(kinds) == 1 else UNKNOWN
+        if isinstance(value, ast.Call):
+            return self.classify_call(value, state)
+        return UNKNOWN
+
+    def classify_call(self, call: ast.Call, state: State) -> str:
+        func = call.func
+        # `torch.softmax(x).squeeze()` is a method of the softmax result, not a torch function
+        qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
+        if isinstance(func, ast.Name) and qnames == {f"builtins.{func.id}"}:
+            return SCALAR if func.id in NON_TENSOR_RESULTS else UNKNOWN
+        if qnames:
+            short = {q.rsplit(".", 1)[-1] for q in qnames}
+            torch_op = all(q.startswith("torch.") for q in qnames)
+            if torch_op and short & TORCH_VIEW_FUNCTIONS:
+                return ALIAS
+            if torch_op and short <= RESULT_KEPT_OPS:
+                return KEPT
+            if torch_op:
+                return FRESH
+            if any(q.startswith(("math.", "builtins.")) for q in qnames):
+                return SCALAR
+            if not isinstance(func, ast.Attribute) or not any("<locals>" in q for q in qnames):
+                return UNKNOWN
+        if isinstance(func, ast.Attribute):
+            method = func.attr
+            receiver = func.value
+            if method.endswith("_") and not method.endswith("__"):
+                return ALIAS  # in-place methods return their receiver
+            if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
+                if method in self.methods:
+                    return UNKNOWN  # a helper method may return anything (a list, a tuple)
+                return KEPT if method in self.kept_attributes else FRESH
+            if method in NON_TENSOR_METHODS:
+                return SCALAR
+            if method in RESULT_KEPT_OPS:
+                return KEPT
+            if method in VIEW_METHODS:
+                base = self.classify(receiver, state)
+                if isinstance(receiver, ast.Name) and receiver.id in state:
+                    return ALIAS
+                return base if base in {FRESH, KEPT} else ALIAS
+            return FRESH
+        return UNKNOWN
+
+    def _disables_grad(self, expr: ast.expr) -> bool:
+        target = expr.func if isinstance(expr, ast.Call) else expr
+        if qualified_names(self.model, target) & NO_GRAD:
+            return True
+        if not (isinstance(expr, ast.Call) and qualified_names(self.model, expr.func) == {"torch.set_grad_enabled"}):
+            return False
+        args = call_args(expr)
+        return bool(args) and _name_of(args[0].value) == "False"
+
+
+# statements that only read
+_SIMPLE = (
+    ast.Expr, ast.Return, ast.Raise, ast.Assert, ast.Pass, ast.Break, ast.Continue, ast.Import, ast.ImportFrom,
+    ast.Global, ast.Nonlocal,
+)

@@ -1,0 +1,140 @@
+"""The tensor-attribute rules (TFM301: plain tensor attributes, TFM302: tensors created with
+requires_grad=True), run with real torch: each sample's bug shows up in before.py and is gone in
+after.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from rule_helpers import build, load, sgd_step
+
+HIDDEN, SEQ = 8, 5  # the TFM301 sample's width and the inputs' sequence length
+
+
+# -- TFM301: plain tensor attributes -------------------------------------------
+
+MAX_LEN = 16
+
+
+def make_encoder(which: str) -> nn.Module:
+    torch.manual_seed(0)
+    return load("TFM301", which).TinyCausalEncoder(HIDDEN, MAX_LEN)
+
+
+def test_tfm301_tensors_follow_to_only_after_the_fix():
+    before = make_encoder("before").to(torch.float64)
+    after = make_encoder("after").to(torch.float64)
+    assert before.pos.pe.dtype == torch.float32
+    assert before.attn.mask.dtype == torch.float32
+    assert after.pos.pe.dtype == torch.float64
+    assert after.attn.mask.dtype == torch.float64
+    assert after.attn.qkv.weight.dtype == before.attn.qkv.weight.dtype == torch.float64
+
+
+def test_tfm301_tensors_become_buffers():
+    before, after = make_encoder("before"), make_encoder("after")
+    before_buffers, after_buffers = dict(before.named_buffers()), dict(after.named_buffers())
+    assert "pos.pe" not in before_buffers and "attn.mask" not in before_buffers
+    assert set(after_buffers) == {"pos.pe", "attn.mask"}
+    assert torch.equal(after_buffers["pos.pe"], before.pos.pe)
+    assert torch.equal(after_buffers["attn.mask"], before.attn.mask)
+    assert after_buffers["pos.pe"].shape == (1, MAX_LEN, HIDDEN)
+
+
+def test_tfm301_state_dict_keys_do_not_change():
+    before, after = make_encoder("before"), make_encoder("after")
+    assert list(before.state_dict().keys()) == list(after.state_dict().keys())
+    assert not any(k.endswith((".pe", ".mask")) for k in after.state_dict())
+    # a checkpoint written before the fix still loads strictly after it
+    result = after.load_state_dict(before.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_tfm301_forward_is_unchanged_by_the_fix():
+    before, after = make_encoder("before"), make_encoder("after")
+    after.load_state_dict(before.state_dict())
+    x = torch.randn(2, SEQ, HIDDEN)
+    assert torch.allclose(before(x), after(x))
+    # the causal mask really masks: the first position sees only itself
+    y = torch.randn(2, SEQ, HIDDEN)
+    y[:, 0] = x[:, 0]
+    assert torch.allclose(after(x)[:, 0], after(y)[:, 0])
+
+
+# -- TFM302: tensors created with requires_grad=True ---------------------------
+
+DIM, CLASSES = 3, 4
+
+
+def test_tfm302_tensors_are_parameters_only_after_the_fix():
+    before = build("TFM302", "before", "LR", DIM)
+    after = build("TFM302", "after", "LR", DIM)
+    assert list(before.parameters()) == []
+    assert before.state_dict() == {}
+    assert [name for name, _ in after.named_parameters()] == ["W", "b"]
+    assert isinstance(after.W, nn.Parameter) and after.W.requires_grad
+    assert after.W.shape == (DIM, 1) and after.W.dtype == torch.float
+
+    frozen = build("TFM302", "after", "LR", DIM, train_bias=False)
+    assert isinstance(frozen.b, nn.Parameter) and not frozen.b.requires_grad
+    assert frozen.W.requires_grad
+
+    before = build("TFM302", "before", "TemperatureScaledClassifier", DIM, CLASSES)
+    after = build("TFM302", "after", "TemperatureScaledClassifier", DIM, CLASSES)
+    assert set(before.state_dict()) == {"fc.weight", "fc.bias"}
+    assert set(after.state_dict()) == {"fc.weight", "fc.bias", "temperature"}
+
+
+def test_tfm302_one_sgd_step_trains_the_tensor_only_after_the_fix():
+    torch.manual_seed(2)
+    x, y = torch.randn(16, DIM), torch.randint(0, 2, (16, 1)).float()
+    bce = lambda model: nn.functional.binary_cross_entropy(model(x), y)  # noqa: E731
+
+    before = build("TFM302", "before", "LR", DIM)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        torch.optim.SGD(before.parameters(), lr=0.5)
+    after = build("TFM302", "after", "LR", DIM)
+    sgd_step(after, bce, lr=0.5)
+    assert not torch.equal(after.W, torch.zeros(DIM, 1))
+    assert not torch.equal(after.b, torch.zeros(1))
+
+    labels = torch.randint(0, CLASSES, (16,))
+    xent = lambda model: nn.functional.cross_entropy(model(x), labels)  # noqa: E731
+    before = build("TFM302", "before", "TemperatureScaledClassifier", DIM, CLASSES)
+    after = build("TFM302", "after", "TemperatureScaledClassifier", DIM, CLASSES)
+    fc_before = before.fc.weight.detach().clone()
+    sgd_step(before, xent)
+    sgd_step(after, xent)
+    assert not torch.equal(before.fc.weight, fc_before)
+    # autograd filled the gradient, but the optimizer never saw the tensor
+    assert before.temperature.grad is not None and before.temperature.grad.abs().sum() > 0
+    assert torch.equal(before.temperature, torch.ones(1))
+    assert not torch.equal(after.temperature, torch.ones(1))
+
+
+def test_tfm302_tensor_follows_to_only_after_the_fix():
+    before = build("TFM302", "before", "TemperatureScaledClassifier", DIM, CLASSES).to(torch.float64)
+    after = build("TFM302", "after", "TemperatureScaledClassifier", DIM, CLASSES).to(torch.float64)
+    assert before.fc.weight.dtype == after.fc.weight.dtype == torch.float64
+    assert before.temperature.dtype == torch.float32
+    assert after.temperature.dtype == torch.float64
+    assert isinstance(after.temperature, nn.Parameter) and after.temperature.requires_grad
+
+    before = build("TFM302", "before", "LR", DIM).to(torch.float64)
+    after = build("TFM302", "after", "LR", DIM).to(torch.float64)
+    assert before.W.dtype == torch.float32
+    assert after.W.dtype == after.b.dtype == torch.float64
+
+
+def test_tfm302_forward_is_unchanged_by_the_fix():
+    x = torch.randn(5, DIM)
+    before, after = build("TFM302", "before", "LR", DIM), build("TFM302", "after", "LR", DIM)
+    assert torch.allclose(before(x), torch.full((5, 1), 0.5))
+    assert torch.allclose(after(x), before(x))
+
+    before = build("TFM302", "before", "TemperatureScaledClassifier", DIM, CLASSES)
+    after = build("TFM302", "after", "TemperatureScaledClassifier", DIM, CLASSES)
+    after.load_state_dict(before.state_dict(), strict=False)
+    assert torch.allclose(before(x), after(x))

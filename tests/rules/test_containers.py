@@ -1,0 +1,260 @@
+"""The container rules (TFM101-TFM104: layers and nn.Parameters kept in plain Python lists and
+dicts), run with real torch: each sample's bug shows up in before.py and is gone in after.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from rule_helpers import build, load, sgd_step
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def linear_size(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def snapshot(tensors) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in tensors]
+
+
+# -- TFM101: layers in a Python list ------------------------------------------
+
+VOCAB, N_LAYERS, HIDDEN, HEADS, INNER = 10, 2, 8, 2, 16
+
+
+def make_decoder(which: str) -> nn.Module:
+    torch.manual_seed(0)
+    return load("TFM101", which).Decoder(VOCAB, N_LAYERS, HIDDEN, HEADS, INNER)
+
+
+def test_tfm101_layers_are_registered_only_after_the_fix():
+    before, after = make_decoder("before"), make_decoder("after")
+
+    layer_size = 4 * linear_size(HIDDEN, HIDDEN) + linear_size(HIDDEN, INNER) + linear_size(INNER, HIDDEN) + 2 * HIDDEN
+    outer_size = VOCAB * HIDDEN + linear_size(HIDDEN, VOCAB)
+    assert n_params(before) == outer_size == 170
+    assert n_params(after) == outer_size + N_LAYERS * layer_size == 1338
+    assert n_params(before) < n_params(after)
+
+    before_keys, after_keys = set(before.state_dict()), set(after.state_dict())
+    for i in range(N_LAYERS):
+        assert not any(k.startswith(f"dec_layers.{i}.") for k in before_keys)
+        assert f"dec_layers.{i}.ffn.fc1.weight" in after_keys
+        assert f"dec_layers.{i}.multiheadattention.fcQ.weight" in after_keys
+    assert before_keys < after_keys
+    assert len(list(before.children())) == 2
+    assert [name for name, _ in after.named_children()] == ["embedding", "dec_layers", "finalFc"]
+    assert isinstance(after.dec_layers, nn.ModuleList)
+    assert len(after.dec_layers) == N_LAYERS
+
+
+def test_tfm101_layers_follow_double_only_after_the_fix():
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    before, after = make_decoder("before").double(), make_decoder("after").double()
+    assert before.dec_layers[0].ffn.fc1.weight.dtype == torch.float32
+    with pytest.raises(RuntimeError):
+        before(tokens)  # float64 embeddings meet float32 layers left behind
+    assert after.dec_layers[0].ffn.fc1.weight.dtype == torch.float64
+    assert after(tokens).shape == (1, 4, VOCAB)
+
+
+def test_tfm101_forward_is_unchanged_by_the_fix():
+    before, after = make_decoder("before"), make_decoder("after")
+    # same seed, same construction order: the same weights, before and after
+    for b, a in zip(before.dec_layers, after.dec_layers):
+        a.load_state_dict(b.state_dict())
+    tokens = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert torch.allclose(before(tokens), after(tokens))
+
+
+# -- TFM102: layers in a Python dict ------------------------------------------
+
+FEATURES = 4
+
+
+def make_calculator(which: str) -> nn.Module:
+    torch.manual_seed(0)
+    return load("TFM102", which).Calculator(FEATURES)
+
+
+def test_tfm102_layers_are_registered_only_after_the_fix():
+    before, after = make_calculator("before"), make_calculator("after")
+
+    assert n_params(before) == linear_size(FEATURES, FEATURES) == 20
+    assert n_params(after) == linear_size(FEATURES, FEATURES) + 3 * FEATURES == 32
+
+    keys = {f"add_dict.{name}.value" for name in ("add2", "add3", "add5")}
+    assert set(before.state_dict()) == {"proj.weight", "proj.bias"}
+    assert set(after.state_dict()) == {"proj.weight", "proj.bias"} | keys
+    assert isinstance(after.add_dict, nn.ModuleDict)
+    assert list(after.add_dict.keys()) == ["add2", "add3", "add5"]
+
+
+def test_tfm102_offsets_are_trained_only_after_the_fix():
+    before, after = make_calculator("before"), make_calculator("after")
+    x = torch.ones(3, FEATURES)
+    for model in (before, after):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    # the optimizer never saw the offsets kept in the plain dict
+    assert torch.equal(before.add_dict["add2"].value, torch.full((FEATURES,), 2.0))
+    assert not torch.equal(after.add_dict["add2"].value, torch.full((FEATURES,), 2.0))
+
+
+def test_tfm102_forward_is_unchanged_by_the_fix():
+    before, after = make_calculator("before"), make_calculator("after")
+    after.load_state_dict(before.state_dict(), strict=False)
+    x = torch.randn(3, FEATURES)
+    expected = before.proj(x) + 10.0
+    assert torch.allclose(before(x), expected)
+    assert torch.allclose(after(x), expected)
+
+
+# -- TFM103: nn.Parameters in a Python list -------------------------------------
+
+STACK_HIDDEN, STACK_LAYERS = 4, 3
+
+
+def test_tfm103_list_parameters_are_registered_only_after_the_fix():
+    before = build("TFM103", "before", "Polynomial", (3.0, 5.0))
+    after = build("TFM103", "after", "Polynomial", (3.0, 5.0))
+    assert list(before.parameters()) == []
+    assert before.state_dict() == {}
+    assert isinstance(after.coefficients, nn.ParameterList)
+    assert list(after.state_dict()) == ["coefficients.0", "coefficients.1"]
+    assert [p.item() for p in after.parameters()] == [3.0, 5.0]
+
+    before = build("TFM103", "before", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    after = build("TFM103", "after", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    scale_keys = {f"scales.{i}" for i in range(STACK_LAYERS)}
+    assert not scale_keys & set(before.state_dict())
+    assert set(after.state_dict()) == set(before.state_dict()) | scale_keys
+    assert sum(p.numel() for p in after.parameters()) == sum(p.numel() for p in before.parameters()) + STACK_LAYERS * STACK_HIDDEN
+
+
+def test_tfm103_optimizer_trains_the_list_only_after_the_fix():
+    before = build("TFM103", "before", "Polynomial")
+    with pytest.raises(ValueError, match="empty parameter list"):
+        torch.optim.SGD(before.parameters(), lr=0.1)
+
+    x = torch.randn(6, STACK_HIDDEN)
+    loss = lambda model: model(x).pow(2).mean()  # noqa: E731
+    before = build("TFM103", "before", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    after = build("TFM103", "after", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    before_scales, after_scales = snapshot(before.scales), snapshot(after.scales)
+    before_blocks = snapshot(before.blocks.parameters())
+    sgd_step(before, loss)
+    sgd_step(after, loss)
+    # the blocks are trained in both, the scales only once they are registered
+    assert any(not torch.equal(old, new) for old, new in zip(before_blocks, before.blocks.parameters()))
+    assert all(torch.equal(old, new) for old, new in zip(before_scales, before.scales))
+    assert any(not torch.equal(old, new) for old, new in zip(after_scales, after.scales))
+
+
+def test_tfm103_list_parameters_follow_double_only_after_the_fix():
+    before = build("TFM103", "before", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS).double()
+    after = build("TFM103", "after", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS).double()
+    assert before.scales[0].dtype == torch.float32
+    assert after.scales[0].dtype == torch.float64
+
+
+def test_tfm103_forward_is_unchanged_by_the_fix():
+    x = torch.randn(6, STACK_HIDDEN)
+    before = build("TFM103", "before", "Polynomial", (3.0, 5.0))
+    after = build("TFM103", "after", "Polynomial", (3.0, 5.0))
+    assert torch.allclose(before(x), 3.0 + 5.0 * x)
+    assert torch.allclose(after(x), 3.0 + 5.0 * x)
+
+    before = build("TFM103", "before", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    after = build("TFM103", "after", "ScaledResidualStack", STACK_HIDDEN, STACK_LAYERS)
+    after.load_state_dict(before.state_dict(), strict=False)
+    assert torch.allclose(before(x), after(x))
+
+
+# -- TFM104: nn.Parameters in a Python dict -------------------------------------
+
+TASKS = ("depth", "normals", "segmentation")
+TASK_FEATURES = 5
+
+
+def batch():
+    torch.manual_seed(1)
+    x = torch.randn(8, TASK_FEATURES)
+    targets = {task: torch.randn(8, 1) for task in TASKS}
+    return x, targets
+
+
+def test_tfm104_dict_parameters_are_registered_only_after_the_fix():
+    before = build("TFM104", "before", "UncertaintyWeightedLoss")
+    after = build("TFM104", "after", "UncertaintyWeightedLoss")
+    assert list(before.parameters()) == []
+    assert before.state_dict() == {}
+    assert isinstance(after.log_vars, nn.ParameterDict)
+    assert list(after.state_dict()) == [f"log_vars.{task}" for task in TASKS]
+    assert list(after.log_vars.keys()) == list(TASKS)
+
+    before = build("TFM104", "before", "MultiTaskHead", TASK_FEATURES)
+    after = build("TFM104", "after", "MultiTaskHead", TASK_FEATURES)
+    loss_keys = {f"loss.log_vars.{task}" for task in TASKS}
+    assert not loss_keys & set(before.state_dict())
+    assert set(after.state_dict()) == set(before.state_dict()) | loss_keys
+
+
+def test_tfm104_optimizer_trains_the_dict_only_after_the_fix():
+    x, targets = batch()
+    loss = lambda model: model(x, targets).sum()  # noqa: E731
+    before = build("TFM104", "before", "MultiTaskHead", TASK_FEATURES)
+    after = build("TFM104", "after", "MultiTaskHead", TASK_FEATURES)
+    trunk_before = before.trunk.weight.detach().clone()
+    sgd_step(before, loss)
+    sgd_step(after, loss)
+    assert not torch.equal(before.trunk.weight, trunk_before)
+    for task in TASKS:
+        assert torch.equal(before.loss.log_vars[task], torch.zeros(1))
+        assert not torch.equal(after.loss.log_vars[task], torch.zeros(1))
+
+
+def test_tfm104_forward_is_unchanged_by_the_fix():
+    x, targets = batch()
+    before = build("TFM104", "before", "MultiTaskHead", TASK_FEATURES)
+    after = build("TFM104", "after", "MultiTaskHead", TASK_FEATURES)
+    after.load_state_dict(before.state_dict(), strict=False)
+    # with every log-variance at 0 the combined loss is the plain sum of the task losses
+    features = torch.relu(before.trunk(x))
+    expected = sum(((before.heads[t](features) - targets[t]) ** 2).mean() for t in TASKS)
+    assert torch.allclose(before(x, targets), expected.reshape(1))
+    assert torch.allclose(after(x, targets), expected.reshape(1))
+
+
+
+
+def test_tfm104_fix_keeps_the_dict_order():
+    """nn.ParameterDict sorts a plain dict's keys; the fix must not reorder the values."""
+    from conftest import transform
+
+    source = (
+        "import torch\nimport torch.nn as nn\n\n"
+        "class AnisotropicScale(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.scales = {'width': nn.Parameter(torch.tensor([2.0])), 'height': nn.Parameter(torch.tensor([3.0]))}\n"
+        "    def forward(self, x):\n"
+        "        return x * torch.cat(list(self.scales.values()))\n"
+    )
+    result = transform(source)
+    assert "nn.ParameterDict(" in result.new_source
+    outputs = []
+    for code in (source, result.new_source):
+        namespace: dict = {}
+        exec(compile(code, "<sample>", "exec"), namespace)
+        model = namespace["AnisotropicScale"]()
+        outputs.append((model(torch.ones(2)), len(list(model.parameters()))))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    assert outputs[0][1] == 0 and outputs[1][1] == 2

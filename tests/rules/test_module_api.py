@@ -1,0 +1,298 @@
+"""The nn.Module API rules (TFM201: in-place updates in forward, TFM401: __init__ without
+super().__init__(), TFM402: module.forward(x) called directly), run with real torch: each
+sample's bug shows up in before.py and is gone in after.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from rule_helpers import build, load
+
+INPLACE_ERROR = "modified by an inplace operation"
+
+HIDDEN, HEADS, INNER = 8, 2, 16  # the layer sizes the TFM201 samples are built with
+
+
+# -- TFM201: in-place updates in forward ---------------------------------------
+
+SEQ = 5
+
+
+def pair(cls_name: str, *args):
+    torch.manual_seed(0)
+    before = getattr(load("TFM201", "before"), cls_name)(*args)
+    after = getattr(load("TFM201", "after"), cls_name)(*args)
+    after.load_state_dict(before.state_dict())
+    return before, after
+
+
+def run(model: nn.Module, *inputs):
+    torch.manual_seed(1)  # same dropout masks in both runs
+    return model(*inputs)
+
+
+def check_inplace_fix(before: nn.Module, after: nn.Module, *inputs):
+    out_before = run(before, *inputs)
+    with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+        out_before.sum().backward()
+
+    out_after = run(after, *inputs)
+    assert torch.allclose(out_before.detach(), out_after.detach())
+    out_after.sum().backward()
+    grads = [p.grad for p in after.parameters()]
+    assert grads and all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_tfm201_encoder_layer_residual(train: bool):
+    before, after = pair("EncoderLayer", HIDDEN, HEADS, INNER)
+    before.train(train)
+    after.train(train)
+    x = torch.randn(2, SEQ, HIDDEN)
+    check_inplace_fix(before, after, x)
+
+
+def test_tfm201_softmax_weights():
+    before, after = pair("AttentionPooling", HIDDEN)
+    x = torch.randn(2, SEQ, HIDDEN)
+    keep = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    check_inplace_fix(before, after, x, keep)
+
+
+def test_tfm201_sigmoid_gate():
+    before, after = pair("SigmoidGate", HIDDEN)
+    x = torch.randn(2, SEQ, HIDDEN)
+    check_inplace_fix(before, after, x)
+
+
+def test_tfm201_fix_does_not_touch_the_callers_tensor():
+    _, after = pair("EncoderLayer", HIDDEN, HEADS, INNER)
+    after.eval()
+    x = torch.randn(2, SEQ, HIDDEN)
+    snapshot = x.clone()
+    after(x)
+    assert torch.equal(x, snapshot)
+
+
+# -- TFM201: when the out-of-place form would change the dtype -----------------
+
+DTYPE_GATE = '''
+import torch
+import torch.nn as nn
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        {scale_line}
+        g = torch.sigmoid(self.proj(x))
+        g *= scale
+        return g
+'''
+
+
+def _gate(source: str) -> nn.Module:
+    namespace: dict = {}
+    exec(compile(source, "<gate>", "exec"), namespace)
+    torch.manual_seed(0)
+    return namespace["Gate"]()
+
+
+@pytest.mark.parametrize(
+    ("scale_line", "safe"),
+    [
+        ("scale = x * 2", True),  # inherits x's dtype: `g * scale` is float32 like `g *= scale`
+        ("scale = torch.full((4,), 2.0, dtype=torch.float64)", False),
+        ("scale = (x * 2).double()", False),
+    ],
+    ids=["inherited", "float64-factory", "double-method"],
+)
+def test_tfm201_dtype_of_its_own_makes_the_fix_unsafe(scale_line: str, safe: bool):
+    from conftest import transform
+
+    source = DTYPE_GATE.format(scale_line=scale_line)
+    x = torch.randn(2, 4)
+    before = _gate(source)
+    with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+        before(x).sum().backward()  # the bug is there in every variant
+    in_place_dtype = _gate(source)(x).dtype
+
+    plain = transform(source)
+    [finding] = [d for d in plain.diagnostics if d.code == "TFM201"]
+    assert finding.fix_available == safe and finding.unsafe_fix == (not safe)
+    assert plain.changed == safe
+
+    fixed = transform(source, unsafe=True)
+    assert fixed.changed
+    after = _gate(fixed.new_source)
+    out = after(x)
+    out.sum().backward()  # the fix always cures the autograd error ...
+    assert after.proj.weight.grad is not None
+    # ... but only the safe variant keeps the dtype the in-place update had
+    assert in_place_dtype == torch.float32
+    assert (out.dtype == in_place_dtype) == safe
+
+
+# -- TFM201: reported exactly where autograd kept the tensor --------------------
+
+SAVED_TEMPLATE = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.norm = nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        h = self.norm(self.proj(x))
+{body}
+        return h
+'''
+
+# (body, autograd fails on the in-place update): the rule must report exactly the failing ones
+SAVED_CASES = {
+    "kept-by-mul-with-a-tensor": ("        y = h * x\n        h += 1\n        h = h + y", True),
+    "kept-by-a-layer": ("        y = self.proj(h)\n        h -= 1\n        h = h * 1.0 + y", True),
+    "kept-by-matmul": ("        y = h @ x.t()\n        h *= 2\n        h = h + y.sum()", True),
+    "softmax-result": ("        h = F.softmax(h, dim=-1)\n        h /= h.sum(dim=-1, keepdim=True)", True),
+    "sum-keeps-nothing": ("        h /= h.sum(dim=-1, keepdim=True) + 1e-20", False),
+    "gather-copies": ("        w = h.gather(1, torch.topk(h, 2, dim=-1)[1])\n        w /= w.sum(dim=-1, keepdim=True)\n        h = h + w.sum()", False),
+    "sigmoid-keeps-its-result": ("        h *= torch.sigmoid(h)", False),
+    "mul-by-a-number": ("        y = h * 2.0 + h\n        h += 1\n        h = h + y", False),
+}
+
+
+def _net(source: str) -> nn.Module:
+    namespace: dict = {}
+    exec(compile(source, "<net>", "exec"), namespace)
+    torch.manual_seed(0)
+    return namespace["Net"]()
+
+
+@pytest.mark.parametrize("case", sorted(SAVED_CASES))
+def test_tfm201_reports_exactly_what_autograd_kept(case: str):
+    from conftest import transform
+
+    body, fails = SAVED_CASES[case]
+    source = SAVED_TEMPLATE.format(body=body)
+    # an activation of an earlier layer: it needs grad, so `h * x` keeps `h` for x's gradient
+    x = torch.randn(2, 4, requires_grad=True)
+    out = _net(source)(x)
+    if fails:
+        with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+            out.sum().backward()
+    else:
+        out.sum().backward()
+
+    result = transform(source)
+    findings = [d for d in result.diagnostics if d.code == "TFM201"]
+    assert bool(findings) == fails, [d.message for d in findings]
+    if fails:
+        assert all(d.fixed for d in findings)
+        before, after = _net(source), _net(result.new_source)
+        out_after = after(x)
+        assert torch.allclose(out_after.detach(), before(x).detach())
+        out_after.sum().backward()
+        assert after.proj.weight.grad is not None
+
+
+# -- TFM401: __init__ without super().__init__() --------------------------------
+
+INIT_ERROR = r"cannot assign module before Module\.__init__\(\) call"
+
+
+def test_tfm401_before_cannot_be_constructed():
+    before = load("TFM401", "before")
+    with pytest.raises(AttributeError, match=INIT_ERROR):
+        before.LR(4, 1)
+    with pytest.raises(AttributeError, match=INIT_ERROR):
+        before.MLPRegressor()
+
+
+def test_tfm401_after_constructs_and_runs():
+    x = torch.randn(6, 4)
+    lr = build("TFM401", "after", "LR", 4, 1)
+    assert lr.test == 1
+    assert [name for name, _ in lr.named_parameters()] == ["linear.weight", "linear.bias"]
+    assert torch.allclose(lr(x), x @ lr.linear.weight.T + lr.linear.bias)
+
+    mlp = build("TFM401", "after", "MLPRegressor")
+    assert mlp.activation is torch.relu  # the base __init__ ran
+    assert [name for name, _ in mlp.named_children()] == ["body", "head"]
+    out = mlp(x)
+    assert out.shape == (6, 1)
+    out.sum().backward()
+    assert all(p.grad is not None for p in mlp.parameters())
+
+
+# -- TFM402: module.forward(x) called directly ----------------------------------
+
+
+def recording_hook(calls: list):
+    def hook(module, inputs, output):
+        calls.append(type(module).__name__)
+
+    return hook
+
+
+def test_tfm402_forward_hook_on_submodule_fires_only_after_the_fix():
+    x = torch.randn(3, 1)
+    outputs = {}
+    for which in ("before", "after"):
+        model = build("TFM402", which, "Function_D")
+        calls = []
+        model.c.register_forward_hook(recording_hook(calls))
+        outputs[which] = model(x)
+        assert calls == ([] if which == "before" else ["Function_C"])
+    assert torch.allclose(outputs["before"], outputs["after"])
+    assert torch.allclose(outputs["after"], (x + 3) * 7 / 5)
+
+
+def test_tfm402_backward_hook_on_submodule_fires_only_after_the_fix():
+    x = torch.randn(3, 1)
+    for which in ("before", "after"):
+        model = build("TFM402", which, "Function_D")
+        calls = []
+        model.c.register_full_backward_hook(lambda module, grad_in, grad_out: calls.append(grad_out[0].shape))
+        model(x).sum().backward()
+        assert calls == ([] if which == "before" else [torch.Size([3, 1])])
+        assert torch.allclose(model.W1.grad, torch.tensor([3 * 7 / 5]))
+
+
+def test_tfm402_module_built_in_forward_runs_hooks_only_after_the_fix():
+    x = torch.randn(3, 1)
+    outputs = {}
+    for which in ("before", "after"):
+        model = build("TFM402", which, "Function_E")
+        calls = []
+        handle = nn.modules.module.register_module_forward_hook(recording_hook(calls))
+        try:
+            outputs[which] = model(x)
+        finally:
+            handle.remove()
+        # the global hook sees the outer call, and the inner one only after the fix
+        assert calls == (["Function_E"] if which == "before" else ["Function_C", "Function_E"])
+    assert torch.allclose(outputs["before"], outputs["after"])
+
+
+def test_tfm402_hooks_on_listed_layers_fire_only_after_the_fix():
+    x = torch.randn(3, 4)
+    outputs = {}
+    for which in ("before", "after"):
+        model = build("TFM402", which, "MLP", [4, 8, 2])
+        calls = []
+        for layer in model.layers:
+            layer.register_forward_hook(recording_hook(calls))
+        outputs[which] = model(x)
+        assert calls == ([] if which == "before" else ["Linear", "Linear"])
+    assert torch.allclose(outputs["before"], outputs["after"])
