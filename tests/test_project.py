@@ -195,3 +195,15 @@ def test_without_the_other_files_the_class_is_unknown_and_left_alone(tmp_path):
     write(tmp_path, PACKAGE)
     reports = run([tmp_path / "pkg" / "net.py"], ALL_RULES, RunOptions(mode="diff"), cwd=tmp_path)
     assert [d.code for r in reports for d in r.diagnostics] == []
+
+
+def test_a_class_reaching_into_dict_through_a_normalised_spelling_is_seen(tmp_path):
+    """Python reads identifiers NFKC-normalised: ``self.__ｄict__`` (a fullwidth d) is
+    ``self.__dict__``. The summary looks for the plain spelling in the text before it walks a
+    class; the normalised spelling must not slip past that shortcut."""
+    source = "import torch.nn as nn\n\nclass A(nn.Module):\n    def f(self):\n        return self.__\uff44ict__\n\nclass B(nn.Module):\n    pass\n"
+    path = tmp_path / "m.py"
+    path.write_text(source, encoding="utf-8")
+    summary = summarize(ast.parse(source), path, source)
+    assert summary.classes["A"].customizes_access
+    assert not summary.classes["B"].customizes_access

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +96,11 @@ def _customizes_access(cls: ast.ClassDef, mentions_dict: bool) -> bool:
 
 
 def _mentions_dict(source: str | None) -> bool:
-    """Whether ``__dict__`` may be spelled in the file. Identifiers are NFKC-normalised, so
-    only ASCII text can be ruled out by looking for the plain spelling."""
-    return source is None or "__dict__" in source or not source.isascii()
+    """Whether ``__dict__`` may be spelled in the file. Identifiers are NFKC-normalised
+    (``__ｄict__`` is ``__dict__``), so text that is not ASCII is looked at normalised."""
+    if source is None or "__dict__" in source:
+        return True
+    return not source.isascii() and "__dict__" in unicodedata.normalize("NFKC", source)
 
 
 def summarize(tree: ast.Module, path: Path, source: str | None = None) -> FileSummary:

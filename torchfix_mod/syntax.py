@@ -101,18 +101,33 @@ class TreeIndex:
         self.position = position
         self.by_type = by_type
         self._memo: dict[tuple, list] = {}
+        self._ends: dict[ast.AST, int] = {}
 
     def __contains__(self, node: ast.AST) -> bool:
         return node in self.position
 
     def end(self, root: ast.AST) -> int:
-        """One past the pre-order position of the last node under ``root``."""
+        """One past the pre-order position of the last node under ``root``. Every node on the
+        way down to that last node shares it, so all of them are remembered."""
+        ends = self._ends
+        found = ends.get(root)
+        if found is not None:
+            return found
+        path = [root]
         last = root
         while True:
+            found = ends.get(last)
+            if found is not None:
+                break
             below = children(last)
             if not below:
-                return self.position[last] + 1
+                found = self.position[last] + 1
+                break
             last = below[-1]
+            path.append(last)
+        for node in path:
+            ends[node] = found
+        return found
 
     def nodes(self, kind: type | tuple[type, ...], root: ast.AST | None = None) -> list:
         """The nodes of one kind under ``root`` (the whole tree by default; root included), in
