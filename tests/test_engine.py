@@ -300,3 +300,51 @@ def test_classes_whose_bases_form_a_cycle_cost_no_findings():
     result = transform(source)
     assert not result.errors
     assert "TFM501" in [d.code for d in result.diagnostics]
+
+
+def _fix_inputs():
+    """Every sample and every fix example of every rule, with its findings that carry a fix."""
+    from pathlib import Path
+
+    from torchfix_mod.engine import Settings, _check, parse_python
+    from torchfix_mod.semantic import SemanticModel
+
+    sources = [p.read_text() for p in sorted((Path(__file__).resolve().parents[1] / "samples").glob("*/before.py"))]
+    sources += [case.before for rule in ALL_RULES for case in rule.fixes]
+    for source in sources:
+        tree = parse_python(source)
+        model = SemanticModel(tree, source)
+        findings, _ = _check(model, Settings(rules=ALL_RULES, unsafe_fixes=True))
+        fixed = [f for f in findings if f.fix is not None]
+        if fixed:
+            yield source, tree, fixed
+
+
+def test_fixes_applied_statement_by_statement_equal_fixes_applied_to_the_whole_module():
+    """Positions are measured only on the statements that hold an edit; the result must be
+    the one measuring the whole module gives, on every fix the rules make."""
+    from torchfix_mod import cst_engine
+    from torchfix_mod.engine import statement_regions
+
+    compared = 0
+    for source, tree, fixed in _fix_inputs():
+        whole = cst_engine.apply_fixes(cst.parse_module(source), fixed).code
+        scoped = cst_engine.apply_fixes(cst.parse_module(source), fixed, statement_regions(tree)).code
+        assert scoped == whole, source
+        compared += 1
+    assert compared > 50
+
+
+def test_an_edit_spanning_two_statements_falls_back_to_the_whole_module():
+    from torchfix_mod import cst_engine
+    from torchfix_mod.engine import statement_regions
+    from torchfix_mod.rule import Edit, Finding
+    from torchfix_mod.semantic import Span
+
+    source = "import torch\n\nx = 1\ny = 2\n"
+    module = cst.parse_module(source)
+    # the Module node spans every statement: only the whole-module path can find it
+    edit = Edit(Span(1, 0, 5, 0), "Module", lambda node: node.with_changes(header=[cst.EmptyLine(comment=cst.Comment("# top"))]))
+    finding = Finding("TFM000", Span(1, 0, 1, 1), "m", Fix([edit]))
+    out = cst_engine.apply_fixes(module, [finding], statement_regions(ast.parse(source))).code
+    assert out == "# top\n" + source
