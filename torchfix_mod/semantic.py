@@ -343,6 +343,7 @@ class SemanticModel:
         self._scope_of_node: dict[ast.AST, Scope] = {tree: self.module_scope}
         self._binding_scope: dict[ast.AST, Scope] = {}
         self.memo: dict[object, object] = {}  # per-file results shared between rules
+        self._qnames: dict[ast.AST, frozenset[str]] = {}
         binder = _Binder(self)
         binder.generic_visit(tree)
         binder.finish()
@@ -449,7 +450,15 @@ class SemanticModel:
         """The bindings a name node refers to (for a stored name: those of its scope)."""
         return self.scope(name).resolve(name.id)
 
-    def qualified_names(self, expr: ast.AST) -> set[str]:
+    def qualified_names(self, expr: ast.AST) -> frozenset[str]:
+        """See :meth:`_qualified_names`; computed once per node, as several rules ask about
+        the same calls."""
+        found = self._qnames.get(expr)
+        if found is None:
+            found = self._qnames[expr] = frozenset(self._qualified_names(expr))
+        return found
+
+    def _qualified_names(self, expr: ast.AST) -> set[str]:
         """The qualified names a name or attribute chain may refer to, through the file's
         imports: ``nn.Linear`` after ``import torch.nn as nn`` is ``torch.nn.Linear``; a
         builtin is ``builtins.len``; a local class ``A`` is ``A`` (``f.<locals>.A`` inside a
