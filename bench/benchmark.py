@@ -1,6 +1,6 @@
 """Speed on real libraries: torchfix-mod side by side with TorchFix and two parse-only floors.
 
-    python -m bench.benchmark                 # the full corpus (timm, diffusers, transformers)
+    python -m bench.benchmark                 # side by side on timm + diffusers; growth up to all three
     python -m bench.benchmark --quick         # a smoke run: 40 files of timm, no TorchFix
 
 Every contender runs as a whole process over the same files, one after the other:
@@ -247,8 +247,8 @@ def growth(args) -> list[dict]:
     """Cold runs on growing corpora: is time linear in lines?"""
     rows = []
     jobs = args.jobs or os.cpu_count() or 1
-    for count in range(1, len(args.libraries) + 1):
-        libraries = args.libraries[:count]
+    for count in range(1, len(args.growth_libraries) + 1):
+        libraries = args.growth_libraries[:count]
         roots, files, lines = corpus_files(libraries, False)
         with tempfile.TemporaryDirectory(prefix="tfm-growth-") as tmp:
             m = run_process("+".join(libraries), tool_argv(roots, jobs), len(files), lines, cwd=Path(tmp))
@@ -318,7 +318,13 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_FILES} files of timm, no TorchFix, no growth")
-    parser.add_argument("--libraries", default=",".join(WHEELS), help="comma-separated, in growth order")
+    parser.add_argument(
+        "--libraries", default="timm,diffusers", help="the corpus of the side-by-side runs (comma-separated)"
+    )
+    parser.add_argument(
+        "--growth-libraries", default=",".join(WHEELS),
+        help="cold runs on the first one, two, ... of these (comma-separated): growth with size and peak memory",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=None, help="workers for both tools (default: CPUs)")
     parser.add_argument("--torchfix", default=None, help="a torchfix executable to use instead of installing one")
     parser.add_argument("--no-torchfix", action="store_true", help="leave TorchFix out")
@@ -327,12 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
     args.libraries = [name.strip() for name in args.libraries.split(",") if name.strip()]
+    args.growth_libraries = [name.strip() for name in args.growth_libraries.split(",") if name.strip()]
     if args.quick:
         args.libraries, args.no_torchfix, args.skip_growth, args.skip_scaling = ["timm"], True, True, True
     result = measure_all(args, args.libraries)
     if not args.quick:
         result["startup"] = measure_startup(args)
-    if not args.skip_growth and len(args.libraries) > 1:
+    if not args.skip_growth and len(args.growth_libraries) > 1:
         result["growth"] = growth(args)
     result["machine"] = {
         "cpus": os.cpu_count(),
