@@ -511,6 +511,45 @@ def test_warm_parallel_run_answers_from_the_cache_without_starting_workers(tmp_p
     assert report_key(third) == report_key(cold)
 
 
+@pytest.mark.parametrize("mode", ["check", "diff"])
+def test_unchanged_tree_is_answered_by_one_cache_entry(tmp_path, monkeypatch, mode):
+    """A second run over files whose bytes, names and settings are all unchanged reads the
+    whole run's reports from one entry: no file is indexed or looked up on its own."""
+    write_tree(tmp_path, batch_tree())
+    monkeypatch.chdir(tmp_path)
+    first = run([Path(".")], ALL_RULES, RunOptions(mode=mode), jobs=2, cache=Cache(tmp_path, "salt"))
+    assert sum(len(r.diagnostics) for r in first) == 9
+
+    def per_file(*args, **kwargs):
+        raise AssertionError("a file was looked at on its own")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner, "_index_file", per_file)
+        patched.setattr(runner, "process_file", per_file)
+        second = run([Path(".")], ALL_RULES, RunOptions(mode=mode), jobs=2, cache=Cache(tmp_path, "salt"))
+    assert all(r.cached for r in second)
+    assert report_key(second) == report_key(first)
+    assert [r.notes for r in second] == [r.notes for r in first]
+    # another salt (other settings) or another rule selection is another run
+    with monkeypatch.context() as patched:
+        patched.setattr(runner, "_index_file", per_file)
+        with pytest.raises(AssertionError, match="on its own"):
+            run([Path(".")], ALL_RULES, RunOptions(mode=mode), jobs=2, cache=Cache(tmp_path, "other"))
+        with pytest.raises(AssertionError, match="on its own"):
+            run([Path(".")], ALL_RULES[:3], RunOptions(mode=mode), jobs=2, cache=Cache(tmp_path, "salt"))
+
+
+def test_a_write_run_that_changed_files_leaves_no_whole_run_entry(tmp_path, monkeypatch):
+    write_tree(tmp_path, batch_tree())
+    monkeypatch.chdir(tmp_path)
+    wrote = run([Path(".")], ALL_RULES, RunOptions(mode="write"), jobs=1, cache=Cache(tmp_path, "salt"))
+    assert any(r.changed for r in wrote)
+    again = run([Path(".")], ALL_RULES, RunOptions(mode="write"), jobs=1, cache=Cache(tmp_path, "salt"))
+    assert not any(r.changed for r in again)  # the fixed files are analysed, and nothing is left to fix
+    third = run([Path(".")], ALL_RULES, RunOptions(mode="write"), jobs=1, cache=Cache(tmp_path, "salt"))
+    assert report_key(third) == report_key(again) and all(r.cached for r in third)
+
+
 def test_editing_one_file_reparses_only_that_file(tmp_path, monkeypatch):
     files = batch_tree()
     write_tree(tmp_path, files)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -391,11 +393,67 @@ def run(
     roots = tuple(Path(p).resolve() for p in paths)
     reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
     state = _Worker(tuple(rules), options, roots, cache, None)
+    displays = [display_path(path, cwd) for path in files]
+    run_key = None
+    if cache is not None:
+        _init_worker(state)
+        run_key = _run_key(cache, files, displays)
+        hit = cache.get(run_key) if run_key is not None else None
+        if hit is not None and len(hit["reports"]) == len(files):
+            reports += [_report_from_json(path, data) for path, data in zip(files, hit["reports"])]
+            reports.sort(key=lambda r: r.display)
+            return reports
     first = _map(_index_file, files, jobs, state, progress, "Indexing")
     state.project = build_index([summary for summary, _ in first if summary is not None])
     if cache is not None:  # results depend on the classes of the other files
         state.cache = cache.salted(state.project.fingerprint)
-    pending = [(path, display_path(path, cwd)) for path in files]
-    reports += _map(_process_task, pending, jobs, state, progress, "Checking")
+    pending = list(zip(files, displays))
+    done = _map(_process_task, pending, jobs, state, progress, "Checking")
+    if run_key is not None and (options.mode != "write" or not any(r.changed for r in done)):
+        cache.put(run_key, {"reports": [_report_to_json(r) for r in done]})
+    reports += done
     reports.sort(key=lambda r: r.display)
     return reports
+
+
+# -- the whole run at once ------------------------------------------------------------------
+
+def _run_key(cache: Cache, files: list[Path], displays: list[str]) -> str | None:
+    """A key for the whole run: every file's bytes, name, module and rules, and the settings
+    (in the cache's salt). Unchanged files give the same key, and one read answers the run;
+    None when a file cannot be read (the per-file path reports it)."""
+    digest = hashlib.sha256()
+    for path, display in zip(files, displays):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        settings, module, is_package = _settings(path)
+        codes = ",".join(r.code for r in settings.rules)
+        digest.update(f"{os.path.realpath(path)}\0{display}\0{module}\0{is_package}\0{codes}\0".encode("utf-8", "surrogateescape"))
+        digest.update(hashlib.sha256(data).digest())
+    return cache.key("run", digest.digest())
+
+
+def _report_to_json(report: FileReport) -> dict:
+    return {
+        "display": report.display,
+        "diagnostics": [vars(d) | {"state_keys": list(d.state_keys)} for d in report.diagnostics],
+        "errors": [vars(e) for e in report.errors],
+        "diff": base64.b64encode(report.diff).decode("ascii"),
+        "changed": report.changed,
+        "notes": list(report.notes),
+    }
+
+
+def _report_from_json(path: Path, data: dict) -> FileReport:
+    return FileReport(
+        path,
+        data["display"],
+        diagnostics=[Diagnostic(**(d | {"state_keys": tuple(d["state_keys"])})) for d in data["diagnostics"]],
+        errors=[SourceError(**e) for e in data["errors"]],
+        diff=base64.b64decode(data["diff"]),
+        changed=data["changed"],
+        cached=True,
+        notes=list(data["notes"]),
+    )
