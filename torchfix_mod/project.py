@@ -58,10 +58,17 @@ class FileSummary:
 def module_name(path: Path) -> tuple[str, bool]:
     """The dotted name Python would import ``path`` under, from the ``__init__.py`` files
     above it; a file outside any package is a top-level module named after its stem."""
-    path = Path(path).resolve()
+    path = Path(path)
+    # a file that is not a link is where its real directory says: one realpath per directory
+    path = path.resolve() if path.is_symlink() else _real_directory(path.parent) / path.name
     is_package = path.name == "__init__.py"
     parts = _package_parts(path.parent)
     return ".".join(parts if is_package else (*parts, path.stem)), is_package
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_directory(directory: Path) -> Path:
+    return directory.resolve()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -430,7 +430,7 @@ def _run_key(cache: Cache, files: list[Path], displays: list[str]) -> str | None
             return None
         settings, module, is_package = _settings(path)
         codes = ",".join(r.code for r in settings.rules)
-        digest.update(f"{os.path.realpath(path)}\0{display}\0{module}\0{is_package}\0{codes}\0".encode("utf-8", "surrogateescape"))
+        digest.update(f"{os.path.abspath(path)}\0{display}\0{module}\0{is_package}\0{codes}\0".encode("utf-8", "surrogateescape"))
         digest.update(hashlib.sha256(data).digest())
     return cache.key("run", digest.digest())
 
