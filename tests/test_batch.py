@@ -475,9 +475,9 @@ def test_second_run_does_not_even_ast_parse_an_unchanged_broken_file(tmp_path, m
         parsed.append(text)
         return real_parse(text, *args, **kwargs)
 
-    def recording_transform(text, settings):
+    def recording_transform(text, settings, *rest):
         parsed.append(text)
-        return real_transform(text, settings)
+        return real_transform(text, settings, *rest)
 
     monkeypatch.setattr(runner, "ast", SimpleNamespace(parse=recording_parse))
     monkeypatch.setattr(runner, "transform_source", recording_transform)
@@ -550,6 +550,64 @@ def test_a_write_run_that_changed_files_leaves_no_whole_run_entry(tmp_path, monk
     assert report_key(third) == report_key(again) and all(r.cached for r in third)
 
 
+EARLY_BASE = """import torch.nn as nn
+
+
+class Block(nn.Module):
+    def forward(self, x):
+        return x
+"""
+EARLY_USER = """import torch.nn as nn
+
+from .blocks import Block
+
+
+class Net(nn.Module):  # derives from torch only: nothing says up front that it needs blocks.py
+    def __init__(self):
+        super().__init__()
+        self.layers = [Block() for _ in range(2)]
+"""
+EARLY_ALONE = """import torch
+import torch.nn as nn
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = [nn.Linear(2, 2) for _ in range(2)]
+"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_first_pass_finishes_only_files_the_project_index_cannot_change(tmp_path, monkeypatch, jobs):
+    """The first pass analyses a file on the tree it parsed for the index, and keeps the result
+    only when no question about another file's classes came up: `Block()` is a module only
+    through blocks.py, so user.py is analysed again with the index and its list is found."""
+    write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/blocks.py": EARLY_BASE, "pkg/user.py": EARLY_USER,
+                          "pkg/head.py": EARLY_ALONE, "pkg/extra.py": "X = 1\n"})
+    monkeypatch.chdir(tmp_path)
+    analysed = []
+    original = runner.transform_source
+
+    def counting(text, settings, *rest):
+        analysed.append(text)
+        return original(text, settings, *rest)
+
+    monkeypatch.setattr(runner, "transform_source", counting)
+    reports = {r.display: r for r in run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=jobs)}
+    assert [(d.code, d.line) for d in reports["pkg/user.py"].diagnostics] == [("TFM101", 9)]
+    assert [(d.code, d.line) for d in reports["pkg/head.py"].diagnostics] == [("TFM101", 8)]
+    if jobs == 1:  # the counting wrapper only sees calls made in this process
+        assert analysed.count(EARLY_USER) == 2  # stopped in the first pass, done in the second
+        assert analysed.count(EARLY_ALONE) == 1 and analysed.count(EARLY_BASE) == 1
+    monkeypatch.setattr(runner, "transform_source", original)
+    # the same findings and diffs as a run whose first pass never finishes a file
+    monkeypatch.setattr(runner, "_bases_from_the_run", lambda summary, packages: True)
+    monkeypatch.setattr(runner, "_finish_early", lambda *args: None)
+    two_pass = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=1)
+    assert report_key(sorted(reports.values(), key=lambda r: r.display)) == report_key(two_pass)
+
+
 def test_editing_one_file_reparses_only_that_file(tmp_path, monkeypatch):
     files = batch_tree()
     write_tree(tmp_path, files)
@@ -561,14 +619,16 @@ def test_editing_one_file_reparses_only_that_file(tmp_path, monkeypatch):
     parsed = []
     original = runner.transform_source
 
-    def counting(text, settings):
+    def counting(text, settings, *rest):
         parsed.append(text)
-        return original(text, settings)
+        return original(text, settings, *rest)
 
     monkeypatch.setattr(runner, "transform_source", counting)
     reports = run([Path(".")], ALL_RULES, RunOptions(), jobs=1, cache=Cache(tmp_path, "salt"))
     assert {r.display: r.cached for r in reports} == {path: path != edited for path in files}
-    assert parsed == [(tmp_path / edited).read_text()]
+    # the edited file alone is analysed (the first pass may stop its analysis when it reaches
+    # a class of another file, and the second pass then does it again with the project index)
+    assert set(parsed) == {(tmp_path / edited).read_text()}
     (report,) = [r for r in reports if r.display == edited]
     assert [(d.code, d.line) for d in report.diagnostics] == [("TFM301", position(files[edited], BUFFER_LINE)[0])]
 

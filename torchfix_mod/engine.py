@@ -142,15 +142,16 @@ def one_collection() -> Iterator[None]:
         gc.collect(0)
 
 
-def transform_source(source: str, settings: Settings) -> FileResult:
-    """Run the selected rules on one file's text and apply the fixes they allow."""
+def transform_source(source: str, settings: Settings, tree: ast.Module | None = None) -> FileResult:
+    """Run the selected rules on one file's text and apply the fixes they allow. ``tree``:
+    ``ast.parse(source)`` when the caller has already parsed it."""
     with one_collection():
-        return _transform_to_fixed_point(source, settings)
+        return _transform_to_fixed_point(source, settings, tree)
 
 
-def _transform_to_fixed_point(source: str, settings: Settings) -> FileResult:
+def _transform_to_fixed_point(source: str, settings: Settings, tree: ast.Module | None = None) -> FileResult:
     try:
-        result = _transform(source, settings)
+        result = _transform(source, settings, tree)
         # one fix can make another provable (a list that became an nn.ModuleList makes its
         # elements known modules): run again until nothing changes, so a second run is a no-op
         for _ in range(3):
@@ -213,10 +214,11 @@ def _line_map(current: str, original: str, rewritten: set[int]):
     return move
 
 
-def _transform(source: str, settings: Settings) -> FileResult:
+def _transform(source: str, settings: Settings, tree: ast.Module | None = None) -> FileResult:
     if skips_file(source):
         return FileResult(source, source, [], [])
-    tree = parse_python(source)
+    if tree is None:
+        tree = parse_python(source)
     if isinstance(tree, SourceError):
         return FileResult(source, source, [], [tree])
     model = SemanticModel(tree, source, settings.project, settings.module, settings.is_package)

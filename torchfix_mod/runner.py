@@ -17,6 +17,7 @@ from torchfix_mod.engine import Diagnostic, FileResult, Settings, SourceError, o
 from torchfix_mod.files import SourceReadError, WriteRefused, decode, discover, write_atomic
 from torchfix_mod.project import (
     ClassSummary,
+    absolute,
     FileSummary,
     ProjectIndex,
     build_index,
@@ -86,9 +87,36 @@ class _Worker:
     roots: tuple[Path, ...] = ()
     cache: Cache | None = None
     project: ProjectIndex | None = None
+    # the first component of every module name of the run: a class of the run can only be
+    # looked up under one of them (None: the first pass does not try to finish files)
+    packages: frozenset[str] | None = None
+    base_cache: Cache | None = None  # the cache before it is salted with the project index
 
 
 _state = _Worker()
+
+
+class _NeedsIndex(BaseException):
+    """The analysis asked about a name that may be a class of the run's other files.
+
+    A BaseException, so that no rule's error handling takes it for a failure of its own."""
+
+
+class _FirstPassIndex:
+    """The project index as the first pass has it: empty. A lookup that could only ever
+    answer None, whatever the other files hold, answers None; one that might find a class
+    of the run stops the analysis, which then waits for the real index."""
+
+    def __init__(self, packages: frozenset[str]) -> None:
+        self.packages = packages
+
+    def lookup(self, qname: str, module: str | None, is_package: bool = False):
+        if module is None and qname.startswith("."):
+            return None
+        name = absolute(qname, module or "", is_package)
+        if name and name.split(".", 1)[0] in self.packages:
+            raise _NeedsIndex
+        return None
 
 
 def _init_worker(state: _Worker) -> None:
@@ -122,16 +150,21 @@ def _summary_from_json(data: dict) -> FileSummary:
 _MISS = object()  # what a cache-only call returns when the cache does not hold the answer
 
 
-def _index_file(path: Path, cache_only: bool = False) -> tuple[FileSummary | None, bool]:
+def _index_file(item: tuple[Path, str], cache_only: bool = False) -> tuple[FileSummary | None, bool, FileReport | None]:
     """The first pass over a file, with one ``ast.parse``: its top-level classes and imports for
-    the project index. Returns (summary, from the cache); with ``cache_only``, ``_MISS`` when
-    the cache cannot answer."""
+    the project index. Returns (summary, from the cache, report); with ``cache_only``,
+    ``_MISS`` when the cache cannot answer.
+
+    The report is the file's final one when its analysis, run on the same tree, never asked
+    about a name that could be a class of the run (:class:`_FirstPassIndex`): the project
+    index cannot change its result, and the file is not parsed a second time."""
+    path, display = item
     if path.suffix != ".py":
-        return None, False  # notebooks are not importable; the main pass reads them
+        return None, False, None  # notebooks are not importable; the main pass reads them
     try:
         data = _read(path)
     except SourceReadError:
-        return None, False  # the main pass reports it
+        return None, False, None  # the main pass reports it
     _, module, is_package = _settings(path)
     cache, key = _state.cache, None
     if cache is not None:
@@ -139,18 +172,58 @@ def _index_file(path: Path, cache_only: bool = False) -> tuple[FileSummary | Non
         hit = cache.get(key)
         if hit is not None:
             summary = _summary_from_json(hit["summary"]) if hit["summary"] is not None else None
-            return summary, True
+            return summary, True, None
     if cache_only:
         return _MISS
+    report = None
     with one_collection():
         try:
-            text = decode(data)[0]
-            summary = summarize(ast.parse(text), path, text)
+            text, encoding = decode(data)
+            tree = ast.parse(text)
+            summary = summarize(tree, path, text)
         except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
             summary = None  # the main pass reports the error
+        else:
+            if _state.packages is not None and not _bases_from_the_run(summary, _state.packages):
+                report = _finish_early(path, display, data, text, encoding, tree)
+            del tree
     if cache is not None and key is not None:
         cache.put(key, {"summary": _summary_to_json(summary) if summary else None})
-    return summary, False
+    return summary, False, report
+
+
+def _bases_from_the_run(summary: FileSummary, packages: frozenset[str]) -> bool:
+    """A top-level class derives from a name imported from the run's own packages: its
+    analysis will need the project index (and would only be stopped half-way)."""
+    for cls in summary.classes.values():
+        for base in cls.bases:
+            target = summary.imports.get((base or "").split(".", 1)[0])
+            if target is not None and target.split(".", 1)[0] in packages:
+                return True
+    return False
+
+
+def _finish_early(path: Path, display: str, data: bytes, text: str, encoding: str, tree: ast.Module) -> FileReport | None:
+    settings, module, _ = _settings(path)
+    settings = replace(settings, project=_FirstPassIndex(_state.packages))
+    try:
+        result = transform_source(text, settings, tree)
+    except _NeedsIndex:
+        return None
+    key = _free_key(data, settings, module)
+    if key is not None:
+        _state.base_cache.put(key, _result_to_json(result))
+    return _finish(FileReport(path, display), path, data, text, encoding, result)
+
+
+def _free_key(data: bytes, settings: Settings, module: str) -> str | None:
+    """Where a result that no project index can change is cached: its key names the run's
+    packages instead of the index (a file that is not in the run now may be later)."""
+    if _state.base_cache is None or _state.packages is None:
+        return None
+    codes = ",".join(r.code for r in settings.rules)
+    packages = ",".join(sorted(_state.packages))
+    return _state.base_cache.key("result-free", data, module, str(settings.is_package), codes, packages)
 
 
 # -- the main pass ------------------------------------------------------------------------
@@ -199,6 +272,9 @@ def transform_cached(data: bytes, text: str, settings: Settings, module: str, ca
     codes = ",".join(r.code for r in settings.rules)
     key = cache.key("result", data, module, str(settings.is_package), codes)
     hit = cache.get(key)
+    if hit is None:
+        free = _free_key(data, settings, module)
+        hit = _state.base_cache.get(free) if free is not None else None
     if hit is not None:
         return _result_from_json(text, hit), True
     if cache_only:
@@ -249,6 +325,12 @@ def process_file(path: Path, display: str, cache_only: bool = False):
         if found is _MISS:
             return _MISS
         result, report.cached = found
+    return _finish(report, path, data, text, encoding, result)
+
+
+def _finish(report: FileReport, path: Path, data: bytes, text: str, encoding: str, result: FileResult) -> FileReport:
+    """The report of one analysed file: its findings, its diff, and in write mode the write."""
+    display = report.display
     report.diagnostics = result.diagnostics
     report.errors = list(result.errors)
     if result.changed:
@@ -403,12 +485,18 @@ def run(
             reports += [_report_from_json(path, data) for path, data in zip(files, hit["reports"])]
             reports.sort(key=lambda r: r.display)
             return reports
-    first = _map(_index_file, files, jobs, state, progress, "Indexing")
-    state.project = build_index([summary for summary, _ in first if summary is not None])
+    state.packages = frozenset(
+        module_name(path)[0].split(".", 1)[0] for path in files if path.suffix == ".py"
+    )
+    state.base_cache = cache
+    first = _map(_index_file, list(zip(files, displays)), jobs, state, progress, "Indexing")
+    state.project = build_index([summary for summary, _, _ in first if summary is not None])
     if cache is not None:  # results depend on the classes of the other files
         state.cache = cache.salted(state.project.fingerprint)
-    pending = list(zip(files, displays))
-    done = _map(_process_task, pending, jobs, state, progress, "Checking")
+    finished = {i: report for i, (_, _, report) in enumerate(first) if report is not None}
+    pending = [(path, display) for i, (path, display) in enumerate(zip(files, displays)) if i not in finished]
+    rest = iter(_map(_process_task, pending, jobs, state, progress, "Checking"))
+    done = [finished[i] if i in finished else next(rest) for i in range(len(files))]
     if run_key is not None and (options.mode != "write" or not any(r.changed for r in done)):
         cache.put(run_key, {"reports": [_report_to_json(r) for r in done]})
     reports += done
