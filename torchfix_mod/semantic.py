@@ -642,62 +642,9 @@ class SemanticModel:
                         return True
         return False
 
-    # -- torch spelling ----------------------------------------------------------
+    # -- imports -----------------------------------------------------------------
     def top_level_imports(self) -> list[ast.stmt]:
         return [stmt for stmt in self.tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
-
-    def nn_reference(self, attr: str, at: ast.AST) -> tuple[str, tuple[str, str | None] | None] | None:
-        """Source text naming ``torch.nn.<attr>`` at ``at``, reusing the file's imports, and the
-        import it needs as ``(module, name)`` (None: none needed); None when no spelling is safe.
-
-        Prefers ``from torch.nn import <attr>``, then an ``nn`` alias, then ``torch``; adds an
-        import only when no binding is usable and the new name shadows nothing."""
-        scope = self.scope(at)
-        module_scope = self.module_scope
-        target = f"torch.nn.{attr}"
-        top_level = set(self.top_level_imports())
-        by_target: dict[str, str] = {}
-        for name, found in module_scope.bindings.items():
-            for binding in found:
-                # an import under `if TYPE_CHECKING:` or in a try block may not run
-                if binding.statement not in top_level or binding.target is None:
-                    continue
-                if binding.kind == "import" and isinstance(binding.node, ast.alias) and binding.node.asname is None and "." in binding.node.name:
-                    continue  # `import torch.nn` binds `torch`; handled below
-                targets = {b.target for b in module_scope.bindings[name]}
-                if len(targets) == 1 and None not in targets:
-                    by_target.setdefault(binding.target, name)
-
-        def visible(name: str, expected: str) -> bool:
-            found = scope.resolve(name)
-            return bool(found) and {b.target for b in found} == {expected}
-
-        for qname, build in (
-            (target, lambda n: n),
-            ("torch.nn", lambda n: f"{n}.{attr}"),
-            ("torch", lambda n: f"{n}.nn.{attr}"),
-        ):
-            name = by_target.get(qname)
-            if name and visible(name, qname):
-                return build(name), None
-        for binding in module_scope.bindings.get("torch", []):
-            if (
-                binding.kind == "import"
-                and binding.statement in top_level
-                and isinstance(binding.node, ast.alias)
-                and binding.node.name == "torch.nn"
-                and visible("torch", "torch")
-            ):
-                return f"torch.nn.{attr}", None
-        imports_torch_nn = any(
-            isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module == "torch.nn"
-            for stmt in self.top_level_imports()
-        )
-        if imports_torch_nn and attr not in self.names_used:
-            return attr, ("torch.nn", attr)
-        if "torch" not in self.names_used:
-            return f"torch.nn.{attr}", ("torch", None)
-        return None
 
 
 # -- methods -----------------------------------------------------------------------
