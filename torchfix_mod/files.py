@@ -140,15 +140,19 @@ def discover(
                 continue
             for entry in entries:
                 # the real location of an entry that is not a link is its real directory's
-                # child: one realpath per directory instead of one per entry
+                # child: one realpath per directory instead of one per entry (a link is only
+                # resolved once it is known to lead to a file: a loop of links leads nowhere)
                 is_link = entry.is_symlink()
-                real = entry.resolve() if is_link else real_directory / entry.name
                 if entry.is_dir() and not is_link:
+                    real = real_directory / entry.name
                     if _is_skipped_dir(entry, default_excludes) or _ignored(entry, True, active, real):
                         continue
                     if exclude is None or not exclude(entry, True):
                         stack.append((entry, active))
-                elif entry.suffix in SOURCE_SUFFIXES and entry.is_file() and not _ignored(entry, False, active, real):
+                elif entry.suffix in SOURCE_SUFFIXES and entry.is_file():
+                    real = entry.resolve() if is_link else real_directory / entry.name
+                    if _ignored(entry, False, active, real):
+                        continue
                     if exclude is None or not exclude(entry, False):
                         files.setdefault(real, entry)
     return sorted(files.values(), key=lambda p: p.as_posix()), missing
