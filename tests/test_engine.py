@@ -348,3 +348,20 @@ def test_an_edit_spanning_two_statements_falls_back_to_the_whole_module():
     finding = Finding("TFM000", Span(1, 0, 1, 1), "m", Fix([edit]))
     out = cst_engine.apply_fixes(module, [finding], statement_regions(ast.parse(source))).code
     assert out == "# top\n" + source
+
+
+def test_lines_ended_by_a_lone_carriage_return_count_as_ast_counts_them():
+    """Found by the long property run: a lone ``\\r`` ends a line for the tokenizer, so
+    ``node.lineno`` counts it; TFM401 read the line by splitting on ``\\n`` only and ran past
+    the end of the list."""
+    from torchfix_mod.engine import Settings, transform_source
+
+    source = (
+        "class A: A =\\\r\\\r(); global A0\n\nimport torch\nimport torch.nn as nn\n\n"
+        "class Plain(nn.Module):\n    def __init__(self):\n        self.scale = 2\n"
+    )
+    result = transform_source(source, Settings(rules=ALL_RULES))
+    assert result.errors == []
+    assert [(d.code, d.line) for d in result.diagnostics] == [("TFM401", 9)]
+    assert "super().__init__()" in result.new_source
+    compile(result.new_source, "<fixed>", "exec")

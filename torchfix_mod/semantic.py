@@ -411,13 +411,25 @@ class SemanticModel:
         line, end_line = node.lineno, node.end_lineno or node.lineno
         return Span(line, self._column(line, node.col_offset), end_line, self._column(end_line, node.end_col_offset or 0))
 
+    def line(self, number: int) -> str:
+        """Line ``number`` (1-based) as the tokenizer counts lines (a lone ``\r`` ends one too,
+        so this matches ``node.lineno``), without its line ending; "" past the end."""
+        if self._raw_lines is None:
+            self._split_raw_lines()
+        if 0 < number <= len(self._raw_lines):
+            return self._raw_lines[number - 1].rstrip("\r\n")
+        return ""
+
+    def _split_raw_lines(self) -> None:
+        # lines as the tokenizer counts them: ended by \r\n, \r or \n, each kept with its end
+        parts = _LINE_ENDS.split(self.source)
+        self._raw_lines = [parts[i] + (parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
+
     def text(self, node: ast.AST) -> str:
         """The source text of ``node`` (what ``ast.get_source_segment`` gives, without splitting
         the whole file again on every call)."""
         if self._raw_lines is None:
-            # lines as the tokenizer counts them: ended by \r\n, \r or \n, each kept with its end
-            parts = _LINE_ENDS.split(self.source)
-            self._raw_lines = [parts[i] + (parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
+            self._split_raw_lines()
         lines = self._raw_lines
         first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
         if last >= len(lines) or node.end_col_offset is None:

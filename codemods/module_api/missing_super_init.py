@@ -28,11 +28,11 @@ def body_on_header_line(model: SemanticModel, func: ast.FunctionDef | ast.AsyncF
     no indented block to insert a statement into."""
     first = func.body[0]
     column = model.span(first).column
-    line = model.lines[first.lineno - 1]
+    line = model.line(first.lineno)
     if line[:column].strip():
         return True
     if first.lineno > func.lineno:  # a backslash after the colon joins the next line to the header
-        previous = model.lines[first.lineno - 2].rstrip()
+        previous = model.line(first.lineno - 1).rstrip()
         return previous.endswith("\\") and not previous.lstrip().startswith("#")
     return False
 
