@@ -324,12 +324,11 @@ def test_fixes_applied_statement_by_statement_equal_fixes_applied_to_the_whole_m
     """Positions are measured only on the statements that hold an edit; the result must be
     the one measuring the whole module gives, on every fix the rules make."""
     from torchfix_mod import cst_engine
-    from torchfix_mod.engine import statement_regions
 
     compared = 0
     for source, tree, fixed in _fix_inputs():
         whole = cst_engine.apply_fixes(cst.parse_module(source), fixed).code
-        scoped = cst_engine.apply_fixes(cst.parse_module(source), fixed, statement_regions(tree)).code
+        scoped = cst_engine.apply_fixes(cst.parse_module(source), fixed, tree).code
         assert scoped == whole, source
         compared += 1
     assert compared > 50
@@ -337,7 +336,6 @@ def test_fixes_applied_statement_by_statement_equal_fixes_applied_to_the_whole_m
 
 def test_an_edit_spanning_two_statements_falls_back_to_the_whole_module():
     from torchfix_mod import cst_engine
-    from torchfix_mod.engine import statement_regions
     from torchfix_mod.rule import Edit, Finding
     from torchfix_mod.semantic import Span
 
@@ -346,7 +344,7 @@ def test_an_edit_spanning_two_statements_falls_back_to_the_whole_module():
     # the Module node spans every statement: only the whole-module path can find it
     edit = Edit(Span(1, 0, 5, 0), "Module", lambda node: node.with_changes(header=[cst.EmptyLine(comment=cst.Comment("# top"))]))
     finding = Finding("TFM000", Span(1, 0, 1, 1), "m", Fix([edit]))
-    out = cst_engine.apply_fixes(module, [finding], statement_regions(ast.parse(source))).code
+    out = cst_engine.apply_fixes(module, [finding], ast.parse(source)).code
     assert out == "# top\n" + source
 
 
@@ -365,3 +363,127 @@ def test_lines_ended_by_a_lone_carriage_return_count_as_ast_counts_them():
     assert [(d.code, d.line) for d in result.diagnostics] == [("TFM401", 9)]
     assert "super().__init__()" in result.new_source
     compile(result.new_source, "<fixed>", "exec")
+
+
+GRAMMAR_TOUR = '''
+from __future__ import annotations
+import a.b as c, d
+from .. import e as f
+x: int = 1  # type: ignore[x]
+def g(p, /, q: int = 2, *r, s, t=3, **u) -> int:  # type: (...) -> int
+    global x
+    def h():
+        nonlocal p
+        return (yield from p)
+    return lambda v=1: v
+async def k():
+    async with m as (n, o), w:
+        async for y in z:
+            await y
+    return [i async for i in z if i]
+class C(B, metaclass=M, **kw):
+    z = {**a, 'b': {1, 2}, **{c: d for c, d in e}}
+    def __init__(self, *a, **k): super().__init__(*a, **k); self.y = not -~1 ** 2 < 3 <= 4
+try:
+    pass
+except* (E, F) as err:
+    del a[1:2:3], b.c
+else:
+    assert q, f"{q!r:>{w}} {q=}"
+finally:
+    raise E from None
+match p:
+    case [1, *rest] | (None as n): pass
+    case {"k": 1, **others}: pass
+    case Point(x=0, y=_) if x > 0: pass
+    case True | False | -1 | 1 + 2j: pass
+while (walrus := next(it)) is not None: continue
+else: ...
+with open(f) as h: print(*h, sep="", end=x if y else z)
+'''
+
+
+def test_the_walk_skips_only_fields_that_never_hold_a_node():
+    """The index and the binder look only at the fields that may hold child nodes: on every
+    construct of the grammar, and on the engine's own sources, they find what looking at every
+    field finds."""
+    from pathlib import Path
+
+    from torchfix_mod import syntax
+
+    def every_field(node):
+        found = []
+        for field in node._fields:
+            value = getattr(node, field, None)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, ast.AST) and item.__class__ not in syntax.SHARED_NODE_TYPES:
+                    found.append(item)
+        return found
+
+    sources = [GRAMMAR_TOUR] + [p.read_text() for p in sorted(Path(syntax.__file__).parent.glob("*.py"))]
+    kinds = set()
+    for source in sources:
+        tree = ast.parse(source, type_comments=True)
+        for node in ast.walk(tree):
+            assert syntax.children(node) == every_field(node), ast.dump(node)[:200]
+            kinds.add(type(node))
+        index = syntax.TreeIndex(tree)
+        assert len(index.position) == len([n for n in ast.walk(tree) if n.__class__ not in syntax.SHARED_NODE_TYPES])
+    assert {ast.MatchClass, ast.MatchMapping, ast.MatchStar, ast.Global, ast.Nonlocal, ast.TryStar} <= kinds
+
+
+NESTED_FIXES = '''\
+import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    """A docstring."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.proj = nn.Linear(n, n)
+
+    @torch.no_grad()
+    def other(self, x):  # a comment
+        return x
+
+    def forward(self, x, flag=True):
+        out = torch.sigmoid(self.proj(x)); y = x
+        if flag:
+            for _ in range(2):
+                with torch.autocast("cpu"):
+                    try:
+                        out += self.proj(
+                            x)  # continued
+                    except RuntimeError:
+                        pass
+        else:
+            out *= torch.sigmoid(y)
+        return out * 2
+
+
+def helper(layer):
+    return torch.nn.init.xavier_normal(layer.weight)
+'''
+
+
+@pytest.mark.parametrize("indent", ["    ", "\t", "  "])
+def test_fixes_deep_inside_nested_blocks_equal_fixes_measured_on_the_whole_module(indent):
+    """An edit is measured inside the innermost statement holding it, with the statements
+    around it kept (so its columns stay those of the file): on edits four blocks deep, under
+    each indentation style, the result is the one measuring the whole module gives."""
+    from torchfix_mod import cst_engine
+    from torchfix_mod.engine import Settings, _check, parse_python
+    from torchfix_mod.semantic import SemanticModel
+
+    source = NESTED_FIXES.replace("    ", indent)
+    tree = parse_python(source)
+    findings, _ = _check(SemanticModel(tree, source), Settings(rules=ALL_RULES, unsafe_fixes=True))
+    fixed = [f for f in findings if f.fix is not None]
+    assert sorted(f.code for f in fixed) == ["TFM201", "TFM201", "TFM501"]
+    whole = cst_engine.apply_fixes(cst.parse_module(source), fixed).code
+    scoped = cst_engine.apply_fixes(cst.parse_module(source), fixed, tree).code
+    assert scoped == whole
+    assert scoped != source
+    compile(scoped, "<fixed>", "exec")

@@ -3,6 +3,7 @@ applying the fix intents by position, and the imports they need."""
 
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -50,64 +51,121 @@ def _key(edit: Edit, line_offset: int = 0) -> tuple:
     return (span.line - line_offset, span.column, span.end_line - line_offset, span.end_column, edit.node_type)
 
 
-def _statement_groups(module: cst.Module, regions: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]] | None:
-    """For each top-level LibCST statement, ``(first line, last line, line of its first
-    token)`` from the ``ast`` statements it holds (``a; b`` is one LibCST line holding two);
-    None if the two parsers disagree on how many statements there are."""
-    groups = []
+def _region(statement: ast.stmt) -> tuple[int, int]:
+    """First line (decorators included) and last line of an ``ast`` statement."""
+    decorators = getattr(statement, "decorator_list", None) or ()
+    first = min([statement.lineno, *(d.lineno for d in decorators)])
+    return first, statement.end_lineno or statement.lineno
+
+
+def _pairs(body: Sequence[cst.BaseStatement], statements: Sequence[ast.stmt]):
+    """Each LibCST statement of a body with the ``ast`` statements it holds (``a; b`` is one
+    LibCST line holding two); None if the two parsers disagree on how many there are."""
+    pairs = []
     k = 0
-    for statement in module.body:
+    for statement in body:
         count = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
-        held = regions[k : k + count]
+        held = statements[k : k + count]
         if len(held) != count:
             return None
         k += count
-        groups.append((min(r[0] for r in held), max(r[1] for r in held), held[0][2]))
-    return groups if k == len(regions) else None
+        pairs.append((statement, held))
+    return pairs if k == len(statements) else None
 
 
-def _apply_by_statement(module: cst.Module, edits: list[Edit], regions) -> tuple[cst.Module, set[int]] | None:
-    """The edits applied to only the top-level statements they fall in: LibCST's positions
-    are computed by generating the code of what is measured, so measuring one statement
-    instead of a whole long file is most of the cost of a fix. None when an edit does not
-    lie inside one top-level statement (the caller then measures the whole module)."""
-    groups = _statement_groups(module, regions)
-    if groups is None:
+# the LibCST compound statements whose indented block is the ``body`` of these ``ast`` ones
+_BLOCKS: dict[type, tuple[type, ...]] = {
+    cst.ClassDef: (ast.ClassDef,),
+    cst.FunctionDef: (ast.FunctionDef, ast.AsyncFunctionDef),
+    cst.For: (ast.For, ast.AsyncFor),
+    cst.While: (ast.While,),
+    cst.With: (ast.With, ast.AsyncWith),
+    cst.If: (ast.If,),
+    cst.Try: (ast.Try,),
+    cst.TryStar: (ast.TryStar,),
+}
+
+
+def _inner_body(statement: cst.BaseStatement, held: Sequence[ast.stmt]) -> list[ast.stmt] | None:
+    if len(held) != 1 or not isinstance(statement.body, cst.IndentedBlock):
         return None
+    kinds = _BLOCKS.get(type(statement))
+    return held[0].body if kinds is not None and isinstance(held[0], kinds) else None
+
+
+def _with_body(statement, body: Sequence[cst.BaseStatement]):
+    return statement.with_changes(body=statement.body.with_changes(body=body))
+
+
+def _apply_in_body(body, statements, edits: list[Edit], enclose) -> tuple[list, set[int]] | None:
+    """The edits applied to the statements of one body, each measured as alone as it can be:
+    inside the innermost statement that holds all of its edits, with only the statements
+    around it on the way out (``enclose`` puts it back in its place, siblings dropped, so its
+    columns stay the same and its lines move by a constant). None when an edit does not lie
+    inside exactly one statement of the body."""
+    pairs = _pairs(body, statements)
+    if pairs is None:
+        return None
+    regions = [(min(_region(s)[0] for s in held), max(_region(s)[1] for s in held)) for _, held in pairs]
     owner: dict[int, list[Edit]] = defaultdict(list)
     for edit in edits:
         span = edit.span
-        found = [i for i, (first, last, _) in enumerate(groups) if first <= span.line and span.end_line <= last]
+        found = [i for i, (first, last) in enumerate(regions) if first <= span.line and span.end_line <= last]
         if len(found) != 1 or edit.node_type == "Module":
             return None
         owner[found[0]].append(edit)
-    body = list(module.body)
+    new_body = list(body)
     applied: set[int] = set()
     for index, owned in owner.items():
-        statement = body[index]
-        alone = module.with_changes(body=[statement], header=[], footer=[])
-        positions = MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider)
-        # the statement's first token is on the same line in both: that fixes the offset
-        offset = groups[index][2] - positions[statement].start.line
-        by_position: dict[tuple, list[Edit]] = defaultdict(list)
-        for edit in owned:
-            by_position[_key(edit, offset)].append(edit)
-        transformer = _ApplyEdits(by_position, positions)
-        changed = statement.visit(transformer)
-        if not isinstance(changed, cst.BaseStatement):
-            return None  # removed or split: let the whole-module path handle it
-        body[index] = changed
-        applied |= transformer.applied
-    return module.with_changes(body=body), applied
+        statement, held = pairs[index]
+        inner = _inner_body(statement, held)
+        done = None
+        if inner is not None:
+            done = _apply_in_body(
+                statement.body.body,
+                inner,
+                owned,
+                lambda s, statement=statement: enclose(_with_body(statement, [s])),
+            )
+        if done is not None:
+            changed = _with_body(statement, done[0])
+            applied |= done[1]
+        else:
+            positions = MetadataWrapper(enclose(statement), unsafe_skip_copy=True).resolve(PositionProvider)
+            # the statement's first token is on the same line in both: that fixes the offset
+            offset = held[0].lineno - positions[statement].start.line
+            by_position: dict[tuple, list[Edit]] = defaultdict(list)
+            for edit in owned:
+                by_position[_key(edit, offset)].append(edit)
+            transformer = _ApplyEdits(by_position, positions)
+            changed = statement.visit(transformer)
+            if not isinstance(changed, cst.BaseStatement):
+                return None  # removed or split: let the whole-module path handle it
+            applied |= transformer.applied
+        new_body[index] = changed
+    return new_body, applied
+
+
+def _apply_by_statement(module: cst.Module, edits: list[Edit], tree: ast.Module) -> tuple[cst.Module, set[int]] | None:
+    """The edits applied to only the statements they fall in: LibCST's positions are
+    computed by generating the code of what is measured, so measuring one method instead
+    of a whole long file is most of the cost of a fix. None when an edit does not lie inside
+    one top-level statement (the caller then measures the whole module)."""
+    done = _apply_in_body(
+        module.body, tree.body, edits, lambda s: module.with_changes(body=[s], header=[], footer=[])
+    )
+    if done is None:
+        return None
+    return module.with_changes(body=done[0]), done[1]
 
 
 def apply_fixes(
-    module: cst.Module, findings: Sequence[Finding], regions: Sequence[tuple[int, int, int]] | None = None
+    module: cst.Module, findings: Sequence[Finding], tree: ast.Module | None = None
 ) -> cst.Module:
     """``module`` with every finding's fix applied, then the imports the fixes need.
 
-    ``regions`` gives each top-level ``ast`` statement as ``(first line, last line, line of
-    its first token)``; with it, only the statements that hold an edit are measured."""
+    ``tree``, the ``ast`` parse of the same source, lets only the statements that hold an
+    edit be measured."""
     edits: list[Edit] = []
     imports: dict[ImportNeed, None] = {}
     removals: dict[ImportNeed, None] = {}
@@ -116,7 +174,7 @@ def apply_fixes(
         edits.extend(fix.edits)
         imports.update(dict.fromkeys(fix.imports))
         removals.update(dict.fromkeys(fix.removals))
-    done = _apply_by_statement(module, edits, regions) if regions is not None else None
+    done = _apply_by_statement(module, edits, tree) if tree is not None else None
     if done is not None:
         new_module, applied = done
     else:

@@ -105,17 +105,6 @@ def _check(model: SemanticModel, settings: Settings) -> tuple[list[Finding], lis
     return findings, errors
 
 
-def statement_regions(tree: ast.Module) -> list[tuple[int, int, int]]:
-    """Each top-level statement as (first line, decorators included; last line; the line of
-    its first token, which for a decorated definition is the ``def`` or ``class`` line)."""
-    regions = []
-    for statement in tree.body:
-        decorators = getattr(statement, "decorator_list", None) or ()
-        first = min([statement.lineno, *(d.lineno for d in decorators)])
-        regions.append((first, statement.end_lineno or statement.lineno, statement.lineno))
-    return regions
-
-
 def _reported_lines(finding: Finding) -> range:
     """A ``# noqa`` counts on the first or last line of what was reported (as in Ruff)."""
     first, last = finding.span.line, finding.span.end_line
@@ -255,7 +244,7 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
         to_apply = []
     if to_apply:
         try:
-            new_source = cst_engine.apply_fixes(module, to_apply, statement_regions(model.tree)).code
+            new_source = cst_engine.apply_fixes(module, to_apply, model.tree).code
         except Exception as exc:
             errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
             to_apply = []

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
-from torchfix_mod.syntax import SHARED_NODE_TYPES, TreeIndex, dotted, walk
+from torchfix_mod.syntax import _CHILD_FIELDS, SHARED_NODE_TYPES, TreeIndex, child_fields, dotted, walk
 
 TORCH_MODULE_BASE = "torch.nn.Module"
 BUILTIN_NAMES = frozenset(dir(builtins))
@@ -158,7 +158,8 @@ class _Binder(ast.NodeVisitor):
 
     def generic_visit(self, node: ast.AST) -> None:
         self.model._scope_at[node] = self.scope
-        for name in node._fields:
+        fields = _CHILD_FIELDS.get(node.__class__) or child_fields(node.__class__)
+        for name in fields:
             value = getattr(node, name, None)
             if value.__class__ is list:
                 for item in value:

@@ -21,11 +21,30 @@ SHARED_NODE_TYPES = _SHARED = frozenset(
     cls for base in (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop) for cls in base.__subclasses__()
 )
 
+# Fields that by Python's grammar (the ASDL in the ``ast`` docs) hold an identifier, a string,
+# a number, a constant or a shared singleton, never a node: a walk need not look at them.
+_LEAF_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "arg", "asname", "name", "module", "level", "simple", "is_async",
+     "conversion", "kind", "type_comment", "rest", "kwd_attrs", "tag", "lineno"}
+)
+_LEAF_FIELDS_OF = {ast.Global: {"names"}, ast.Nonlocal: {"names"}, ast.Constant: {"value"}, ast.MatchSingleton: {"value"}}
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of an ``ast`` node class that may hold child nodes, in field order."""
+    found = _CHILD_FIELDS.get(cls)
+    if found is None:
+        skip = _LEAF_FIELDS | _LEAF_FIELDS_OF.get(cls, set())
+        found = _CHILD_FIELDS[cls] = tuple(f for f in cls._fields if f not in skip)
+    return found
+
 
 def children(node: ast.AST) -> list[ast.AST]:
     """The direct child nodes of ``node`` in field order, shared singletons left out."""
     found = []
-    for field in node._fields:
+    fields = _CHILD_FIELDS.get(node.__class__) or child_fields(node.__class__)
+    for field in fields:
         value = getattr(node, field, None)
         if value.__class__ is list:
             for item in value:
@@ -65,6 +84,7 @@ class TreeIndex:
         pop = stack.pop
         shared = _SHARED
         node_type = _AST
+        fields_of = _CHILD_FIELDS
         index = 0
         while stack:
             node = pop()
@@ -77,7 +97,10 @@ class TreeIndex:
             else:
                 found.append(node)
             below = None
-            for field in node._fields:
+            fields = fields_of.get(cls)
+            if fields is None:
+                fields = child_fields(cls)
+            for field in fields:
                 value = getattr(node, field, None)
                 if value.__class__ is list:
                     for item in value:
