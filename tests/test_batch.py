@@ -15,6 +15,7 @@ import os
 import re
 import select
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -410,7 +411,8 @@ def test_cache_lives_at_the_project_root_ignored_by_git_with_cachedir_tag(tmp_pa
 
     cache = repo / CACHE_DIR_NAME
     assert cache.is_dir() and not (repo / "pkg" / CACHE_DIR_NAME).exists()
-    assert any(p.suffix == ".json" for p in cache.rglob("*"))  # results were stored
+    stored = list(cache.rglob("cache.sqlite"))
+    assert len(stored) == 1 and sqlite3.connect(stored[0]).execute("SELECT COUNT(*) FROM entries").fetchone()[0] > 0
     assert "*" in (cache / ".gitignore").read_text().split("\n")
     assert (cache / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
     status = git(repo, "status", "--porcelain", "--ignored", "--untracked-files=all")
@@ -461,6 +463,37 @@ def test_second_run_reads_every_result_from_the_cache_without_parsing(tmp_path, 
     second = run([Path(".")], ALL_RULES, RunOptions(), jobs=1, cache=Cache(tmp_path, "salt"))
     assert all(r.cached for r in second), [r.display for r in second if not r.cached]
     assert report_key(second) == report_key(first)
+
+
+def test_entries_made_by_worker_processes_are_written_once_and_serve_the_next_run(tmp_path, monkeypatch):
+    """Workers hand their cache entries to the main process, which writes them in one
+    transaction per pass: after a parallel cold run every file's result is in the database."""
+    write_tree(tmp_path, batch_tree())
+    monkeypatch.chdir(tmp_path)
+    first = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=Cache(tmp_path, "salt"))
+    database = next((tmp_path / CACHE_DIR_NAME).rglob("cache.sqlite"))
+    count = sqlite3.connect(database).execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    assert count >= len(first) + 1  # an index or result entry per file, and the whole run's
+
+    def analyse_again(*args, **kwargs):
+        raise AssertionError("a file was analysed again")
+
+    monkeypatch.setattr(runner, "transform_source", analyse_again)
+    monkeypatch.setattr(runner, "_run_key", lambda *args: None)  # no whole-run entry: per file
+    second = run([Path(".")], ALL_RULES, RunOptions(mode="diff"), jobs=2, cache=Cache(tmp_path, "salt"))
+    assert all(r.cached for r in second) and report_key(second) == report_key(first)
+
+
+def test_a_damaged_cache_database_is_started_again(tmp_path, monkeypatch):
+    write_tree(tmp_path, batch_tree())
+    monkeypatch.chdir(tmp_path)
+    first = run([Path(".")], ALL_RULES, RunOptions(), jobs=1, cache=Cache(tmp_path, "salt"))
+    database = next((tmp_path / CACHE_DIR_NAME).rglob("cache.sqlite"))
+    database.write_bytes(b"not a database at all" * 100)
+    second = run([Path(".")], ALL_RULES, RunOptions(), jobs=1, cache=Cache(tmp_path, "salt"))
+    assert report_key(second) == report_key(first) and not any(r.cached for r in second)
+    third = run([Path(".")], ALL_RULES, RunOptions(), jobs=1, cache=Cache(tmp_path, "salt"))
+    assert report_key(third) == report_key(first) and all(r.cached for r in third)
 
 
 def test_second_run_does_not_even_ast_parse_an_unchanged_broken_file(tmp_path, monkeypatch):

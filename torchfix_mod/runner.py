@@ -436,23 +436,30 @@ def _map(function, items: list, jobs: int, state: _Worker, progress: Progress, p
         # biggest files first, so no worker is left with a long file at the end
         order = sorted(todo, key=lambda i: -_size(items[i][0] if isinstance(items[i], tuple) else items[i]))
         chunksize = max(1, min(8, len(order) // (jobs * 8)))
+        if state.cache is not None:
+            state.cache.store.close()
         with multiprocessing.get_context().Pool(jobs, initializer=_init_worker, initargs=(state,)) as pool:
-            for i, value in pool.imap_unordered(_indexed(function), [(i, items[i]) for i in order], chunksize):
+            for i, value, entries in pool.imap_unordered(_indexed(function), [(i, items[i]) for i in order], chunksize):
                 results[i] = value
+                if entries:
+                    state.cache.keep(entries)
                 progress.advance()
     progress.stop()
     return results
 
 
 class _indexed:
-    """Picklable wrapper: ``(i, item) -> (i, function(item))``."""
+    """Picklable wrapper: ``(i, item) -> (i, function(item), cache entries it made)``; the
+    main process writes the entries (:meth:`Cache.flush`)."""
 
     def __init__(self, function) -> None:
         self.function = function
 
     def __call__(self, pair):
         i, item = pair
-        return i, self.function(item)
+        value = self.function(item)
+        cache = _state.cache
+        return i, value, cache.take() if cache is not None else None
 
 
 def run(
@@ -475,6 +482,17 @@ def run(
     roots = tuple(Path(p).resolve() for p in paths)
     reports = [FileReport(p, display_path(p, cwd), errors=[SourceError(1, 1, msg)], scanned=False) for p, msg in missing]
     state = _Worker(tuple(rules), options, roots, cache, None)
+    try:
+        reports += _run_files(files, state, cwd, jobs, progress)
+    finally:
+        if cache is not None:
+            cache.flush()
+    reports.sort(key=lambda r: r.display)
+    return reports
+
+
+def _run_files(files: list[Path], state: _Worker, cwd: Path, jobs: int, progress: Progress) -> list[FileReport]:
+    cache, options = state.cache, state.options
     displays = [display_path(path, cwd) for path in files]
     run_key = None
     if cache is not None:
@@ -482,14 +500,14 @@ def run(
         run_key = _run_key(cache, files, displays)
         hit = cache.get(run_key) if run_key is not None else None
         if hit is not None and len(hit["reports"]) == len(files):
-            reports += [_report_from_json(path, data) for path, data in zip(files, hit["reports"])]
-            reports.sort(key=lambda r: r.display)
-            return reports
+            return [_report_from_json(path, data) for path, data in zip(files, hit["reports"])]
     state.packages = frozenset(
         module_name(path)[0].split(".", 1)[0] for path in files if path.suffix == ".py"
     )
     state.base_cache = cache
     first = _map(_index_file, list(zip(files, displays)), jobs, state, progress, "Indexing")
+    if cache is not None:
+        cache.flush()
     state.project = build_index([summary for summary, _, _ in first if summary is not None])
     if cache is not None:  # results depend on the classes of the other files
         state.cache = cache.salted(state.project.fingerprint)
@@ -499,9 +517,7 @@ def run(
     done = [finished[i] if i in finished else next(rest) for i in range(len(files))]
     if run_key is not None and (options.mode != "write" or not any(r.changed for r in done)):
         cache.put(run_key, {"reports": [_report_to_json(r) for r in done]})
-    reports += done
-    reports.sort(key=lambda r: r.display)
-    return reports
+    return done
 
 
 # -- the whole run at once ------------------------------------------------------------------
