@@ -487,3 +487,47 @@ def test_fixes_deep_inside_nested_blocks_equal_fixes_measured_on_the_whole_modul
     assert scoped == whole
     assert scoped != source
     compile(scoped, "<fixed>", "exec")
+
+
+def test_scopes_recorded_where_they_change_equal_scopes_recorded_on_every_node():
+    """The binder records a node's scope only where it differs from its parent's; asked of
+    any node, the model answers what recording every node answered."""
+    from pathlib import Path
+
+    from torchfix_mod import semantic, syntax
+
+    class RecordingEveryNode(semantic._Binder):
+        _handlers: dict = {}
+
+        def visit(self, node):
+            if node not in self.model._scope_at:
+                self.model._scope_at[node] = self.scope
+            super().visit(node)
+
+        def generic_visit(self, node):
+            for child in syntax.children(node):
+                self.visit(child)
+
+    class Reference(semantic.SemanticModel):
+        pass
+
+    root = Path(syntax.__file__).resolve().parents[1]
+    sources = [GRAMMAR_TOUR, NESTED_FIXES]
+    sources += [p.read_text() for p in sorted((root / "samples").glob("*/*.py"))]
+    sources += [p.read_text() for p in sorted((root / "torchfix_mod").glob("*.py"))]
+    sources += [p.read_text() for p in sorted((root / "codemods").rglob("*.py"))]
+    compared = 0
+    for source in sources:
+        tree = ast.parse(source)
+        model = semantic.SemanticModel(tree, source)
+        original = semantic._Binder
+        try:
+            semantic._Binder = RecordingEveryNode
+            reference = Reference(ast.parse(source), source)
+        finally:
+            semantic._Binder = original
+        ours = [model.scope(n) for n in syntax.walk(tree)]
+        theirs = [reference.scope(n) for n in syntax.walk(reference.tree)]
+        assert [(s.kind, s.name, s.node.__class__) for s in ours] == [(s.kind, s.name, s.node.__class__) for s in theirs]
+        compared += len(ours)
+    assert compared > 50_000

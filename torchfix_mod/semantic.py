@@ -120,9 +120,7 @@ class _Binder(ast.NodeVisitor):
     def visit(self, node: ast.AST) -> None:
         handler = self._handlers.get(node.__class__)
         if handler is None:
-            handler = self._handlers[node.__class__] = getattr(
-                _Binder, f"visit_{node.__class__.__name__}", _Binder.generic_visit
-            )
+            handler = self._handler(node.__class__)
         handler(self, node)
 
     # -- helpers -------------------------------------------------------------
@@ -157,16 +155,35 @@ class _Binder(ast.NodeVisitor):
                 self.visit(item)
 
     def generic_visit(self, node: ast.AST) -> None:
-        self.model._scope_at[node] = self.scope
-        fields = _CHILD_FIELDS.get(node.__class__) or child_fields(node.__class__)
-        for name in fields:
+        # A node's scope is that of its nearest ancestor the walk recorded (``SemanticModel.
+        # scope``): it is recorded only where the scope changes (the parts of a def, lambda,
+        # class or comprehension evaluated inside it, and those evaluated outside it below a
+        # part that is inside), and on names, which are asked most.
+        handlers = self._handlers
+        for name in _CHILD_FIELDS.get(node.__class__) or child_fields(node.__class__):
             value = getattr(node, name, None)
             if value.__class__ is list:
                 for item in value:
                     if isinstance(item, _AST) and item.__class__ not in _SHARED:
-                        self.visit(item)
+                        handler = handlers.get(item.__class__)
+                        if handler is None:
+                            handler = self._handler(item.__class__)
+                        handler(self, item)
             elif isinstance(value, _AST) and value.__class__ not in _SHARED:
-                self.visit(value)
+                handler = handlers.get(value.__class__)
+                if handler is None:
+                    handler = self._handler(value.__class__)
+                handler(self, value)
+
+    @classmethod
+    def _handler(cls, node_class: type):
+        handler = cls._handlers[node_class] = getattr(cls, f"visit_{node_class.__name__}", cls.generic_visit)
+        return handler
+
+    def _visit_in_scope(self, node: ast.AST) -> None:
+        """Visit a part evaluated in the current scope whose parent is evaluated elsewhere."""
+        self.model._scope_at[node] = self.scope
+        self.visit(node)
 
     def _record(self, node: ast.AST) -> None:
         self.model._scope_at[node] = self.scope
@@ -181,7 +198,7 @@ class _Binder(ast.NodeVisitor):
             self.pending.append((self.scope, node))
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        self.model._scope_at[node] = self.scope
+        pass
 
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.declared_global.update(node.names)
@@ -233,10 +250,10 @@ class _Binder(ast.NodeVisitor):
     def _arguments_outside(self, args: ast.arguments) -> None:
         """Defaults and annotations are evaluated where the function is defined."""
         for default in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]:
-            self.visit(default)
+            self._visit_in_scope(default)  # under `arguments`, which is inside
         for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if arg is not None and arg.annotation is not None:
-                self.visit(arg.annotation)
+                self._visit_in_scope(arg.annotation)
 
     def _params_inside(self, args: ast.arguments) -> None:
         self.model._scope_at[args] = self.scope
@@ -254,7 +271,8 @@ class _Binder(ast.NodeVisitor):
         self.bind(node.name, node, "def")
         outer, self.scope = self.scope, self.enter("function", node, node.name)
         self._params_inside(node.args)
-        self.visit_all(node.body)
+        for statement in node.body:
+            self._visit_in_scope(statement)
         self.scope = outer
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -264,7 +282,7 @@ class _Binder(ast.NodeVisitor):
         self._arguments_outside(node.args)
         outer, self.scope = self.scope, self.enter("lambda", node, "<lambda>")
         self._params_inside(node.args)
-        self.visit(node.body)
+        self._visit_in_scope(node.body)
         self.scope = outer
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
@@ -273,7 +291,8 @@ class _Binder(ast.NodeVisitor):
         self.visit_all(node.bases)
         self.visit_all(node.keywords)
         outer, self.scope = self.scope, self.enter("class", node, node.name)
-        self.visit_all(node.body)
+        for statement in node.body:
+            self._visit_in_scope(statement)
         self.scope = outer
         self.bind(node.name, node, "class")
 
@@ -281,7 +300,7 @@ class _Binder(ast.NodeVisitor):
         self._record(node)
         generators = node.generators
         # the first iterable is evaluated in the enclosing scope
-        self.visit(generators[0].iter)
+        self._visit_in_scope(generators[0].iter)  # under its generator, which is inside
         outer, self.scope = self.scope, self.enter("comprehension", node, "<comprehension>")
         for index, gen in enumerate(generators):
             self.model._scope_at[gen] = self.scope
@@ -289,7 +308,8 @@ class _Binder(ast.NodeVisitor):
             if index:
                 self.visit(gen.iter)
             self.visit_all(gen.ifs)
-        self.visit_all(parts)
+        for part in parts:
+            self._visit_in_scope(part)
         self.scope = outer
 
     def visit_ListComp(self, node: ast.ListComp) -> None:
