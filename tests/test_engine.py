@@ -152,11 +152,45 @@ def test_a_crashing_rule_does_not_cost_the_other_rules_their_fixes():
 
 
 def test_output_that_does_not_compile_is_refused():
+    """A fix whose result does not compile is a rule's defect, not the file's: the finding is
+    reported as not fixed, with the reason, and the run reports no error for the file."""
     source = "class A:\n    def f(self):\n        return 1\n"
     result = transform(source, rules=[_BreaksCode])
     assert result.new_source == source
-    assert result.errors and "invalid code" in result.errors[0].message
-    assert not any(d.fixed for d in result.diagnostics)
+    assert not result.errors
+    [finding] = result.diagnostics
+    assert not finding.fixed and not finding.fix_available
+    assert "would not compile" in finding.fix_note
+
+
+def test_a_refused_fix_costs_the_file_none_of_its_other_fixes():
+    source = INPLACE.fixes[0].before + "\n\nclass A:\n    def f(self):\n        return 1\n"
+    result = transform(source, rules=[INPLACE, _BreaksCode])
+    assert not result.errors
+    assert result.new_source == INPLACE.fixes[0].after + "\n\nclass A:\n    def f(self):\n        return 1\n"
+    by_code = {d.code: d for d in result.diagnostics}
+    assert by_code["TFM201"].fixed and not by_code["TFM201"].fix_note
+    assert not by_code["TFM998"].fixed and by_code["TFM998"].fix_note
+
+
+class _EditFindsNoNode(Rule):
+    code = "TFM997"
+    name = "misplaced"
+    summary = "an edit at a position holding no such node"
+
+    def check(self):
+        for node in self.model.nodes(ast.Return):
+            self.report(node, "misplaced", Fix([self.edit(node, "Lambda", lambda updated: updated)]))
+
+
+def test_a_fix_that_cannot_be_applied_is_reported_as_not_applied_with_the_reason():
+    source = INPLACE.fixes[0].before + "\n\ndef g():\n    return 1\n"
+    result = transform(source, rules=[INPLACE, _EditFindsNoNode])
+    assert not result.errors
+    assert result.new_source.startswith(INPLACE.fixes[0].after)
+    misplaced = [d for d in result.diagnostics if d.code == "TFM997"]
+    assert misplaced and all(not d.fixed and "could not be applied" in d.fix_note for d in misplaced)
+    assert any(d.code == "TFM201" and d.fixed for d in result.diagnostics)
 
 
 def test_torch_facts_match_the_installed_torch():

@@ -30,6 +30,7 @@ class Diagnostic:
     fixed: bool = False
     state_keys: tuple[str, ...] = ()  # state_dict keys the fix adds (patterns such as "blocks.*")
     cell: int | None = None  # notebooks: 1-based cell index (all cells counted); line is within it
+    fix_note: str = ""  # why a fix the rule offered was not applied (the engine refused its result)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,46 @@ def _transform(source: str, settings: Settings, tree: ast.Module | None = None) 
         model.release()
 
 
+# past this many fixes in one file, a refused result is not taken apart fix by fix
+ONE_BY_ONE_LIMIT = 64
+
+
+def _apply_checked(module, findings: list[Finding], tree: ast.Module, source: str) -> tuple[str, list[Finding], dict[int, str]]:
+    """The fixes applied together, and the result compiled. When the result does not compile
+    (or a fix cannot be applied), each fix is tried in turn on top of those kept: one that
+    breaks the file is refused and its finding reported as not fixed, with the reason, while
+    the file's other fixes are still written. Returns the new text, the findings whose fixes
+    it holds, and the reason for each refused one (by ``id``)."""
+    from torchfix_mod import cst_engine
+
+    def attempt(chosen: list[Finding]) -> tuple[str | None, str]:
+        try:
+            text = cst_engine.apply_fixes(module, chosen, tree).code
+        except Exception as exc:  # a rule's edit that does not fit the code: its defect
+            return None, f"the fix could not be applied ({type(exc).__name__}: {exc})"
+        broken = compile_error(text)
+        if broken is not None:
+            return None, f"the fixed code would not compile ({broken.message}, line {broken.line})"
+        return text, ""
+
+    text, why = attempt(findings)
+    if text is not None:
+        return text, findings, {}
+    if len(findings) > ONE_BY_ONE_LIMIT:
+        return source, [], {id(f): why for f in findings}
+    kept: list[Finding] = []
+    refused: dict[int, str] = {}
+    new_source = source
+    for finding in findings:
+        text, why = attempt([*kept, finding])
+        if text is None:
+            refused[id(finding)] = why
+        else:
+            kept.append(finding)
+            new_source = text
+    return new_source, kept, refused
+
+
 def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> FileResult:
     findings, errors = _check(model, settings)
     if findings:
@@ -242,19 +283,9 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
         # the parser cannot give this file back byte for byte (seen with blank lines before a
         # last line that has no newline): report, but rewrite nothing
         to_apply = []
+    refused: dict[int, str] = {}
     if to_apply:
-        try:
-            new_source = cst_engine.apply_fixes(module, to_apply, model.tree).code
-        except Exception as exc:
-            errors.append(SourceError(1, 1, f"internal error while applying fixes: {type(exc).__name__}: {exc}"))
-            to_apply = []
-        else:
-            broken = compile_error(new_source)
-            if broken is not None:
-                errors.append(
-                    SourceError(broken.line, broken.column, f"fixes would produce invalid code ({broken.message}); file left unchanged")
-                )
-                new_source, to_apply = source, []
+        new_source, to_apply, refused = _apply_checked(module, to_apply, model.tree, source)
 
     applied = {id(f) for f in to_apply}
     diagnostics = [
@@ -265,10 +296,11 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
             column=f.span.column + 1,
             end_line=f.span.end_line,
             end_column=f.span.end_column + 1,
-            fix_available=applicable(f),
+            fix_available=applicable(f) and id(f) not in refused,
             unsafe_fix=f.fix is not None and f.fix.unsafe and not settings.unsafe_fixes,
             fixed=id(f) in applied,
             state_keys=f.state_keys,
+            fix_note=refused.get(id(f), ""),
         )
         for f in findings
     ]

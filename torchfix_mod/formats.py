@@ -161,6 +161,8 @@ def _result(display: str, d: Diagnostic, rule_index: int, occurrence: int) -> di
     else:
         region = {"startLine": 1}
     properties: dict = {"fixAvailable": d.fix_available, "unsafeFix": d.unsafe_fix}
+    if d.fix_note:
+        properties["fixNotApplied"] = d.fix_note
     if d.cell is not None:
         properties["notebookCell"] = d.cell
         properties["cellRegion"] = {
@@ -507,6 +509,8 @@ def _manual_entry(display: str, d: Diagnostic) -> str:
         hint = " (a fix is available with `--unsafe-fixes`)"
     elif d.fix_available:
         hint = " (fixable: run with `--write`)"
+    elif d.fix_note:
+        hint = f" (fix not applied: {markdown_text(d.fix_note)})"
     return f"- {markdown_code(display)} {_where(d)}: {markdown_text(d.code)} {markdown_text(d.message)}{hint}"
 
 

@@ -16,7 +16,8 @@ def finding_lines(reports: Sequence[FileReport], only_remaining: bool) -> list[s
             if only_remaining and d.fixed:
                 continue
             mark = " [*]" if d.fix_available and not d.fixed else ""
-            lines.append(f"{report.display}:{_cell(d.cell)}{d.line}:{d.column}: {d.code}{mark} {d.message}")
+            note = f" (fix not applied: {d.fix_note})" if d.fix_note else ""
+            lines.append(f"{report.display}:{_cell(d.cell)}{d.line}:{d.column}: {d.code}{mark} {d.message}{note}")
     return lines
 
 
@@ -49,6 +50,7 @@ def findings_json(reports: Sequence[FileReport]) -> str:
             "fix_available": d.fix_available,
             "fixed": d.fixed,
             **({"cell": d.cell} if d.cell is not None else {}),
+            **({"fix_note": d.fix_note} if d.fix_note else {}),
         }
         for report in reports
         for d in report.diagnostics

@@ -27,16 +27,22 @@ def unwrap(node, fresh: bool, wants_grad: bool):
 
     atomic = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
 
+    def parenthesized(expr):
+        return expr if expr.lpar else expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
     def receiver(expr):
         # parenthesized when it needs to be
-        if isinstance(expr, atomic) or expr.lpar:
+        if isinstance(expr, atomic) and not spans_lines or expr.lpar:
             return expr
-        return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return parenthesized(expr)
 
     data = next(a for a in node.args if a.keyword is None).value
-    if data.lpar and isinstance(data, atomic):
+    # a line break inside the argument may be legal only because `Variable(...)` encloses it
+    # (`Variable(x\n.float())`): such an argument keeps a pair of parentheses of its own
+    spans_lines = "\n" in cst.Module([]).code_for_node(data.with_changes(lpar=[], rpar=[]))
+    if data.lpar and isinstance(data, atomic) and not spans_lines:
         data = data.with_changes(lpar=[], rpar=[])
-    expr = data
+    expr = parenthesized(data) if spans_lines else data
     if not fresh:
         expr = cst.Call(cst.Attribute(receiver(expr), cst.Name("detach")))
     if wants_grad:
@@ -105,6 +111,24 @@ class VariableRule(Rule):
         FixCase(
             "import torch\n\nv = torch.autograd.Variable(torch.ones(3) * w)\n",
             "import torch\n\nv = (torch.ones(3) * w).detach()\n",
+        ),
+        FixCase(
+            "import torch\nfrom torch.autograd import Variable\n\n"
+            "def batch(x, y):\n"
+            "    inputs = Variable(x\n"
+            "                      .float()\n"
+            "                      .mul(2))\n"
+            "    labels = Variable(torch.from_numpy(y)\n"
+            "                      .long())\n"
+            "    return inputs, labels\n",
+            "import torch\n\n"
+            "def batch(x, y):\n"
+            "    inputs = (x\n"
+            "                      .float()\n"
+            "                      .mul(2)).detach()\n"
+            "    labels = (torch.from_numpy(y)\n"
+            "                      .long()).detach()\n"
+            "    return inputs, labels\n",
         ),
         FixCase(
             "from torch.autograd import Variable as Var\n\ndef f(x):\n    return Var(x)\n",

@@ -58,6 +58,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -225,6 +226,26 @@ def test_tfm503_requires_grad_leaf_gets_the_same_grad():
         assert src.grad is None, "the graph behind the wrapped tensor is cut"
         grads.append(leaf.grad)
     assert grads[0] is not None and torch.equal(grads[0], grads[1])
+
+
+def test_tfm503_an_argument_broken_over_lines_keeps_its_parentheses_and_its_values():
+    """Seen on real code: `Variable(x\n.float())` lost the parentheses its line breaks needed,
+    and the output did not compile. The fix keeps a pair; before and after give the same
+    tensors, cut from the graph."""
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM503")
+    case = next(c for c in rule.fixes if ".mul(2))" in c.before)
+    result = transform_source(case.before, Settings(rules=(rule,)))
+    assert result.new_source == case.after and not result.errors
+    before, after = {}, {}
+    quietly(exec, compile(case.before, "before.py", "exec"), before)
+    exec(compile(case.after, "after.py", "exec"), after)
+    w = torch.randn(5, requires_grad=True)
+    x, y = w * 3, np.arange(5)
+    (ib, lb), (ia, la) = quietly(before["batch"], x, y), after["batch"](x, y)
+    assert torch.equal(ib, ia) and torch.equal(lb, la) and la.dtype == torch.long
+    assert ia.grad_fn is None and ib.grad_fn is None and not ia.requires_grad
 
 
 def test_tfm503_fresh_weight_is_a_trainable_leaf():
