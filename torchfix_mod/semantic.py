@@ -588,6 +588,15 @@ class SemanticModel:
             return None
         return [b.node for b in found]
 
+    def local_functions(self, expr: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef] | None:
+        """The defs a name may refer to, or None if any binding of it is not a def."""
+        if not isinstance(expr, ast.Name):
+            return None
+        found = self.scope(expr).resolve(expr.id)
+        if not found or any(b.kind != "def" for b in found):
+            return None
+        return [b.node for b in found]
+
     def _is_module_class_name(self, qname: str, base_ok: bool = True) -> bool:
         if is_torch_module_class(qname):
             return base_ok or qname != TORCH_MODULE_BASE

@@ -20,7 +20,9 @@ from torchfix_mod.semantic import (
     SemanticModel,
     class_methods,
     dotted,
+    is_super_init_call,
     keyword,
+    self_name,
     statements_after_super_init,
     top_statement,
 )
@@ -57,6 +59,10 @@ TENSOR_METHODS = frozenset(
     }
 )
 TRANSPOSE_ATTRIBUTES = frozenset({"T", "mT", "mH", "H"})
+# builtins that may be handed the instance without setting anything on it
+_READ_ONLY_BUILTINS = frozenset(
+    {"super", "isinstance", "hasattr", "getattr", "type", "id", "repr", "str", "print", "format", "hash", "callable", "dir"}
+)
 SAFE_BINARY_OPS = (
     ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
     ast.Pow, ast.MatMult, ast.BitAnd, ast.BitOr, ast.BitXor,
@@ -278,7 +284,132 @@ class TensorAttributeRule(Rule):
                 continue
             if not self._other_stores_acceptable(site, tensors):
                 continue
+            earlier = self._set_earlier(cls, init, site)
+            if earlier is not None:
+                # registering a name that already holds a plain attribute raises KeyError
+                self.report(site.assign, f"{message} (not fixed: {earlier})")
+                continue
             self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
+
+    def _set_earlier(self, cls: ast.ClassDef, init, site: SelfAssignment) -> str | None:
+        """Why ``site.attr`` may already hold a plain attribute when ``site`` runs (then
+        ``register_buffer``/``register_parameter`` raises ``KeyError``), or None.
+
+        What runs first is followed through the code of ``__init__`` before the store, the
+        methods it calls on ``self`` (any override in the class family: a subclass's runs),
+        methods reached through ``super()`` or a base named explicitly, functions of this file
+        that ``self`` is handed to, transitively, and each subclass's ``__init__`` up to its
+        own ``super().__init__()``. ``self`` handed to code the file does not hold stops the
+        analysis: that code may set anything."""
+        model = self.model
+        family = model.class_family(cls)
+        methods: dict[str, list] = {}
+        for member in family:
+            for method in class_methods(member):
+                methods.setdefault(method.name, []).append(method)
+        top = top_statement(model, site.assign, init)
+        first: list[tuple[ast.AST, frozenset[str], tuple | None]] = []  # (code, self names, stop at)
+        for stmt in init.body:
+            if stmt is top:
+                first.append((stmt, frozenset({site.self_arg}), (site.assign.lineno, site.assign.col_offset)))
+                break
+            first.append((stmt, frozenset({site.self_arg}), None))
+        for member in family:
+            if member is cls or cls not in model.class_family_up(member):
+                continue  # not a subclass
+            sub_init = next((m for m in class_methods(member) if m.name == "__init__"), None)
+            sub_self = self_name(sub_init) if sub_init is not None else None
+            if sub_self is None:
+                continue
+            for stmt in sub_init.body:
+                if is_super_init_call(model, stmt, sub_self):
+                    break
+                first.append((stmt, frozenset({sub_self}), None))
+        seen: set[ast.AST] = set()
+        work = list(first)
+        while work:
+            code, selves, stop = work.pop()
+            def before(node: ast.AST) -> bool:
+                return stop is None or (node.lineno, node.col_offset) < stop
+            for node in model.nodes(ast.Attribute, code):
+                if node.attr == site.attr and not isinstance(node.ctx, ast.Load) and node is not site.target and before(node):
+                    where = model.enclosing_function(node)
+                    name = f"`{where.name}`" if where is not None else "the code before it"
+                    return f"`{site.self_arg}.{site.attr}` may already be set when this line runs (in {name})"
+            for call in model.nodes(ast.Call, code):
+                if not before(call):
+                    continue
+                targets = self._callees(call, selves, methods, family)
+                if targets is None:
+                    return f"`{site.self_arg}` is handed to code this file does not show before this line runs"
+                for func, receiver in targets:
+                    if func not in seen:
+                        seen.add(func)
+                        work.append((func, frozenset({receiver}), None))
+        return None
+
+    def _above(self, call: ast.Call, receiver: ast.expr, on_super: bool) -> set[ast.ClassDef]:
+        model = self.model
+        if on_super:
+            home = model.enclosing_class(call)
+            if home is None:
+                return set()
+            return set(model.class_family_up(home)) - {home}
+        return {c for named in model.local_classes(receiver) or () for c in model.class_family_up(named)}
+
+    def _callees(self, call: ast.Call, selves: frozenset[str], methods: dict[str, list], family) -> list | None:
+        """The functions of this file a call may run with the instance, each with the name the
+        instance has inside it; None when the instance goes to code the file does not hold."""
+        model = self.model
+        func = call.func
+        found = []
+        hands_self = any(
+            isinstance(arg, ast.Name) and arg.id in selves
+            or isinstance(arg, ast.Starred) and isinstance(arg.value, ast.Name) and arg.value.id in selves
+            for arg in [*call.args, *(k.value for k in call.keywords)]
+        )
+        if isinstance(func, ast.Attribute):
+            receiver = func.value
+            on_self = isinstance(receiver, ast.Name) and receiver.id in selves
+            on_super = isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and receiver.func.id == "super"
+            on_base = hands_self and bool(model.local_classes(receiver)) and all(c in family for c in model.local_classes(receiver) or ())
+            if on_self or on_super or on_base:
+                overrides = methods.get(func.attr, [])
+                if on_super or on_base:
+                    # only the bases above the class the call is in (or the one named)
+                    above = self._above(call, receiver, on_super)
+                    overrides = [m for m in overrides if model.enclosing_class(m) in above]
+                for method in overrides:
+                    inner = self_name(method)
+                    if inner is not None:
+                        found.append((method, inner))
+                if overrides:
+                    return found
+                if func.attr in MODULE_ATTRIBUTES and func.attr not in ("apply", "__setattr__", "__init__"):
+                    return found if not hands_self else None  # nn.Module's own methods set nothing of ours
+                if on_super and func.attr == "__init__":
+                    return found  # bases outside the file are judged by `_names_taken`
+                return None
+        if not hands_self:
+            return found
+        if isinstance(func, ast.Name) and func.id in _READ_ONLY_BUILTINS and not model.scope(func).resolve(func.id):
+            return found
+        defs = model.local_functions(func) if isinstance(func, ast.Name) else None
+        if not defs:
+            return None
+        for definition in defs:
+            params = [*definition.args.posonlyargs, *definition.args.args]
+            for index, arg in enumerate(call.args):
+                if isinstance(arg, ast.Name) and arg.id in selves and index < len(params):
+                    found.append((definition, params[index].arg))
+                elif isinstance(arg, ast.Starred):
+                    return None
+            for kw in call.keywords:
+                if isinstance(kw.value, ast.Name) and kw.value.id in selves:
+                    if kw.arg is None:
+                        return None
+                    found.append((definition, kw.arg))
+        return found
 
     def _local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
         """Local names of ``__init__`` bound only to tensor expressions (to a fixed point)."""

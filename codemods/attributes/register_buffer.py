@@ -11,6 +11,9 @@ from torchfix_mod.rule import Fix, FixCase, KeepCase
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
 
 
+RESET = "\n    def _reset(self, n):\n        self.mask = torch.zeros(n)\n"
+
+
 def _init(*lines: str, extra: str = "") -> str:
     body = "".join(f"        {line}\n" for line in lines)
     return f"{HEADER}class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n{body}{extra}"
@@ -54,7 +57,11 @@ class RegisterBufferRule(TensorAttributeRule):
     tensors created with `requires_grad=True` (they want `nn.Parameter`); names
     the class or its bases already define (class attributes, properties,
     methods, attributes of `nn.Module`), since `register_buffer` raises
-    `KeyError` on them; attributes stored elsewhere with a non-tensor value or
+    `KeyError` on them; names that code running earlier in construction may
+    already have set (a helper `__init__` calls first, a function handed `self`,
+    a subclass's `__init__` before its `super().__init__()`; reported, not fixed,
+    as is a store after `self` went to code the file does not hold);
+    attributes stored elsewhere with a non-tensor value or
     wrapped in `nn.Parameter`; classes whose bases are not `nn.Module` or
     nn.Modules of the same file; assignments outside `__init__` or before
     `super().__init__()`.
@@ -92,12 +99,38 @@ class RegisterBufferRule(TensorAttributeRule):
             _init('self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n), persistent=False)'),
         ),
         FixCase(
+            # the helper runs after the buffer exists: its store updates the buffer
+            _init("self.mask = torch.ones(n)", "self._reset(n)", extra=RESET),
+            _init('self.register_buffer("mask", torch.ones(n), persistent=False)', "self._reset(n)", extra=RESET),
+        ),
+        FixCase(
             _init("self.scale = torch.tensor([7.0]) * 2"),
             _init('self.register_buffer("scale", torch.tensor([7.0]) * 2, persistent=True)'),
             options={"buffer_persistent": True},
         ),
     )
     keeps = (
+        # already set by code that runs first: register_buffer would raise KeyError
+        KeepCase(_init("self._reset(n)", "self.mask = torch.ones(n)", extra=RESET), reported=True),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n"
+            "def init_state(module, n):\n    module.mask = torch.zeros(n)\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        init_state(self, n)\n        self.mask = torch.ones(n)\n",
+            reported=True,
+        ),
+        KeepCase(
+            _init("self.mask = torch.ones(n)")
+            + "\n\nclass Child(Net):\n    def __init__(self, n):\n"
+            "        self.mask = torch.zeros(n)\n        super().__init__(n)\n",
+            reported=True,
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\nfrom helpers import setup\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        setup(self)\n        self.mask = torch.ones(n)\n",
+            reported=True,
+        ),
         # tuples, not tensors
         KeepCase(_init("self.grid = torch.meshgrid(torch.arange(n), torch.arange(n), indexing='ij')")),
         # made trainable afterwards: it wants to be an nn.Parameter

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import ALL_RULES
 from rule_helpers import build, load, sgd_step
+from torchfix_mod.engine import Settings, transform_source
 
 HIDDEN, SEQ = 8, 5  # the TFM301 sample's width and the inputs' sequence length
 
@@ -66,6 +68,46 @@ def test_tfm301_forward_is_unchanged_by_the_fix():
 # -- TFM302: tensors created with requires_grad=True ---------------------------
 
 DIM, CLASSES = 3, 4
+
+
+def _namespace(source: str) -> dict:
+    namespace: dict = {"__name__": "tfm301_case"}
+    exec(compile(source, "case.py", "exec"), namespace)
+    return namespace
+
+
+TFM301 = next(r for r in ALL_RULES if r.code == "TFM301")
+SET_EARLIER = [
+    next(c.source for c in TFM301.keeps if marker in c.source) for marker in ("def _reset", "def init_state", "class Child")
+]
+
+
+@pytest.mark.parametrize("source", SET_EARLIER, ids=["helper-method", "helper-function", "subclass"])
+def test_tfm301_a_name_set_by_code_that_runs_first_is_reported_not_registered(source):
+    """`register_buffer` raises KeyError on a name that already holds a plain attribute. The
+    rule used to register it anyway when a helper, a function handed `self`, or a subclass
+    set it first; now it reports without a fix, and the module still builds."""
+    result = transform_source(source, Settings(rules=(TFM301,)))
+    assert result.new_source == source and not result.errors
+    findings = [d for d in result.diagnostics if d.code == "TFM301"]
+    assert findings and not any(d.fix_available for d in findings)
+    assert any("may already be set" in d.message for d in findings)
+    cls = "Child" if "class Child" in source else "Net"
+    _namespace(source)[cls](3)  # builds as it is
+    naive = source.replace("self.mask = torch.ones(n)", 'self.register_buffer("mask", torch.ones(n), persistent=False)')
+    with pytest.raises(KeyError, match="already exists"):
+        _namespace(naive)[cls](3)
+
+
+def test_tfm301_a_helper_that_runs_after_the_store_updates_the_buffer():
+    case = next(c for c in TFM301.fixes if "self._reset(n)" in c.before)
+    result = transform_source(case.before, Settings(rules=(TFM301,)))
+    assert result.new_source == case.after
+    before, after = _namespace(case.before)["Net"](3), _namespace(case.after)["Net"](3)
+    assert "mask" not in dict(before.named_buffers())
+    assert torch.equal(dict(after.named_buffers())["mask"], torch.zeros(3))  # `_reset` wrote the buffer
+    assert after.to(torch.float64).mask.dtype == torch.float64
+    assert before.to(torch.float64).mask.dtype == torch.float32
 
 
 def test_tfm302_tensors_are_parameters_only_after_the_fix():
