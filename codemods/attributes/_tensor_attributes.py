@@ -385,10 +385,16 @@ class TensorAttributeRule(Rule):
                         found.append((method, inner))
                 if overrides:
                     return found
-                if func.attr in MODULE_ATTRIBUTES and func.attr not in ("apply", "__setattr__", "__init__"):
-                    return found if not hands_self else None  # nn.Module's own methods set nothing of ours
-                if on_super and func.attr == "__init__":
-                    return found  # bases outside the file are judged by `_names_taken`
+                if func.attr in ("apply", "__setattr__"):
+                    return None  # runs a function on the instance, or sets what it is told
+                if func.attr in MODULE_ATTRIBUTES:
+                    # nn.Module's own methods set nothing of ours (bases outside the file
+                    # are judged by `_names_taken`)
+                    return found if not hands_self else None
+                if on_self:
+                    # not a method of the family (whose bases are all in view): an attribute
+                    # holding a submodule or a function, called with the arguments only
+                    return found if not hands_self else None
                 return None
         if not hands_self:
             return found

@@ -104,6 +104,11 @@ class RegisterBufferRule(TensorAttributeRule):
             _init('self.register_buffer("mask", torch.ones(n), persistent=False)', "self._reset(n)", extra=RESET),
         ),
         FixCase(
+            # a submodule called first is handed its arguments, not the instance
+            _init("self.act = nn.ReLU()", "self.act(torch.zeros(n))", "self.mask = torch.ones(n)"),
+            _init("self.act = nn.ReLU()", "self.act(torch.zeros(n))", 'self.register_buffer("mask", torch.ones(n), persistent=False)'),
+        ),
+        FixCase(
             _init("self.scale = torch.tensor([7.0]) * 2"),
             _init('self.register_buffer("scale", torch.tensor([7.0]) * 2, persistent=True)'),
             options={"buffer_persistent": True},
