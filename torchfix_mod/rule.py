@@ -115,6 +115,9 @@ class Rule:
     summary: ClassVar[str]
     applicability: ClassVar[Applicability] = Applicability.SAFE
     default_enabled: ClassVar[bool] = True  # False: runs only when selected (noisy rules)
+    # an API migration: code kept for other PyTorch releases (a version or `hasattr` test, an
+    # `except ImportError/AttributeError` fallback) uses the old API on purpose, and is left alone
+    respects_version_gates: ClassVar[bool] = False
     fixes: ClassVar[Sequence[FixCase]] = ()
     keeps: ClassVar[Sequence[KeepCase]] = ()
 
@@ -133,6 +136,8 @@ class Rule:
     def report(
         self, node: ast.AST | Span, message: str, fix: Fix | None = None, state_keys: Sequence[str] = ()
     ) -> None:
+        if self.respects_version_gates and not isinstance(node, Span) and self.model.in_version_gate(node):
+            return
         span = node if isinstance(node, Span) else self.model.span(node)
         self.findings.append(Finding(self.code, span, message, fix, tuple(state_keys)))
 

@@ -597,6 +597,47 @@ class SemanticModel:
             return None
         return [b.node for b in found]
 
+    # -- version gates -----------------------------------------------------------
+    def tests_version(self, test: ast.expr) -> bool:
+        """A condition that checks the PyTorch version or whether an API exists:
+        ``is_torch_version("<", "2.2")``, ``torch.__version__ >= ...``, ``hasattr(torch, "func")``,
+        ``version.parse(...)``, or a name or function of this file bound to such a check
+        (``TORCH_2 = version.parse(torch.__version__) >= ...``; ``def new_torch(): return ...``)."""
+        return self._tests_version(test, 0)
+
+    def _tests_version(self, test: ast.AST, depth: int) -> bool:
+        if any(_VERSION_NAME.search(name) or name in ("hasattr", "getattr") for name in _identifiers(test)):
+            return True
+        if depth >= 2:
+            return False
+        for node in walk(test):
+            if not isinstance(node, ast.Name):
+                continue
+            for binding in self.scope(node).resolve(node.id):
+                holder = self.parent(binding.node)
+                if binding.kind == "assign" and isinstance(holder, (ast.Assign, ast.AnnAssign)) and holder.value is not None:
+                    if self._tests_version(holder.value, depth + 1):
+                        return True
+                elif binding.kind == "def":
+                    returns = [r.value for r in self.nodes(ast.Return, binding.node) if r.value is not None]
+                    if any(self._tests_version(value, depth + 1) for value in returns):
+                        return True
+        return False
+
+    def in_version_gate(self, node: ast.AST) -> bool:
+        """``node`` is in code kept for other PyTorch releases, where the API it uses is the
+        right one there: an ``except ImportError``/``AttributeError``/... fallback, or either
+        branch of an ``if`` (or conditional expression) that tests a version or an API's
+        presence."""
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, ast.ExceptHandler):
+                # `except*` handlers are not looked into
+                if isinstance(self.parent(ancestor), ast.Try) and _catches_missing_api(ancestor):
+                    return True
+            elif isinstance(ancestor, (ast.If, ast.IfExp)) and self.tests_version(ancestor.test):
+                return True
+        return False
+
     def _is_module_class_name(self, qname: str, base_ok: bool = True) -> bool:
         if is_torch_module_class(qname):
             return base_ok or qname != TORCH_MODULE_BASE
@@ -690,6 +731,43 @@ class SemanticModel:
 
 
 # -- methods -----------------------------------------------------------------------
+
+
+# names of version checks: is_torch_version, __version__, TORCH_VERSION, _TORCH_GREATER_EQUAL_2_2
+_VERSION_NAME = re.compile(r"version|torch_(?:greater|less|ge|gt|le|lt)(?:_|$)", re.IGNORECASE)
+# exceptions a fallback for another PyTorch release catches when the API it wants is missing
+AVAILABILITY_ERRORS = frozenset(
+    {"ImportError", "ModuleNotFoundError", "AttributeError", "TypeError", "NameError", "Exception", "BaseException"}
+)
+
+
+def _identifiers(expr: ast.AST):
+    for node in walk(expr):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.keyword) and node.arg is not None:
+            yield node.arg
+        elif isinstance(node, ast.arg):
+            yield node.arg
+
+
+def _caught(handler: ast.ExceptHandler) -> list[ast.expr]:
+    if isinstance(handler.type, ast.Tuple):
+        return [e for e in handler.type.elts if not isinstance(e, ast.Starred)]
+    return [handler.type]
+
+
+def _catches_missing_api(handler: ast.ExceptHandler) -> bool:
+    """``except:``, ``except ImportError:``, ``except (AttributeError, TypeError) as e:`` ..."""
+    if handler.type is None:
+        return True
+    for element in _caught(handler):
+        name = dotted(element)
+        if name is not None and name.rpartition(".")[2] in AVAILABILITY_ERRORS:
+            return True
+    return False
 
 
 def class_methods(cls: ast.ClassDef) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:

@@ -14,7 +14,6 @@ import ast
 import bisect
 import inspect
 import io
-import re
 import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,12 +24,6 @@ from torchfix_mod.rule import Fix, ImportNeed, Rule
 from torchfix_mod.semantic import Binding, SemanticModel, dotted
 from torchfix_mod.suppress import is_suppressed, noqa_codes
 
-# names of version checks: is_torch_version, __version__, TORCH_VERSION, _TORCH_GREATER_EQUAL_2_2
-VERSION_NAME = re.compile(r"version|torch_(?:greater|less|ge|gt|le|lt)(?:_|$)", re.IGNORECASE)
-# exceptions a fallback for an older PyTorch catches when the new API is missing
-AVAILABILITY_ERRORS = frozenset(
-    {"ImportError", "ModuleNotFoundError", "AttributeError", "TypeError", "NameError", "Exception", "BaseException"}
-)
 # every qualified name of every rule of the family, and the last part of each
 ALL_NAMES = frozenset(name for entry in DEPRECATIONS for name in (entry.name, *entry.aliases))
 LAST_PARTS = frozenset(name.rpartition(".")[2] for name in ALL_NAMES)
@@ -198,59 +191,16 @@ def is_store(model: SemanticModel, node: ast.expr) -> bool:
     return isinstance(parent, ast.withitem) and parent.optional_vars is node
 
 
-def _identifiers(expr: ast.AST):
-    for node in ast.walk(expr):
-        if isinstance(node, ast.Name):
-            yield node.id
-        elif isinstance(node, ast.Attribute):
-            yield node.attr
-        elif isinstance(node, ast.keyword) and node.arg is not None:
-            yield node.arg
-        elif isinstance(node, ast.arg):
-            yield node.arg
-
-
-def tests_version(test: ast.expr) -> bool:
-    """A condition that checks the PyTorch version or the presence of an API:
-    ``is_torch_version("<", "2.2")``, ``torch.__version__ >= ...``, ``hasattr(torch, "func")``."""
-    return any(VERSION_NAME.search(name) or name in ("hasattr", "getattr") for name in _identifiers(test))
-
-
-def _caught(handler: ast.ExceptHandler) -> list[ast.expr]:
-    if isinstance(handler.type, ast.Tuple):
-        return [e for e in handler.type.elts if not isinstance(e, ast.Starred)]
-    return [handler.type]
-
-
-def catches_missing_api(handler: ast.ExceptHandler) -> bool:
-    """``except:``, ``except ImportError:``, ``except (AttributeError, TypeError) as e:`` ..."""
-    if handler.type is None:
-        return True
-    for element in _caught(handler):
-        name = dotted(element)
-        if name is not None and name.rpartition(".")[2] in AVAILABILITY_ERRORS:
-            return True
-    return False
-
-
 def catches_import_error(handler: ast.ExceptHandler) -> bool:
     if handler.type is None:
         return True
-    return bool({dotted(e) for e in _caught(handler)} & {"ImportError", "ModuleNotFoundError"})
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return bool({dotted(e) for e in caught} & {"ImportError", "ModuleNotFoundError"})
 
 
 def in_compat_code(model: SemanticModel, node: ast.AST) -> bool:
-    """``node`` is in code kept for older PyTorch releases, where the old API is the right
-    one: an ``except ImportError``/``AttributeError``/... fallback, or a branch of an ``if``
-    that tests a version or ``hasattr``."""
-    for ancestor in model.ancestors(node):
-        if isinstance(ancestor, ast.ExceptHandler):
-            # `except*` handlers are not looked into
-            if isinstance(model.parent(ancestor), ast.Try) and catches_missing_api(ancestor):
-                return True
-        elif isinstance(ancestor, (ast.If, ast.IfExp)) and tests_version(ancestor.test):
-            return True
-    return False
+    """``node`` is in code kept for other PyTorch releases (:meth:`SemanticModel.in_version_gate`)."""
+    return model.in_version_gate(node)
 
 
 def import_probe(model: SemanticModel, statement: ast.ImportFrom) -> bool:
@@ -540,6 +490,7 @@ class DeprecatedApiRule(Rule):
     """Reports references to the APIs of ``table`` and fixes the calls a rewrite covers."""
 
     table: ClassVar[dict[str, Deprecation]] = {}
+    respects_version_gates = True
     # uses of a name bound by `from ... import` are reported where they are used; False when
     # the rule fixes the import line itself (TFM603) and the uses need no change
     report_name_uses: ClassVar[bool] = True

@@ -46,12 +46,18 @@ class DeprecatedInitRule(Rule):
     import follows (the old name is dropped once unused).
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Reported without a fix: names imported under an alias
     (`import ... as xu`), and calls where the underscore name is already bound
     to something else in the file.
     """
 
     code = "TFM501"
+    respects_version_gates = True
     name = "deprecated-nn-init"
     summary = "Deprecated nn.init function without trailing underscore"
 

@@ -82,10 +82,16 @@ class VariableRule(Rule):
     `t` alone; `requires_grad=x` becomes `.requires_grad_(x)`.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Reported without a fix: `volatile=`, positional extra arguments and `*args`.
     """
 
     code = "TFM503"
+    respects_version_gates = True
     name = "autograd-variable"
     summary = "torch.autograd.Variable is a deprecated no-op wrapper; use the tensor"
 

@@ -62,6 +62,11 @@ class CheckpointReentrantRule(Rule):
     `use_reentrant=True` instead.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Not reported: calls in a function that handles `use_reentrant` itself (a
     parameter or variable of that name, or the string `"use_reentrant"`, as
     in `ckpt_kwargs = {"use_reentrant": False} if ... else {}` followed by
@@ -72,6 +77,7 @@ class CheckpointReentrantRule(Rule):
     """
 
     code = "TFM702"
+    respects_version_gates = True
     name = "checkpoint-use-reentrant"
     summary = "checkpoint without use_reentrant; pass use_reentrant=False (TorchFix TOR003)"
     applicability = Applicability.UNSAFE

@@ -42,6 +42,11 @@ class PrivateCollateRule(Rule):
     Safe: `torch.utils.data.default_collate` is the same function object.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Reported without a fix: an import that also takes other, private names
     from the module and renames a public one (`as`) or is not at the top of
     the module (the public name is added as a new top-level import), attribute uses through
@@ -52,6 +57,7 @@ class PrivateCollateRule(Rule):
     """
 
     code = "TFM704"
+    respects_version_gates = True
     name = "private-collate"
     summary = "default_collate/default_convert from private torch.utils.data._utils; use torch.utils.data (TorchFix TOR104/TOR105)"
 

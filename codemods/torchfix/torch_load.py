@@ -60,6 +60,11 @@ class TorchLoadWeightsOnlyRule(Rule):
     and holds such objects, write `weights_only=False` instead.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Reported without a fix: calls passing `pickle_module` (by keyword or as
     the third positional argument) other than `None`: `weights_only=True`
     cannot be combined with a custom pickle module (torch raises
@@ -74,6 +79,7 @@ class TorchLoadWeightsOnlyRule(Rule):
     """
 
     code = "TFM701"
+    respects_version_gates = True
     name = "torch-load-weights-only"
     summary = "torch.load without weights_only; pass weights_only=True (TorchFix TOR102)"
     applicability = Applicability.UNSAFE

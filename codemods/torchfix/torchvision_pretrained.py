@@ -251,6 +251,11 @@ class TorchvisionPretrainedRule(Rule):
     older than 0.13 has no `weights` parameter.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Reported without a fix: a value other than the literals `True`/`False`
     (`pretrained=cfg.pretrained`), `pretrained=True` on models torchvision has
     no legacy weights for (`vit_h_14`, `regnet_y_128gf`: torchvision raises),
@@ -264,6 +269,7 @@ class TorchvisionPretrainedRule(Rule):
     """
 
     code = "TFM706"
+    respects_version_gates = True
     name = "torchvision-pretrained"
     summary = "torchvision pretrained= is deprecated; use weights= with the same weights (TorchFix TOR201)"
 

@@ -54,12 +54,18 @@ class TorchvisionToTensorRule(Rule):
     top (and `torch`, for `torch.float32`, when `torch` is not imported).
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Every use is reported, including references that are not calls
     (`isinstance(t, v2.ToTensor)`); those get no fix. The nested `Compose`
     is kept as written rather than spliced into an enclosing one.
     """
 
     code = "TFM707"
+    respects_version_gates = True
     name = "torchvision-v2-to-tensor"
     summary = "transforms.v2.ToTensor is deprecated; use v2.ToImage() + v2.ToDtype(torch.float32, scale=True) (TorchFix TOR202)"
     applicability = Applicability.UNSAFE

@@ -49,12 +49,18 @@ class ZeroGradSetToNoneRule(Rule):
     why the rule is off by default.
 
     ## Known problems
+    Left alone: code kept for other PyTorch releases (either branch of an `if`
+    that tests a version or `hasattr`, directly or through a flag or function of
+    the file; an `except ImportError`/`AttributeError` fallback), where the old
+    API is used on purpose.
+
     Any method named `zero_grad` is checked, as the receiver's type is not
     known; calls through a module-level function imported by name are left
     alone. Values other than the literal `False` are not reported.
     """
 
     code = "TFM710"
+    respects_version_gates = True
     name = "zero-grad-set-to-none"
     summary = "zero_grad(set_to_none=False) keeps zero-filled grads; use set_to_none=True (TorchFix TOR402)"
     applicability = Applicability.UNSAFE

@@ -248,6 +248,47 @@ def test_tfm503_an_argument_broken_over_lines_keeps_its_parentheses_and_its_valu
     assert ia.grad_fn is None and ib.grad_fn is None and not ia.requires_grad
 
 
+class _OldTorchModule:
+    """A module as a PyTorch release before 1.8 had it: no `register_full_backward_hook`."""
+
+    def __init__(self) -> None:
+        self.hooks = []
+
+    def register_backward_hook(self, hook):
+        self.hooks.append(hook)
+        return "handle"
+
+
+@pytest.mark.parametrize("marker", ["hasattr(model", "FULL_HOOKS =", "def new_hooks", "except AttributeError"])
+def test_code_kept_for_old_releases_is_left_alone_and_still_runs_there(marker):
+    """A version gate exists to call the old API where the new one is missing: the rule leaves
+    both branches alone (even with --unsafe-fixes), so the code still runs on the old release,
+    where the rewrite the rule makes elsewhere would raise AttributeError."""
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM502")
+    source = next(c.source for c in rule.keeps if marker in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == source and not result.diagnostics
+    old = _OldTorchModule()
+    namespace: dict = {"__name__": "gated"}
+    exec(compile(source, "gated.py", "exec"), namespace)
+    if "FULL_HOOKS" in namespace:
+        namespace["FULL_HOOKS"] = False  # as evaluated on the old release
+    if "new_hooks" in namespace:
+        namespace["new_hooks"] = lambda: hasattr(_OldTorchModule, "register_full_backward_hook")
+    assert namespace["attach"](old, print) == "handle" and old.hooks == [print]
+    rewritten = source.replace("register_backward_hook", "register_full_backward_hook")
+    naive: dict = {"__name__": "gated"}
+    exec(compile(rewritten, "naive.py", "exec"), naive)
+    if "FULL_HOOKS" in naive:
+        naive["FULL_HOOKS"] = False
+    if "new_hooks" in naive:
+        naive["new_hooks"] = lambda: False
+    with pytest.raises(AttributeError):
+        naive["attach"](_OldTorchModule(), print)
+
+
 def test_tfm503_fresh_weight_is_a_trainable_leaf():
     before, after = load("TFM503", "before"), load("TFM503", "after")
     wb, wa = quietly(before.make_weight, 3), after.make_weight(3)
