@@ -207,3 +207,55 @@ def test_a_class_reaching_into_dict_through_a_normalised_spelling_is_seen(tmp_pa
     summary = summarize(ast.parse(source), path, source)
     assert summary.classes["A"].customizes_access
     assert not summary.classes["B"].customizes_access
+
+
+def test_a_class_combined_with_other_bases_in_another_file_gets_no_super_init(tmp_path, monkeypatch):
+    """`Flags` lacks `super().__init__()`, and `model.py` combines it with `Trunk`: the call
+    would reach `Trunk.__init__`, which needs `width`. The index marks `Flags` (and what it
+    derives from) as combined, and TFM401 reports it without a fix; alone, it is fixed."""
+    files = {
+        "mixpkg/__init__.py": "",
+        "mixpkg/flags.py": """\
+            import torch.nn as nn
+
+
+            class Flags(nn.Module):
+                def __init__(self):
+                    self.verbose = False
+            """,
+        "mixpkg/model.py": """\
+            import torch.nn as nn
+
+            from .flags import Flags
+
+
+            class Trunk(nn.Module):
+                def __init__(self, width):
+                    super().__init__()
+                    self.fc = nn.Linear(width, width)
+
+
+            class Model(Flags, Trunk):
+                def __init__(self, width):
+                    Trunk.__init__(self, width)
+                    Flags.__init__(self)
+            """,
+    }
+    write(tmp_path, files)
+    index = index_of(tmp_path)
+    assert index.classes["mixpkg.flags.Flags"].mixed and index.classes["mixpkg.model.Trunk"].mixed
+    assert not index.classes["mixpkg.model.Model"].mixed
+    monkeypatch.chdir(tmp_path)
+    rule = [r for r in ALL_RULES if r.code == "TFM401"]
+    together = {r.display: r for r in run([Path("mixpkg")], rule, RunOptions(mode="diff", unsafe_fixes=True))}
+    flags = together["mixpkg/flags.py"]
+    assert flags.diagnostics and not flags.changed and not flags.diagnostics[0].fix_available
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.import_module("mixpkg.model").Model(3)  # builds as written
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m == "mixpkg" or m.startswith("mixpkg.")]:
+            del sys.modules[name]
+    alone = {r.display: r for r in run([Path("mixpkg/flags.py")], rule, RunOptions(mode="diff"))}
+    assert alone["mixpkg/flags.py"].changed  # nothing in this run combines it

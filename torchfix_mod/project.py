@@ -36,6 +36,9 @@ class ProjectClass:
 
     module_subclass: bool  # derives from torch.nn.Module
     customizes_access: bool  # it or a base overrides attribute access or touches __dict__
+    # it, or a class derived from it, is one of several bases of a class of the run: what
+    # `super()` reaches from it then depends on that class's MRO
+    mixed: bool = False
 
 
 @dataclass
@@ -192,7 +195,7 @@ class ProjectIndex:
         digest = hashlib.sha256()
         for name in sorted(classes):
             info = classes[name]
-            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}\n".encode())
+            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}\n".encode())
         self.fingerprint = digest.hexdigest()
 
     def lookup(self, qname: str, module: str | None, is_package: bool = False) -> ProjectClass | None:
@@ -272,16 +275,36 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
         verdict[key] = result
         return result
 
+    # classes that are one of several bases somewhere, and every class of the run above them
+    mixed: set[tuple[str, str]] = set()
+    for summary in modules.values():
+        for cls in summary.classes.values():
+            if len(cls.bases) < 2:
+                continue
+            stack = [base_target(summary, base) for base in cls.bases]
+            while stack:
+                key = stack.pop()
+                if not isinstance(key, tuple) or key in mixed:
+                    continue
+                mixed.add(key)
+                stack.extend(base_target(modules[key[0]], base) for base in modules[key[0]].classes[key[1]].bases)
+
+    def entry(key: tuple[str, str]) -> ProjectClass | None:
+        found = info(key)
+        if found is None or not found.module_subclass:
+            return None
+        return ProjectClass(found.module_subclass, found.customizes_access, key in mixed)
+
     table: dict[str, ProjectClass] = {}
     for summary in modules.values():
         for name in summary.classes:
-            found = info((summary.module, name))
-            if found is not None and found.module_subclass:
+            found = entry((summary.module, name))
+            if found is not None:
                 table[f"{summary.module}.{name}"] = found
         for local, target in summary.imports.items():  # re-exports: `pkg.Block`
             resolved = resolve(target)
             if isinstance(resolved, tuple):
-                found = info(resolved)
-                if found is not None and found.module_subclass:
+                found = entry(resolved)
+                if found is not None:
                     table[f"{summary.module}.{local}"] = found
     return ProjectIndex(table)

@@ -8,6 +8,13 @@ from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import TORCH_MODULE_BASE, SemanticModel, class_methods, self_name
 
 HEADER = "import torch.nn as nn\n\n"
+MIXIN = (
+    HEADER + "class Flags(nn.Module):\n    def __init__(self):\n        self.verbose = False\n\n"
+    "class Trunk(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n"
+    "        self.fc = nn.Linear(width, width)\n\n"
+    "class Model(Flags, Trunk):\n    def __init__(self, width):\n"
+    "        Trunk.__init__(self, width)\n        Flags.__init__(self)\n"
+)
 
 
 def calls_an_init(model: SemanticModel, method: ast.AST) -> bool:
@@ -66,10 +73,14 @@ class MissingSuperInitRule(Rule):
     ```
 
     ## Fix safety
-    Safe when the base is `nn.Module` itself, or an nn.Module class of the same
-    file whose `__init__` needs no arguments. Unsafe otherwise (another torch
-    layer such as `nn.Linear`, a base from another file, several bases): the
-    base `__init__` may need arguments the fix cannot know.
+    Safe, and offered only when the base is `nn.Module` itself, or an nn.Module
+    class of the same file whose `__init__` needs no arguments, and the class is
+    not combined with other bases anywhere in the file or the run (as a mixin,
+    `super()` in it reaches the next class of the combined class's MRO).
+    Otherwise reported without a fix (another torch layer such as `nn.Linear`,
+    a base from another file, several bases, a mixin): the `__init__` the call
+    would reach may need arguments, and the fix would raise TypeError at
+    construction.
 
     ## Known problems
     Left alone: classes that call an `__init__` anywhere in their methods
@@ -101,11 +112,6 @@ class MissingSuperInitRule(Rule):
             HEADER + "class Base(nn.Module):\n    def __init__(self, scale=1.0):\n        super().__init__()\n\n"
             "class Child(Base):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(2, 2)\n",
         ),
-        FixCase(
-            HEADER + "class Wide(nn.Linear):\n    def __init__(self):\n        self.extra = 1\n",
-            HEADER + "class Wide(nn.Linear):\n    def __init__(self):\n        super().__init__()\n        self.extra = 1\n",
-            unsafe=True,
-        ),
     )
     keeps = (
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self):\n        super(A, self).__init__()\n"),
@@ -118,6 +124,10 @@ class MissingSuperInitRule(Rule):
         KeepCase(HEADER + "class A(nn.Module):\n    pass\n"),
         KeepCase("class Plain:\n    def __init__(self):\n        self.x = 1\n"),
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self): self.x = 1\n", reported=True),
+        # `nn.Linear.__init__` needs its sizes: `super().__init__()` would raise TypeError
+        KeepCase(HEADER + "class Wide(nn.Linear):\n    def __init__(self):\n        self.extra = 1\n", reported=True),
+        # used as a mixin: `super()` in it reaches `Trunk.__init__`, which needs `width`
+        KeepCase(MIXIN, reported=True),
     )
 
     def check(self) -> None:
@@ -139,8 +149,32 @@ class MissingSuperInitRule(Rule):
         if body_on_header_line(self.model, init):
             self.report(init, message)
             return
+        if self._combined_with_other_bases(node):
+            self.report(init, f"{message} (not fixed: the class is combined with other bases, so `super().__init__()` "
+                        "would call the next class of that MRO, which may need arguments)")
+            return
+        if not self._base_init_takes_nothing(node):
+            self.report(init, f"{message} (not fixed: the base `__init__` may need arguments the fix cannot know)")
+            return
         edit = self.edit(init, "FunctionDef", _insert_super_init)
-        self.report(init, message, Fix([edit], unsafe=not self._base_init_takes_nothing(node)))
+        self.report(init, message, Fix([edit]))
+
+    def _combined_with_other_bases(self, cls: ast.ClassDef) -> bool:
+        """``cls``, or a class derived from it, is one of several bases of a class of this file
+        or of the run: ``super()`` in ``cls`` then reaches whatever follows it in that class's
+        MRO, not ``cls``'s own base."""
+        model = self.model
+        for other in model.module_classes:
+            if len(other.bases) < 2:
+                continue
+            for base in model.base_classes(other):
+                if isinstance(base, ast.ClassDef) and cls in model.class_family_up(base):
+                    return True
+        if model.module_name and cls in model.tree.body:
+            found = model.project_class(f"{model.module_name}.{cls.name}")
+            if found is not None and found.mixed:
+                return True
+        return False
 
     def _base_init_takes_nothing(self, cls: ast.ClassDef) -> bool:
         model = self.model

@@ -235,6 +235,32 @@ def test_tfm401_after_constructs_and_runs():
     assert all(p.grad is not None for p in mlp.parameters())
 
 
+@pytest.mark.parametrize("marker", ["class Model(Flags, Trunk)", "class Wide(nn.Linear)"])
+def test_tfm401_super_init_that_would_raise_is_reported_not_inserted(marker):
+    """`super().__init__()` in a mixin reaches the next class of the combined class's MRO;
+    in a subclass of a layer with required arguments it reaches that layer. Either way the
+    inserted call raises TypeError at construction, where the code built before."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM401")
+    source = next(c.source for c in rule.keeps if marker in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == source
+    assert result.diagnostics and not any(d.fix_available or d.unsafe_fix for d in result.diagnostics)
+    cls = "Model" if "Model" in marker else "Wide"
+    args = (3,) if cls == "Model" else ()
+    namespace: dict = {"__name__": "tfm401_case"}
+    exec(compile(source, "case.py", "exec"), namespace)
+    namespace[cls](*args)  # builds as written
+    naive = source.replace("    def __init__(self):\n        self.", "    def __init__(self):\n        super().__init__()\n        self.")
+    assert naive != source
+    broken: dict = {"__name__": "tfm401_case"}
+    exec(compile(naive, "naive.py", "exec"), broken)
+    with pytest.raises(TypeError):
+        broken[cls](*args)
+
+
 # -- TFM402: module.forward(x) called directly ----------------------------------
 
 
