@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchfix_mod.codemods.containers._containers import ContainerRule, SelfAssignment, Verdict, is_concatenated, start
 from torchfix_mod.rule import FixCase, KeepCase
@@ -41,6 +42,88 @@ def key_problem(key: ast.expr, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES
     return ""
 
 
+_COMPUTED = "a key computed at run time may not be a string nn.ModuleDict accepts"
+
+
+def _loop_source(model, name: ast.Name) -> tuple[ast.expr, int | None] | None:
+    """The iterable a name is the loop variable of (``for name in X``, ``for i, b in X``, or
+    a comprehension's), and its place in a tuple target (None: the whole element); None when
+    the name has any other binding."""
+    bindings = model.scope(name).resolve(name.id)
+    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+        return None
+    target = bindings[0].node
+    holder = model.parent(target)
+    place = None
+    if isinstance(holder, ast.Tuple) and all(isinstance(e, ast.Name) for e in holder.elts):
+        place = next(i for i, e in enumerate(holder.elts) if e is target)
+        target, holder = holder, model.parent(holder)
+    if isinstance(holder, (ast.For, ast.AsyncFor, ast.comprehension)) and holder.target is target:
+        return holder.iter, place
+    return None
+
+
+def _builtin_call(model, node: ast.expr, name: str) -> bool:
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+        and not model.scope(node.func).resolve(name)
+    )
+
+
+def _is_int(model, node: ast.expr) -> bool:
+    """An expression whose value is certainly an int: an int literal, a ``range`` loop
+    variable, the index of an ``enumerate`` loop, ``len(...)``."""
+    if isinstance(node, ast.Constant):
+        return type(node.value) is int
+    if _builtin_call(model, node, "len"):
+        return True
+    if isinstance(node, ast.Name):
+        found = _loop_source(model, node)
+        if found is not None:
+            iterable, place = found
+            return (_builtin_call(model, iterable, "range") and place is None) or (
+                _builtin_call(model, iterable, "enumerate") and place == 0
+            )
+    return False
+
+
+def computed_key_problem(model, key: ast.expr, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES) -> str | None:
+    """Why a computed key may be refused by ``nn.ModuleDict`` at construction (an int, a name
+    with ``.``, an attribute of the container), or None when every value it can take is a
+    valid key: a loop variable over string literals, or an f-string (or ``str(n)``) of int
+    parts between constant text."""
+    if _is_int(model, key):
+        return "an int key: nn.ModuleDict keys must be strings"
+    if isinstance(key, ast.Name):
+        found = _loop_source(model, key)
+        if found is not None and found[1] is None and isinstance(found[0], (ast.List, ast.Tuple, ast.Set)):
+            problems = [key_problem(e, reserved) for e in found[0].elts]
+            return next((p or _COMPUTED for p in problems if p is not None), None)
+        return _COMPUTED
+    if _builtin_call(model, key, "str") and len(key.args) == 1 and not key.keywords and _is_int(model, key.args[0]):
+        parts = [key.args[0]]
+    elif isinstance(key, ast.JoinedStr):
+        parts = key.values
+    else:
+        return _COMPUTED
+    pattern = ""
+    for part in parts:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            if "." in part.value:
+                return f"key text {part.value!r} contains '.'"
+            pattern += re.escape(part.value)
+        elif isinstance(part, ast.FormattedValue) and part.format_spec is None and _is_int(model, part.value):
+            pattern += r"-?\d+"
+        elif not isinstance(part, (ast.Constant, ast.FormattedValue)) and _is_int(model, part):
+            pattern += r"-?\d+"
+        else:
+            return _COMPUTED
+    if not pattern:
+        return "an empty key"
+    clash = next((name for name in sorted(reserved) if re.fullmatch(pattern, name)), None)
+    return f"the key may be {clash!r}, an attribute of the nn container" if clash else None
+
+
 class ModuleDictRule(ContainerRule):
     """
     ## What it does
@@ -62,17 +145,22 @@ class ModuleDictRule(ContainerRule):
     ```
 
     ## Fix safety
-    Safe when every key is a string literal that `nn.ModuleDict` accepts:
-    non-empty, without `.`, and not the name of an attribute of `nn.ModuleDict`
-    (`type`, `keys`, `items`, `values`, `float`, `to`, `train`, `training`,
-    `forward`, `parameters`, `state_dict`, ...: these raise `KeyError` at
-    construction). Unsafe when a key is computed (a variable, an f-string, a
-    comprehension): it may be one of those names at run time.
+    Safe, and offered only when every key is provably one `nn.ModuleDict`
+    accepts: a string, non-empty, without `.`, and not the name of an attribute
+    of `nn.ModuleDict` (`type`, `keys`, `items`, `values`, `float`, `to`,
+    `train`, `training`, `forward`, `parameters`, `state_dict`, ...: these raise
+    `KeyError` at construction; an int key raises `TypeError`). Keys proven so
+    are string literals, loop variables over a list or tuple of such literals,
+    and f-strings or `str(i)` built from constant text and ints (a `range` loop
+    variable, an `enumerate` index, `len(...)`), checked against every attribute
+    name (`f"t{i}"` gives `t0`, `t1`, ..., never `to`).
 
     ## Known problems
     Left alone: values that are not module constructions, dicts handed to
     other code, dicts assigned more than once. Reported without a fix: keys
-    `nn.ModuleDict` rejects (ints, `""`, `"a.b"`, `"type"`), and dicts that use
+    `nn.ModuleDict` rejects (ints, `""`, `"a.b"`, `"type"`), keys computed from
+    values the analysis cannot see (a parameter, a name of unknown origin),
+    and dicts that use
     what `nn.ModuleDict` lacks (`get`, `copy`, `setdefault`, `popitem`,
     `fromkeys`, `update`).
     """
@@ -94,18 +182,26 @@ class ModuleDictRule(ContainerRule):
             _init("self.heads = nn.ModuleDict()", "self.heads['cls'] = nn.Linear(4, 10)", "self.heads['box'] = nn.Linear(4, 4)"),
         ),
         FixCase(
-            _init("self.heads = {name: nn.Linear(4, 4) for name in names}"),
-            _init("self.heads = nn.ModuleDict({name: nn.Linear(4, 4) for name in names})"),
-            unsafe=True,
+            _init("self.heads = {f'head_{i}': nn.Linear(4, 4) for i in range(3)}"),
+            _init("self.heads = nn.ModuleDict({f'head_{i}': nn.Linear(4, 4) for i in range(3)})"),
         ),
         FixCase(
-            _init("self.heads = {}", "for name in names:", "    self.heads[name] = nn.Linear(4, 4)"),
-            _init("self.heads = nn.ModuleDict()", "for name in names:", "    self.heads[name] = nn.Linear(4, 4)"),
-            unsafe=True,
+            _init("self.heads = {}", "for name in ('cls', 'box'):", "    self.heads[name] = nn.Linear(4, 4)"),
+            _init("self.heads = nn.ModuleDict()", "for name in ('cls', 'box'):", "    self.heads[name] = nn.Linear(4, 4)"),
+        ),
+        FixCase(
+            _init("self.stages = {str(i): nn.Linear(4, 4) for i, _ in enumerate(names)}"),
+            _init("self.stages = nn.ModuleDict({str(i): nn.Linear(4, 4) for i, _ in enumerate(names)})"),
         ),
     )
     keeps = (
         KeepCase(_init("self.heads = {0: nn.Linear(4, 4), 1: nn.Linear(4, 4)}"), reported=True),
+        # keys computed at run time: ints raise TypeError, unknown strings may raise KeyError
+        KeepCase(_init("self.blocks = {i: nn.Linear(4, 4) for i in range(3)}"), reported=True),
+        KeepCase(_init("self.blocks = {}", "for i in range(3):", "    self.blocks[i] = nn.Linear(4, 4)"), reported=True),
+        KeepCase(_init("self.heads = {name: nn.Linear(4, 4) for name in names}"), reported=True),
+        KeepCase(_init("self.heads = {f'{name}': nn.Linear(4, 4) for name in names}"), reported=True),
+        KeepCase(_init("self.heads = {f'layer.{i}': nn.Linear(4, 4) for i in range(3)}"), reported=True),
         KeepCase(_init("self.heads = {'type': nn.Linear(4, 4)}"), reported=True),
         KeepCase(_init("self.heads = {'a.b': nn.Linear(4, 4), '': nn.ReLU()}"), reported=True),
         KeepCase(_init("self.cfg = {'dim': 4, 'act': nn.ReLU()}")),
@@ -149,10 +245,14 @@ class ModuleDictRule(ContainerRule):
             keys.extend(uses.dict_keys)
         problems = [key_problem(k, self.reserved_keys, self.model.text(k)) for k in keys]
         bad = [p for p in problems if p]
+        bad += [
+            p for k, problem in zip(keys, problems)
+            if problem == "" and (p := computed_key_problem(self.model, k, self.reserved_keys))
+        ]
         if bad:
             self.report(site.assign, f"{message} (not fixed: {bad[0]})")
             return
-        self.conclude(site, uses, message, wrap, unsafe="" in problems)
+        self.conclude(site, uses, message, wrap)
 
     def _filled_with_modules(self, site: SelfAssignment) -> bool:
         """``self.x = {}`` followed in the same method by ``self.x[key] = <module>``."""

@@ -44,7 +44,9 @@ class ParameterDictRule(ModuleDictRule):
     already in order, so iteration order stays the same.
     Safe when every key is a string literal `nn.ParameterDict` accepts
     (non-empty, no `.`, not one of its attribute names such as `type`,
-    `keys`, `to`: the list is read off torch). Unsafe with computed keys.
+    `keys`, `to`: the list is read off torch), or computed from values proven
+    to give such keys (see TFM102). Other computed keys are reported without a
+    fix: an int key raises `TypeError` at construction, a refused name `KeyError`.
 
     ## Known problems
     Left alone: values that are not `nn.Parameter(...)` constructions (tensors
@@ -76,9 +78,8 @@ class ParameterDictRule(ModuleDictRule):
             _init("self.gains = nn.ParameterDict({'k': nn.Parameter(torch.ones(4)), 'q': nn.Parameter(torch.ones(4))})"),
         ),
         FixCase(
-            _init("self.gains = {n: nn.Parameter(torch.ones(4)) for n in names}"),
-            _init("self.gains = nn.ParameterDict({n: nn.Parameter(torch.ones(4)) for n in names}.items())"),
-            unsafe=True,
+            _init("self.gains = {n: nn.Parameter(torch.ones(4)) for n in ('k', 'q')}"),
+            _init("self.gains = nn.ParameterDict({n: nn.Parameter(torch.ones(4)) for n in ('k', 'q')}.items())"),
         ),
         # a plain dict would have its keys sorted by nn.ParameterDict: keep the order
         FixCase(
@@ -89,6 +90,9 @@ class ParameterDictRule(ModuleDictRule):
     keeps = (
         KeepCase(_init("self.lin = nn.Linear(4, 4)", "self.named = {'w': self.lin.weight}")),
         KeepCase(_init("self.gains = {'to': nn.Parameter(torch.ones(4))}"), reported=True),
+        # keys from values the analysis cannot see may be ints (TypeError) or refused names
+        KeepCase(_init("self.gains = {n: nn.Parameter(torch.ones(4)) for n in names}"), reported=True),
+        KeepCase(_init("self.gains = {i: nn.Parameter(torch.ones(4)) for i in range(2)}"), reported=True),
         KeepCase(_init("self.stats = {'mean': torch.zeros(4)}")),
     )
 

@@ -258,3 +258,50 @@ def test_tfm104_fix_keeps_the_dict_order():
         outputs.append((model(torch.ones(2)), len(list(model.parameters()))))
     assert torch.equal(outputs[0][0], outputs[1][0])
     assert outputs[0][1] == 0 and outputs[1][1] == 2
+
+
+# -- TFM102: keys computed at run time ------------------------------------------
+
+def _build(source: str, *args):
+    namespace: dict = {"__name__": "tfm102_case"}
+    exec(compile(source, "case.py", "exec"), namespace)
+    return namespace["Net"](*args)
+
+
+def test_tfm102_computed_keys_proven_valid_are_fixed_and_register_every_layer():
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM102")
+    cases = [c for c in rule.fixes if "range(3)" in c.before or "('cls', 'box')" in c.before or "enumerate" in c.before]
+    assert len(cases) == 3
+    for case in cases:
+        assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+        before, after = _build(case.before, ["a", "b"]), _build(case.after, ["a", "b"])
+        assert sum(p.numel() for p in before.parameters()) == 0
+        container = next(v for v in vars(after)["_modules"].values())
+        assert isinstance(container, nn.ModuleDict) and len(container) >= 2
+        assert sum(p.numel() for p in after.parameters()) == 20 * len(container)
+
+
+def test_tfm102_keys_that_could_be_refused_are_reported_not_wrapped():
+    """Int keys make `nn.ModuleDict` raise TypeError at construction, and a key computed from
+    unknown values may be a name it refuses: those dicts are reported without a fix (the
+    `--unsafe-fixes` wrap used to turn `{i: ... for i in range(3)}` into a TypeError)."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM102")
+    ints = next(c.source for c in rule.keeps if "{i: nn.Linear" in c.source)
+    names = next(c.source for c in rule.keeps if "for name in names}" in c.source and "f'" not in c.source)
+    for source in (ints, names):
+        result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+        assert result.new_source == source
+        assert result.diagnostics and not any(d.fix_available or d.unsafe_fix for d in result.diagnostics)
+    _build(ints, [])  # builds as written
+    with pytest.raises(TypeError):
+        _build(ints.replace("self.blocks = {", "self.blocks = nn.ModuleDict({").replace("range(3)}", "range(3)})"), [])
+    _build(names, ["type"])
+    wrapped = names.replace("self.heads = {", "self.heads = nn.ModuleDict({").replace("in names}", "in names})")
+    with pytest.raises(KeyError):
+        _build(wrapped, ["type"])  # a name the container has as an attribute
