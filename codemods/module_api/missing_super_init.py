@@ -18,8 +18,28 @@ MIXIN = (
 
 
 def calls_an_init(model: SemanticModel, method: ast.AST) -> bool:
-    """Any ``X.__init__(...)`` call: ``super().__init__()``, ``Base.__init__(self)``, ..."""
-    return any(isinstance(call.func, ast.Attribute) and call.func.attr == "__init__" for call in model.nodes(ast.Call, method))
+    """Any ``X.__init__(...)`` call: ``super().__init__()``, ``Base.__init__(self)``, ...
+    (``super(Cls).__init__()``, an unbound super object's own ``__init__``, does not count)."""
+    return any(
+        isinstance(call.func, ast.Attribute) and call.func.attr == "__init__" and unbound_super(model, call.func.value) is None
+        for call in model.nodes(ast.Call, method)
+    )
+
+
+def unbound_super(model: SemanticModel, node: ast.AST) -> ast.Call | None:
+    """``super(Cls)``: the builtin called with one argument, which makes a super object bound
+    to nothing (its ``__init__`` never reaches the base class)."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "super"
+        and not model.scope(node.func).resolve("super")
+        and len(node.args) == 1
+        and not isinstance(node.args[0], ast.Starred)
+        and not node.keywords
+    ):
+        return node
+    return None
 
 
 def required_params(func: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
@@ -82,6 +102,11 @@ class MissingSuperInitRule(Rule):
     would reach may need arguments, and the fix would raise TypeError at
     construction.
 
+    `super(Cls).__init__()` with one argument makes a super object bound to
+    nothing: its `__init__` is the super object's own, and nn.Module's never
+    runs. It is reported, and fixed to `super(Cls, self).__init__()` under the
+    same conditions.
+
     ## Known problems
     Left alone: classes that call an `__init__` anywhere in their methods
     (for instance from a helper called by `__init__`), and one-line
@@ -107,6 +132,12 @@ class MissingSuperInitRule(Rule):
             "        self.linear = nn.Linear(input_size, output_size)\n",
         ),
         FixCase(
+            HEADER + "class LR(nn.Module):\n    def __init__(self, d):\n        super(LR).__init__()\n"
+            "        self.linear = nn.Linear(d, 1)\n",
+            HEADER + "class LR(nn.Module):\n    def __init__(self, d):\n        super(LR, self).__init__()\n"
+            "        self.linear = nn.Linear(d, 1)\n",
+        ),
+        FixCase(
             HEADER + "class Base(nn.Module):\n    def __init__(self, scale=1.0):\n        super().__init__()\n\n"
             "class Child(Base):\n    def __init__(self):\n        self.fc = nn.Linear(2, 2)\n",
             HEADER + "class Base(nn.Module):\n    def __init__(self, scale=1.0):\n        super().__init__()\n\n"
@@ -115,6 +146,8 @@ class MissingSuperInitRule(Rule):
     )
     keeps = (
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self):\n        super(A, self).__init__()\n"),
+        # the unbound super object's arguments were meant for a base that takes none
+        KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self, d):\n        super(A).__init__(d)\n", reported=True),
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self):\n        nn.Module.__init__(self)\n"),
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self, x):\n        if x:\n            super().__init__()\n"),
         KeepCase(
@@ -142,6 +175,15 @@ class MissingSuperInitRule(Rule):
             return
         if any(calls_an_init(self.model, method) for method in class_methods(node)):
             return
+        unbound = [
+            (call, sup)
+            for call in self.model.nodes(ast.Call, init)
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "__init__"
+            and (sup := unbound_super(self.model, call.func.value)) is not None
+        ]
+        if unbound:
+            self.check_unbound(node, init, unbound)
+            return
         message = (
             "`__init__` never calls `super().__init__()`: assigning layers raises "
             "'cannot assign module before Module.__init__() call' and the module cannot be called"
@@ -158,6 +200,28 @@ class MissingSuperInitRule(Rule):
             return
         edit = self.edit(init, "FunctionDef", _insert_super_init)
         self.report(init, message, Fix([edit]))
+
+    def check_unbound(self, node: ast.ClassDef, init, unbound) -> None:
+        """``super(Cls).__init__()``: one argument makes an unbound super object, so
+        nn.Module's ``__init__`` never runs on the instance. The fix binds it,
+        ``super(Cls, self).__init__()``, when the call reaches an ``__init__`` that takes
+        what it is given."""
+        message = (
+            "`super({name}).__init__()` with one argument is an unbound super object: nn.Module.__init__ "
+            "never runs, and assigning layers raises 'cannot assign module before Module.__init__() call'"
+        )
+        self_arg = self_name(init)
+        for call, sup in unbound:
+            text = message.format(name=self.model.text(sup.args[0]))
+            names_cls = isinstance(sup.args[0], ast.Name) and sup.args[0].id == node.name
+            if not names_cls or call.args or call.keywords or self_arg is None:
+                self.report(call, f"{text} (not fixed: it names another class or passes arguments)")
+            elif self._combined_with_other_bases(node):
+                self.report(call, f"{text} (not fixed: the class is combined with other bases)")
+            elif not self._base_init_takes_nothing(node):
+                self.report(call, f"{text} (not fixed: the base `__init__` may need arguments)")
+            else:
+                self.report(call, text, Fix([self.edit(sup, "Call", _bind_super, self_arg)]))
 
     def _combined_with_other_bases(self, cls: ast.ClassDef) -> bool:
         """``cls``, or a class derived from it, is one of several bases of a class of this file
@@ -191,6 +255,15 @@ class MissingSuperInitRule(Rule):
             if init is not None:
                 return required_params(init) == 0
         return False
+
+
+def _bind_super(call, self_arg: str):
+    """``super(Cls)`` -> ``super(Cls, self)``."""
+    import libcst as cst
+
+    args = list(call.args)
+    first = args[0].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return call.with_changes(args=[first, cst.Arg(cst.Name(self_arg))])
 
 
 def _insert_super_init(func):

@@ -261,6 +261,27 @@ def test_tfm401_super_init_that_would_raise_is_reported_not_inserted(marker):
         broken[cls](*args)
 
 
+def test_tfm401_unbound_super_is_bound_and_the_module_builds():
+    """`super(LR).__init__()` makes a super object bound to nothing: nn.Module's `__init__`
+    never runs and the first layer assignment raises. The fix binds it to the instance."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM401")
+    case = next(c for c in rule.fixes if "super(LR).__init__()" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    before: dict = {"__name__": "tfm401_unbound"}
+    exec(compile(case.before, "before.py", "exec"), before)
+    with pytest.raises(AttributeError, match=INIT_ERROR):
+        before["LR"](4)
+    after: dict = {"__name__": "tfm401_unbound"}
+    exec(compile(case.after, "after.py", "exec"), after)
+    lr = after["LR"](4)
+    assert [name for name, _ in lr.named_parameters()] == ["linear.weight", "linear.bias"]
+    lr.linear(torch.randn(2, 4)).sum().backward()
+    assert lr.linear.weight.grad is not None
+
+
 # -- TFM402: module.forward(x) called directly ----------------------------------
 
 
