@@ -124,18 +124,19 @@ class Clean{n}(nn.Module):
         return self.fc(x)
 """
 
-# computed keys: the TFM102 fix is unsafe, applied only with --unsafe-fixes
-DICT_UNSAFE_SRC = """\
+# TFM502's fix is unsafe (the full hook sees other grad_input): applied only with --unsafe-fixes
+UNSAFE_SRC = """\
 import torch.nn as nn
 
 
 class Heads{n}(nn.Module):
     def __init__(self, names):
         super().__init__()
-        self.heads = {{name: nn.Linear(4, 4) for name in names}}
+        self.fc = nn.Linear(4, 4)
+        self.fc.register_backward_hook(print)
 """
-DICT_LINE = "self.heads = {name: nn.Linear(4, 4) for name in names}"
-DICT_FIXED = "self.heads = nn.ModuleDict({name: nn.Linear(4, 4) for name in names})"
+UNSAFE_LINE = "self.fc.register_backward_hook(print)"
+UNSAFE_FIXED = "self.fc.register_full_backward_hook(print)"
 
 BROKEN_SRC = "import torch\n\n\ndef broken(:\n    pass\n"
 
@@ -670,7 +671,7 @@ def test_changed_settings_never_give_stale_cached_results(tmp_path):
     files = {
         "pyproject.toml": "[project]\nname = 'x'\n",
         "a.py": src(MIXED_SRC),
-        "d.py": src(DICT_UNSAFE_SRC),
+        "d.py": src(UNSAFE_SRC),
     }
     cached = write_tree(tmp_path / "cached", files)
     fresh = write_tree(tmp_path / "fresh", files)
@@ -702,12 +703,12 @@ def test_changed_settings_never_give_stale_cached_results(tmp_path):
         ), args
     # and the settings really changed the results
     check, select2, diff, unsafe, persistent, select13, again, config = cached_results
-    assert {c for *_, c, _ in findings(out(check))} == {"TFM101", "TFM102", "TFM201", "TFM301"}
+    assert {c for *_, c, _ in findings(out(check))} == {"TFM101", "TFM201", "TFM301", "TFM502"}
     assert {c for *_, c, _ in findings(out(select2))} == {"TFM201"}
-    assert {c for *_, c, _ in findings(out(select13))} == {"TFM101", "TFM102", "TFM301"}
-    assert {c for *_, c, _ in findings(out(config))} == {"TFM101", "TFM102", "TFM201"}
+    assert {c for *_, c, _ in findings(out(select13))} == {"TFM101", "TFM301"}
+    assert {c for *_, c, _ in findings(out(config))} == {"TFM101", "TFM201", "TFM502"}
     assert again.stdout == check.stdout
-    assert "--- a/d.py" not in out(diff) and "+        " + DICT_FIXED in out(unsafe)
+    assert "--- a/d.py" not in out(diff) and "+        " + UNSAFE_FIXED in out(unsafe)
     assert "persistent=False" in out(diff) and "persistent=True" in out(persistent)
     assert snapshot(cached)["a.py"] == files["a.py"].encode()
 
@@ -764,7 +765,7 @@ CONFIG_TREE = {
     "src/a.py": src(LIST_SRC),
     "src/b.py": src(INPLACE_SRC),
     "src/c.py": src(BUFFER_SRC),
-    "src/d.py": src(DICT_UNSAFE_SRC),
+    "src/d.py": src(UNSAFE_SRC),
     "legacy/old.py": src(MIXED_SRC),
     "gen/g.py": src(LIST_SRC, "G"),
     "build/x.py": src(LIST_SRC, "X"),  # skipped by default
@@ -773,7 +774,7 @@ ALL_FOUND = {
     ("src/a.py", "TFM101"),
     ("src/b.py", "TFM201"),
     ("src/c.py", "TFM301"),
-    ("src/d.py", "TFM102"),
+    ("src/d.py", "TFM502"),
     ("legacy/old.py", "TFM101"),
     ("legacy/old.py", "TFM201"),
     ("legacy/old.py", "TFM301"),
@@ -859,13 +860,13 @@ def test_config_selects_the_findings(config_runs, case, expected):
 def test_config_unsafe_fixes_and_cli_override(config_runs):
     fixed_dir, fixed = config_runs["unsafe-fixes"]
     assert fixed.returncode == 0, show(fixed)
-    assert DICT_FIXED in (fixed_dir / "src/d.py").read_text()
+    assert UNSAFE_FIXED in (fixed_dir / "src/d.py").read_text()
     for case in ("no-unsafe-fixes-cli", "no-config-unsafe"):
         directory, result = config_runs[case]
         assert result.returncode == 1, show(result)  # the finding stays, without a fix
         assert (directory / "src/d.py").read_text() == CONFIG_TREE["src/d.py"]
-        line, column = position(CONFIG_TREE["src/d.py"], DICT_LINE)
-        assert findings(out(result)) == [("src/d.py", line, column, "TFM102", False)]
+        line, column = position(CONFIG_TREE["src/d.py"], UNSAFE_LINE)
+        assert findings(out(result)) == [("src/d.py", line, column, "TFM502", False)]
 
 
 def test_config_buffer_persistent_and_cli_override(config_runs):
@@ -965,14 +966,14 @@ def test_stdin_check_reports_with_the_given_filename(stdin_runs):
 def test_stdin_exit_codes_follow_the_file_rules(tmp_path):
     clean = tfm_here(tmp_path, "-", "--stdin-filename", "clean.py", stdin=src(CLEAN_SRC).encode())
     broken = tfm_here(tmp_path, "--write", "-", "--stdin-filename", "broken.py", stdin=BROKEN_SRC.encode())
-    unfixable = tfm_here(tmp_path, "--write", "-", "--stdin-filename", "d.py", stdin=src(DICT_UNSAFE_SRC).encode())
+    unfixable = tfm_here(tmp_path, "--write", "-", "--stdin-filename", "d.py", stdin=src(UNSAFE_SRC).encode())
     assert clean.returncode == 0, show(clean)
     assert findings(out(clean)) == []
     assert broken.returncode == 2, show(broken)
     assert [e[:2] for e in errors(err(broken))] == [("broken.py", position(BROKEN_SRC, "def broken(:")[0])]
     assert broken.stdout == BROKEN_SRC.encode()  # the source passes through unchanged
     assert unfixable.returncode == 1, show(unfixable)  # a finding without a (safe) fix remains
-    assert unfixable.stdout == src(DICT_UNSAFE_SRC).encode()
+    assert unfixable.stdout == src(UNSAFE_SRC).encode()
 
 
 @pytest.mark.parametrize("spelling", ["dot", "absolute"])

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from torchfix_mod.codemods.module_api.inplace_forward import InplaceForwardRule
 from torchfix_mod.codemods.containers.module_dict import ModuleDictRule
+from torchfix_mod.codemods.deprecated.full_backward_hook import FullBackwardHookRule
 from torchfix_mod.codemods.containers.module_list import ModuleListRule
 from torchfix_mod.codemods.attributes.register_buffer import RegisterBufferRule
 from torchfix_mod import __version__
@@ -36,12 +37,12 @@ LIST = ModuleListRule.fixes[0]  # TFM101, `self.dec_layers = []` filled by appen
 LIST_IMPORT = ModuleListRule.fixes[3]  # TFM101, also rewrites the first line (the import)
 LIST_COMMENT = ModuleListRule.fixes[1]  # TFM101 on the last line
 DICT = ModuleDictRule.fixes[0]  # TFM102, literal keys: safe
-DICT_UNSAFE = next(case for case in ModuleDictRule.fixes if case.unsafe)  # computed keys
+UNSAFE = FullBackwardHookRule.fixes[0]  # TFM502: an unsafe fix
 INPLACE = InplaceForwardRule.fixes[1]  # several TFM201 findings in one forward
 BUFFER = RegisterBufferRule.fixes[0]  # TFM301
 UNFIXABLE = next(case for case in ModuleListRule.keeps if case.reported)  # reported, never fixed
 
-assert not DICT.unsafe and DICT_UNSAFE.unsafe and not any((LIST.unsafe, INPLACE.unsafe, BUFFER.unsafe))
+assert not DICT.unsafe and UNSAFE.unsafe and not any((LIST.unsafe, INPLACE.unsafe, BUFFER.unsafe))
 
 ALL_RULES = tuple(load_rules())
 
@@ -660,28 +661,28 @@ def test_json_output_then_fixed_after_write(tmp_path):
 def test_unsafe_fix_needs_the_flag(tmp_path, monkeypatch):
     dirs = [tmp_path / name for name in ("check", "safe", "unsafe")]
     for directory in dirs:
-        write_tree(directory, {"u.py": DICT_UNSAFE.before})
-    line, column = position(DICT_UNSAFE.before, "self.heads = ")
+        write_tree(directory, {"u.py": UNSAFE.before})
+    line, column = position(UNSAFE.before, "model.fc.register_backward_hook")
     safe_write, unsafe_write = tfm_parallel((dirs[1], "--write", "u.py"), (dirs[2], "--write", "--unsafe-fixes", "u.py"))
 
     # check mode (in-process): reported, but not marked fixable
     monkeypatch.chdir(dirs[0])
     check = CliRunner().invoke(app, ["u.py"])
     assert check.exit_code == 1
-    assert findings(check.stdout) == [("u.py", line, column, "TFM102", False)]  # no [*]
+    assert findings(check.stdout) == [("u.py", line, column, "TFM502", False)]  # no [*]
     assert "1 more fix available with --unsafe-fixes." in check.stdout
     with_flag = CliRunner().invoke(app, ["--unsafe-fixes", "u.py"])
-    assert findings(with_flag.stdout) == [("u.py", line, column, "TFM102", True)]
-    assert (dirs[0] / "u.py").read_text() == DICT_UNSAFE.before
+    assert findings(with_flag.stdout) == [("u.py", line, column, "TFM502", True)]
+    assert (dirs[0] / "u.py").read_text() == UNSAFE.before
 
     # --write without the flag leaves the file alone and still reports it
     assert safe_write.returncode == 1
-    assert findings(out(safe_write)) == [("u.py", line, column, "TFM102", False)]
+    assert findings(out(safe_write)) == [("u.py", line, column, "TFM502", False)]
     assert "1 more fix available with --unsafe-fixes." in out(safe_write)
-    assert (dirs[1] / "u.py").read_text() == DICT_UNSAFE.before
+    assert (dirs[1] / "u.py").read_text() == UNSAFE.before
 
     assert unsafe_write.returncode == 0, out(unsafe_write)
-    assert (dirs[2] / "u.py").read_text() == DICT_UNSAFE.after
+    assert (dirs[2] / "u.py").read_text() == UNSAFE.after
     assert out(unsafe_write).strip() == "Fixed 1 finding in 1 file, 0 remaining."
 
 

@@ -180,3 +180,25 @@ def test_tfm302_forward_is_unchanged_by_the_fix():
     after = build("TFM302", "after", "TemperatureScaledClassifier", DIM, CLASSES)
     after.load_state_dict(before.state_dict(), strict=False)
     assert torch.allclose(before(x), after(x))
+
+
+# -- TFM303: a conversion of an nn.Parameter ------------------------------------
+
+
+def test_tfm303_a_copying_conversion_stores_a_plain_tensor_before_and_a_parameter_after():
+    """On the CPU a dtype conversion copies as a move to a GPU would: before the fix the
+    attribute is a plain tensor (not trained, not saved); after it, a registered parameter."""
+    rule = next(r for r in ALL_RULES if r.code == "TFM303")
+    case = next(c for c in rule.fixes if ".double().to(device)" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    before = _namespace(case.before)["Net"](3, "cpu")
+    after = _namespace(case.after)["Net"](3, "cpu")
+    assert not isinstance(before.scale, nn.Parameter) and "scale" not in before.state_dict()
+    assert isinstance(after.scale, nn.Parameter) and "scale" in after.state_dict()
+    assert after.scale.dtype == before.scale.dtype == torch.float64
+    assert torch.equal(after.scale, before.scale) and not after.scale.requires_grad
+    weights = next(c for c in rule.fixes if "torch.randn(n, n)).to(device)" in c.before)
+    moved = _namespace(weights.after.replace(".to(device)", ".to(torch.float64)"))["Net"](3, "cpu")
+    assert [name for name, _ in moved.named_parameters()] == ["w"] and moved.w.is_leaf
+    stuck = _namespace(weights.before.replace(".to(device)", ".to(torch.float64)"))["Net"](3, "cpu")
+    assert list(stuck.named_parameters()) == [] and not stuck.w.is_leaf

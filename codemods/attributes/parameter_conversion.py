@@ -1,0 +1,146 @@
+"""TFM303: ``nn.Parameter(t).to(device)`` stored on a module: the conversion goes inside."""
+
+from __future__ import annotations
+
+import ast
+
+from torchfix_mod.codemods._shared._attributes import self_assignments
+from torchfix_mod.project import PARAMETER_CLASSES
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+
+HEADER = "import torch\nimport torch.nn as nn\n\n"
+# Tensor methods that return a copy when they convert (device or dtype), and the tensor
+# itself when there is nothing to convert
+CONVERSIONS = frozenset({"to", "cuda", "cpu", "double", "float", "half", "bfloat16", "type", "type_as"})
+
+
+def _init(*lines: str) -> str:
+    body = "".join(f"        {line}\n" for line in lines)
+    return f"{HEADER}class Net(nn.Module):\n    def __init__(self, n, device):\n        super().__init__()\n{body}"
+
+
+class ParameterConversionRule(Rule):
+    """
+    ## What it does
+    Finds `nn.Parameter(t)` followed by a conversion (`.to(device)`, `.cuda()`,
+    `.double()`, `.half()`, ...) and stored as an attribute of an nn.Module,
+    and moves the conversion inside: `nn.Parameter(t.to(device))`.
+
+    ## Why is this bad?
+    A conversion that copies returns a plain tensor computed from the
+    parameter, not a parameter: the attribute is then missing from
+    `parameters()` (the optimizer never updates it) and from `state_dict()`.
+    When there is nothing to convert (`.to("cpu")` on the CPU), the same
+    parameter comes back, which hides the bug until the code runs on a GPU or
+    in another dtype.
+
+    ## Example
+    ```python
+    self.w = nn.Parameter(torch.randn(n, n)).to(device)
+    ```
+
+    ## Use instead
+    ```python
+    self.w = nn.Parameter(torch.randn(n, n).to(device))
+    ```
+
+    ## Fix safety
+    Safe: the parameter holds the converted values either way; after the fix
+    it is a registered leaf parameter on every device, as it already was
+    whenever the conversion did not copy. `requires_grad=` stays on the
+    parameter.
+
+    ## Known problems
+    Left alone: conversions with `*args`/`**kwargs`, a Parameter built with
+    its data passed by keyword, and values that are not stored on `self`.
+    """
+
+    code = "TFM303"
+    name = "parameter-conversion"
+    summary = "nn.Parameter(t).to(...) stores a plain tensor when the conversion copies; convert inside"
+
+    fixes = (
+        FixCase(
+            _init("self.w = nn.Parameter(torch.randn(n, n)).to(device)  # weights"),
+            _init("self.w = nn.Parameter(torch.randn(n, n).to(device))  # weights"),
+        ),
+        FixCase(
+            _init("self.scale = nn.Parameter(torch.ones(n) * 2, requires_grad=False).double().to(device)"),
+            _init("self.scale = nn.Parameter((torch.ones(n) * 2).double().to(device), requires_grad=False)"),
+        ),
+        FixCase(
+            "import torch\nfrom torch.nn import Module, Parameter\n\n"
+            "class Net(Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.bias = Parameter(torch.zeros(3)).cuda()\n",
+            "import torch\nfrom torch.nn import Module, Parameter\n\n"
+            "class Net(Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.bias = Parameter(torch.zeros(3).cuda())\n",
+        ),
+    )
+    keeps = (
+        KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n).to(device))")),
+        KeepCase(_init("w = nn.Parameter(torch.randn(n, n)).to(device)", "self.out = w.sum()")),
+        KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n)).to(*device)"), reported=True),
+        KeepCase(_init("self.w = nn.Parameter(data=torch.randn(n, n)).to(device)"), reported=True),
+        KeepCase(HEADER + "class Plain:\n    def __init__(self):\n        self.w = nn.Parameter(torch.ones(2)).double()\n"),
+    )
+
+    def check(self) -> None:
+        model = self.model
+        for cls, is_module in model.module_classes.items():
+            if not is_module:
+                continue
+            for site in self_assignments(model, cls):
+                chain = self._conversion_chain(site.value)
+                if chain is None:
+                    continue
+                parameter, links = chain
+                message = (
+                    f"`{site.self_arg}.{site.attr}` is a conversion of an nn.Parameter: when it copies (another device "
+                    "or dtype) it is a plain tensor, missing from parameters() and state_dict(); convert inside"
+                )
+                positional = [a for a in parameter.args if not isinstance(a, ast.Starred)]
+                starred = any(isinstance(a, ast.Starred) for a in parameter.args) or any(k.arg is None for k in parameter.keywords)
+                link_starred = any(
+                    isinstance(a, ast.Starred) for link in links for a in link.args
+                ) or any(k.arg is None for link in links for k in link.keywords)
+                if not positional or starred or link_starred:
+                    self.report(site.assign, f"{message} (not fixed: its arguments are not all visible)")
+                    continue
+                fix = Fix([self.edit(site.value, "Call", _convert_inside, len(links))])
+                self.report(site.assign, message, fix)
+
+    def _conversion_chain(self, value: ast.expr) -> tuple[ast.Call, list[ast.Call]] | None:
+        """``nn.Parameter(...).a(...).b(...)`` with every link a conversion: the Parameter
+        call and the links, innermost first."""
+        links: list[ast.Call] = []
+        node = value
+        while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CONVERSIONS:
+            links.append(node)
+            node = node.func.value
+        if not links or not isinstance(node, ast.Call):
+            return None
+        if not self.model.qualified_names(node.func) or not self.model.qualified_names(node.func) <= PARAMETER_CLASSES:
+            return None
+        return node, list(reversed(links))
+
+
+def _convert_inside(value, count: int):
+    """``Parameter(t, ...).a(x).b(y)`` -> ``Parameter(t.a(x).b(y), ...)`` (``count`` links)."""
+    import libcst as cst
+
+    links = []
+    node = value
+    for _ in range(count):
+        links.append(node)
+        node = node.func.value
+    parameter = node
+    data = parameter.args[0]
+    inner = data.value
+    spans_lines = "\n" in cst.Module([]).code_for_node(inner)
+    atomic = isinstance(inner, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+    if (not atomic or spans_lines) and not inner.lpar:
+        inner = inner.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    for link in reversed(links):  # innermost first
+        inner = link.with_changes(func=link.func.with_changes(value=inner))
+    return parameter.with_changes(args=[data.with_changes(value=inner), *parameter.args[1:]])
