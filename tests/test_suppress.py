@@ -66,3 +66,23 @@ def test_noqa_on_last_line_of_a_multiline_statement():
 def test_skip_file():
     source, result = run(prefix="# torchfix-mod: skip-file\n")
     assert result.diagnostics == [] and result.new_source == source
+
+
+@pytest.mark.parametrize(
+    "comment, silenced",
+    [
+        ("  # noqa: TOR106", True),  # TorchFix's code for the same check
+        ("  # noqa: TFM705", True),
+        ("  # noqa: TOR102", False),  # another TorchFix check
+        ("  # noqa: TFM101", False),
+        ("", False),
+    ],
+)
+def test_a_torchfix_noqa_silences_the_rule_making_the_same_check(comment, silenced):
+    """A TorchFix user's `# noqa: TOR106` carries over: it silences TFM705 (TorchFix's
+    TOR106/TOR107), and nothing else."""
+    source = f"import torch\n\n\ndef f(x):\n    return torch.log(1 + x){comment}\n"
+    result = transform(source)
+    reported = [d.code for d in result.diagnostics]
+    assert ("TFM705" not in reported) is silenced
+    assert (result.new_source == source) is silenced

@@ -262,7 +262,8 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
     findings, errors = _check(model, settings)
     if findings:
         suppressed = noqa_codes(source)
-        findings = [f for f in findings if not is_suppressed(suppressed, f.code, _reported_lines(f))]
+        aliases = {rule.code: rule.torchfix_codes() for rule in settings.rules}
+        findings = [f for f in findings if not is_suppressed(suppressed, f.code, _reported_lines(f), aliases.get(f.code, ()))]
 
     def applicable(finding: Finding) -> bool:
         return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)

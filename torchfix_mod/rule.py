@@ -13,6 +13,7 @@ import enum
 import importlib
 import inspect
 import pkgutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -120,6 +121,12 @@ class Rule:
     respects_version_gates: ClassVar[bool] = False
     fixes: ClassVar[Sequence[FixCase]] = ()
     keeps: ClassVar[Sequence[KeepCase]] = ()
+
+    @classmethod
+    def torchfix_codes(cls) -> tuple[str, ...]:
+        """The TorchFix codes of the same check (named in the summary, "(TorchFix TOR101/TOR103)"):
+        a TorchFix user's ``# noqa: TOR101`` silences this rule too."""
+        return tuple(re.findall(r"\bTOR\d{3}\b", cls.summary))
 
     @classmethod
     def docs(cls) -> str:

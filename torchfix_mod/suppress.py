@@ -1,5 +1,6 @@
 """Suppression comments: ``# noqa`` / ``# noqa: TFM101, TFM201`` on a reported line
-(Ruff and flake8 spelling) and ``# torchfix-mod: skip-file`` anywhere in a file."""
+(Ruff and flake8 spelling; TorchFix's codes, ``# noqa: TOR101``, silence the rule that makes
+the same check) and ``# torchfix-mod: skip-file`` anywhere in a file."""
 
 from __future__ import annotations
 
@@ -41,9 +42,11 @@ def noqa_codes(source: str) -> dict[int, frozenset[str]]:
     return result
 
 
-def is_suppressed(codes_by_line: dict[int, frozenset[str]], code: str, lines: range) -> bool:
+def is_suppressed(codes_by_line: dict[int, frozenset[str]], code: str, lines: range, aliases: tuple[str, ...] = ()) -> bool:
+    """``code`` is silenced on one of ``lines`` by a bare ``# noqa`` or one naming it, or
+    naming one of its ``aliases`` (the TorchFix codes of the same check, ``TOR101``)."""
     for line in lines:
         codes = codes_by_line.get(line)
-        if codes is not None and (codes is ALL or code in codes):
+        if codes is not None and (codes is ALL or code in codes or any(a in codes for a in aliases)):
             return True
     return False

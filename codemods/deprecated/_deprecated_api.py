@@ -593,7 +593,7 @@ class DeprecatedApiRule(Rule):
             span = self.model.span(target)
             first, last = span.line, span.end_line
             lines = range(first, first + 1) if first == last else range(first, last + 1, last - first)
-            if is_suppressed(codes, self.code, lines):
+            if is_suppressed(codes, self.code, lines, self.torchfix_codes()):
                 return True
         return False
 
