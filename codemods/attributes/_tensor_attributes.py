@@ -244,6 +244,13 @@ class TensorAttributeRule(Rule):
     def refuses_use(self, use: ast.Attribute) -> bool:
         return False
 
+    def deliberately_plain(self, site: SelfAssignment) -> bool:
+        """Every read of the attribute in the class's methods moves it where it is used
+        (``.to(x.device)``, ``.type_as(x)``, ``.cuda()``) or reads it back (``.tolist()``,
+        ``.item()``, ``.device``): the tensor is kept plain on purpose. False when nothing
+        reads it in the class."""
+        return False
+
     def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
         """The state_dict keys the fix adds (a parameter is always saved)."""
         return (site.attr,)
@@ -283,6 +290,8 @@ class TensorAttributeRule(Rule):
             if taken is None or site.attr in taken or site.attr in MODULE_ATTRIBUTES:
                 continue
             if not self._other_stores_acceptable(site, tensors):
+                continue
+            if self.deliberately_plain(site):
                 continue
             earlier = self._set_earlier(cls, init, site)
             if earlier is not None:

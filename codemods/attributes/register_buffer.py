@@ -9,6 +9,9 @@ from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeR
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
+# a read that moves the tensor where it is used, or reads it back to Python or metadata
+MOVES = frozenset({"to", "type_as", "cuda"})
+READ_BACK = frozenset({"tolist", "item", "numpy", "device", "dtype", "shape", "size", "dim", "numel"})
 
 
 RESET = "\n    def _reset(self, n):\n        self.mask = torch.zeros(n)\n"
@@ -52,7 +55,11 @@ class RegisterBufferRule(TensorAttributeRule):
     registering buffers is for, but review such constants.
 
     ## Known problems
-    Left alone: values not provably tensors (`torch.device`, dtypes,
+    Left alone: tensors kept plain on purpose, where every read in the class
+    moves the tensor where it is used (`.to(x.device)`, `.type_as(x)`,
+    `.cuda()`) or reads it back (`.tolist()`, `.item()`, `.device`): a buffer
+    would also follow the module's dtype casts (`.double()`, `.half()`), which
+    such code does not expect. Values not provably tensors (`torch.device`, dtypes,
     `torch.Size`, `torch.Generator()`, anything computed by unknown code);
     tensors created with `requires_grad=True` (they want `nn.Parameter`); names
     the class or its bases already define (class attributes, properties,
@@ -115,6 +122,12 @@ class RegisterBufferRule(TensorAttributeRule):
         ),
     )
     keeps = (
+        # kept plain on purpose: every read moves it where it is used (a buffer would also
+        # follow the module's dtype casts, which this code does not want)
+        KeepCase(_init("self.basis = torch.randn(n, n)",
+                       extra="\n    def forward(self, x):\n        return x @ self.basis.to(x.device)\n")),
+        KeepCase(_init("self.steps = torch.arange(n)",
+                       extra="\n    def forward(self, x):\n        return x[:, : len(self.steps.tolist())]\n")),
         # already set by code that runs first: register_buffer would raise KeyError
         KeepCase(_init("self._reset(n)", "self.mask = torch.ones(n)", extra=RESET), reported=True),
         KeepCase(
@@ -171,6 +184,24 @@ class RegisterBufferRule(TensorAttributeRule):
             f"`{site.self_arg}.{site.attr}` is a plain tensor attribute: it does not follow "
             ".to(device)/.cuda()/.double(); register it with register_buffer"
         )
+
+    def deliberately_plain(self, site: SelfAssignment) -> bool:
+        model = self.model
+        reads = [
+            use for use in model.attributes.get(site.attr, ())
+            if use is not site.target and isinstance(use.ctx, ast.Load)
+            and isinstance(use.value, ast.Name) and model.enclosing_class(use) in model.class_family(site.cls)
+        ]
+        return bool(reads) and all(self._moved_or_read_back(use) for use in reads)
+
+    def _moved_or_read_back(self, use: ast.Attribute) -> bool:
+        parent = self.model.parent(use)
+        if not isinstance(parent, ast.Attribute) or parent.value is not use:
+            return False
+        if parent.attr in READ_BACK:
+            return True
+        call = self.model.parent(parent)
+        return parent.attr in MOVES and isinstance(call, ast.Call) and call.func is parent and bool(call.args or call.keywords or parent.attr == "cuda")
 
     def refuses_use(self, use: ast.Attribute) -> bool:
         return self.gets_requires_grad(use)  # made trainable later: it wants to be a Parameter

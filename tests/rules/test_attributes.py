@@ -202,3 +202,19 @@ def test_tfm303_a_copying_conversion_stores_a_plain_tensor_before_and_a_paramete
     assert [name for name, _ in moved.named_parameters()] == ["w"] and moved.w.is_leaf
     stuck = _namespace(weights.before.replace(".to(device)", ".to(torch.float64)"))["Net"](3, "cpu")
     assert list(stuck.named_parameters()) == [] and not stuck.w.is_leaf
+
+
+def test_tfm301_a_tensor_every_read_moves_is_left_plain():
+    """`x @ self.basis.to(x.device)`: the code moves the tensor where it is used and keeps its
+    dtype. As a buffer it would follow `.double()`, and the float32 input would then meet a
+    float64 basis; the rule leaves it alone."""
+    source = next(c.source for c in TFM301.keeps if "self.basis.to(x.device)" in c.source)
+    result = transform_source(source, Settings(rules=(TFM301,)))
+    assert result.new_source == source and not result.diagnostics
+    x = torch.randn(2, 3)
+    plain = _namespace(source)["Net"](3).double()
+    assert plain(x).dtype == torch.float32
+    naive = source.replace("self.basis = torch.randn(n, n)", 'self.register_buffer("basis", torch.randn(n, n), persistent=False)')
+    registered = _namespace(naive)["Net"](3).double()
+    with pytest.raises(RuntimeError, match="dtype"):
+        registered(x)
