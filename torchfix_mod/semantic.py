@@ -581,19 +581,17 @@ class SemanticModel:
 
     def local_classes(self, expr: ast.AST) -> list[ast.ClassDef] | None:
         """The ClassDefs a name may refer to, or None if any binding of it is not a class."""
-        if not isinstance(expr, ast.Name):
-            return None
-        found = self.scope(expr).resolve(expr.id)
-        if not found or any(b.kind != "class" for b in found):
-            return None
-        return [b.node for b in found]
+        return self._local_definitions(expr, "class")
 
     def local_functions(self, expr: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef] | None:
         """The defs a name may refer to, or None if any binding of it is not a def."""
+        return self._local_definitions(expr, "def")
+
+    def _local_definitions(self, expr: ast.AST, kind: str) -> list | None:
         if not isinstance(expr, ast.Name):
             return None
         found = self.scope(expr).resolve(expr.id)
-        if not found or any(b.kind != "def" for b in found):
+        if not found or any(b.kind != kind for b in found):
             return None
         return [b.node for b in found]
 

@@ -48,7 +48,8 @@ class ParameterConversionRule(Rule):
     Safe: the parameter holds the converted values either way; after the fix
     it is a registered leaf parameter on every device, as it already was
     whenever the conversion did not copy. `requires_grad=` stays on the
-    parameter.
+    parameter. It joins `state_dict()`: a checkpoint saved where the
+    conversion copied lacks its key (the migration report lists it).
 
     ## Known problems
     Left alone: conversions with `*args`/`**kwargs`, a Parameter built with
@@ -108,7 +109,7 @@ class ParameterConversionRule(Rule):
                     self.report(site.assign, f"{message} (not fixed: its arguments are not all visible)")
                     continue
                 fix = Fix([self.edit(site.value, "Call", _convert_inside, len(links))])
-                self.report(site.assign, message, fix)
+                self.report(site.assign, message, fix, (site.attr,))  # the parameter joins state_dict()
 
     def _conversion_chain(self, value: ast.expr) -> tuple[ast.Call, list[ast.Call]] | None:
         """``nn.Parameter(...).a(...).b(...)`` with every link a conversion: the Parameter
