@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from torchfix_mod.rule import Fix, ImportNeed, Rule
-from torchfix_mod.semantic import Scope, SemanticModel, class_methods, self_name
+from torchfix_mod.semantic import TORCH_MODULE_BASE, Scope, SemanticModel, class_methods, self_name
+from torchfix_mod.torch_facts import NN_MODULE_CLASSES
 
 ITERATING_BUILTINS = frozenset({"len", "enumerate", "zip", "iter", "list", "tuple", "any", "all", "sum"})
 # Calls that can register a module under a second name, out of the analysis' sight.
@@ -610,6 +611,118 @@ def _is_integer(expr: ast.AST) -> bool:
     return isinstance(expr, ast.Constant) and type(expr.value) is int
 
 
+# -- what the layers hold ------------------------------------------------------------
+
+# torch.nn classes that hold neither parameters nor buffers however they are built (checked on
+# torch 2.13): registering them changes only what .train()/.eval(), hooks and apply() reach.
+STATELESS_NN_CLASSES = frozenset(
+    {
+        "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+        "AdaptiveMaxPool3d", "AlphaDropout", "AvgPool1d", "AvgPool2d", "AvgPool3d", "CELU", "ChannelShuffle",
+        "CircularPad1d", "CircularPad2d", "CircularPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+        "CosineSimilarity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "ELU", "FeatureAlphaDropout", "Flatten",
+        "Fold", "FractionalMaxPool2d", "FractionalMaxPool3d", "GELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish",
+        "Hardtanh", "Identity", "LPPool1d", "LPPool2d", "LPPool3d", "LeakyReLU", "LocalResponseNorm", "LogSigmoid",
+        "LogSoftmax", "MaxPool1d", "MaxPool2d", "MaxPool3d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "Mish",
+        "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "RReLU", "ReLU", "ReLU6", "ReflectionPad1d",
+        "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "SELU",
+        "SiLU", "Sigmoid", "Softmax", "Softmax2d", "Softmin", "Softplus", "Softshrink", "Softsign", "Tanh",
+        "Tanhshrink", "Threshold", "Unflatten", "Unfold", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d",
+        "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    }
+)
+# torch.nn containers: they hold what they are given
+NN_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
+PARAMS, STATELESS, OPAQUE = "params", "stateless", "opaque"
+
+
+def layer_state(model: SemanticModel, expr: ast.AST, depth: int = 0) -> str:
+    """What a module construction holds: ``PARAMS`` when it certainly holds a parameter (a
+    torch.nn layer that has weights, or a class of the file that makes one), ``STATELESS`` when
+    it certainly holds neither parameters nor buffers, ``OPAQUE`` otherwise (buffers only, or
+    what it holds cannot be seen: code of another library builds it)."""
+    if not isinstance(expr, ast.Call) or depth > 4:
+        return OPAQUE
+    qnames = model.qualified_names(expr.func)
+    if qnames and all(q.startswith("torch.nn.") for q in qnames):
+        short = {q.rsplit(".", 1)[-1] for q in qnames}
+        if short <= STATELESS_NN_CLASSES:
+            return STATELESS
+        if short <= NN_CONTAINERS:
+            parts = [a.value for a in call_args(expr)]
+            return _combine([_held_state(model, part, depth) for part in parts]) if parts else STATELESS
+        if short <= NN_MODULE_CLASSES and not any(name.endswith("Loss") for name in short):
+            return PARAMS  # linear, convolution, normalization, embedding, recurrent, attention layers
+        return OPAQUE
+    classes = model.local_classes(expr.func)
+    if classes and len(classes) == 1:
+        return class_state(model, classes[0], depth + 1)
+    if qnames and all(model.project_class(q) is not None for q in qnames):
+        # a class of another file of the run: what it holds is not summarized across files, so
+        # it is taken to hold parameters, as a layer class usually does
+        return PARAMS
+    return OPAQUE
+
+
+def _held_state(model: SemanticModel, expr: ast.AST, depth: int) -> str:
+    if isinstance(expr, (ast.List, ast.Tuple)):
+        return _combine([_held_state(model, e, depth) for e in expr.elts]) if expr.elts else STATELESS
+    if isinstance(expr, ast.Starred):
+        return _held_state(model, expr.value, depth)
+    return layer_state(model, expr, depth + 1)
+
+
+def _combine(states: list[str]) -> str:
+    if PARAMS in states:
+        return PARAMS
+    return OPAQUE if OPAQUE in states else STATELESS
+
+
+def class_state(model: SemanticModel, cls: ast.ClassDef, depth: int) -> str:
+    """``layer_state`` of an instance of a class of this file, from what its methods and those
+    of its bases store on ``self``."""
+    states = []
+    for member in model.class_family_up(cls):
+        for base in model.base_classes(member):
+            if not isinstance(base, ast.ClassDef) and base != TORCH_MODULE_BASE:
+                states.append(layer_state_of_base(base))
+        for site in self_assignments(model, member):
+            states.append(_stored_state(model, site.value, depth))
+        for call in model.nodes(ast.Call, member):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in ("register_parameter", "register_buffer", "add_module"):
+                states.append(PARAMS if func.attr == "register_parameter" else OPAQUE)
+    return _combine(states)
+
+
+def layer_state_of_base(qname: str) -> str:
+    short = qname.rsplit(".", 1)[-1]
+    if qname.startswith("torch.nn.") and short in STATELESS_NN_CLASSES:
+        return STATELESS
+    if qname.startswith("torch.nn.") and short in NN_MODULE_CLASSES and not short.endswith("Loss"):
+        return PARAMS
+    return OPAQUE
+
+
+def _stored_state(model: SemanticModel, value: ast.AST, depth: int) -> str:
+    """What storing ``value`` on ``self`` adds: a number, a string, a name or an argument adds
+    nothing a module holds; a call may build a layer or a tensor."""
+    if isinstance(value, ast.Call):
+        qnames = model.qualified_names(value.func)
+        if qnames and all(q in ("torch.nn.Parameter", "torch.nn.parameter.Parameter") for q in qnames):
+            return PARAMS
+        if model.is_module_construction(value):
+            return layer_state(model, value, depth)
+        if qnames and all(q.startswith(("builtins.", "math.")) for q in qnames):
+            return STATELESS
+        return OPAQUE
+    if isinstance(value, (ast.List, ast.Tuple)):
+        return _combine([_stored_state(model, e, depth) for e in value.elts]) if value.elts else STATELESS
+    if isinstance(value, (ast.Constant, ast.JoinedStr, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp)):
+        return STATELESS
+    return OPAQUE
+
+
 # -- the rules ---------------------------------------------------------------------
 
 
@@ -627,14 +740,29 @@ class ContainerRule(Rule):
         for cls, is_module in self.model.module_classes.items():
             if is_module:
                 for site in self_assignments(self.model, cls):
+                    self._elements: list[ast.AST] = []
                     self.check_site(site)
 
     def check_site(self, site: SelfAssignment) -> None:
         raise NotImplementedError
 
     def is_element(self, expr: ast.AST) -> bool:
-        """A construction of what the container holds."""
-        return self.model.is_module_construction(expr)
+        """A construction of what the container holds (each one seen is kept for the fix's
+        decision)."""
+        found = self.model.is_module_construction(expr)
+        if found:
+            self._elements.append(expr)
+        return found
+
+    def only_opaque_layers(self) -> bool:
+        """No layer of the container certainly holds a parameter, and some may hold buffers or
+        what the analysis cannot see (a class wrapping another library's transform): registering
+        them adds state_dict keys that strict loads of existing checkpoints reject, and lets a
+        parent's .half()/.to() cast and move what the code may keep apart on purpose."""
+        if not self.holds_modules:
+            return False
+        states = [layer_state(self.model, e) for e in getattr(self, "_elements", [])]
+        return bool(states) and PARAMS not in states and OPAQUE in states
 
     def module_value(self, expr: ast.AST) -> bool:
         return self.is_element(expr) or module_valued_local(self.model, expr, self.is_element)
@@ -658,6 +786,10 @@ class ContainerRule(Rule):
             return
         if not runs_after_super_init(model, site):
             self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
+            return
+        if self.only_opaque_layers():
+            self.report(site.assign, f"{message} (not fixed: no layer certainly holds a parameter, and registering "
+                        "them may add state_dict keys and let .half()/.to() reach what they hold)")
             return
         reference = nn_reference(model, self.container, site.assign)
         if reference is None:

@@ -162,7 +162,8 @@ class ModuleDictRule(ContainerRule):
     values the analysis cannot see (a parameter, a name of unknown origin),
     and dicts that use
     what `nn.ModuleDict` lacks (`get`, `copy`, `setdefault`, `popitem`,
-    `fromkeys`, `update`).
+    `fromkeys`, `update`), and dicts whose layers certainly hold no parameter
+    but may hold buffers (registering them adds state_dict keys).
     """
 
     code = "TFM102"

@@ -64,7 +64,11 @@ class ModuleListRule(ContainerRule):
     what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
     `clear`, `copy`, `pop()` without an index, `insert` at a computed or
     negative index, `other + self.layers`, `==`), lists assigned more than once,
-    and lists assigned before `nn.Module.__init__` runs.
+    lists assigned before `nn.Module.__init__` runs, and lists whose layers
+    certainly hold no parameter but may hold buffers or what the analysis cannot
+    see (a class of the file wrapping another library's transform): registering
+    them trains nothing, adds state_dict keys that a strict load of an existing
+    checkpoint rejects, and lets the parent's `.half()`/`.to()` reach them.
     """
 
     code = "TFM101"

@@ -40,7 +40,10 @@ TORCH_VIEW_FUNCTIONS = frozenset(
 METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "layout", "grad_fn"})
 METADATA_METHODS = frozenset({"size", "dim", "numel", "stride", "is_contiguous", "is_floating_point", "element_size", "nelement", "get_device"})
 METADATA_BUILTINS = frozenset({"len", "isinstance", "type", "id"})
-NON_TENSOR_RESULTS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "round", "abs"})
+NON_TENSOR_RESULTS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range"})
+# builtins whose result is a Python number whatever they are given (`abs`, `round`, `max` of a
+# tensor give a tensor)
+NUMBER_BUILTINS = frozenset({"len", "int", "float", "bool"})
 NON_TENSOR_METHODS = frozenset({"item", "tolist", "size", "dim", "numel", "stride", "keys", "items", "values"})
 NO_GRAD = frozenset(
     {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
@@ -933,6 +936,20 @@ class InplaceForwardRule(Rule):
             "        h *= torch.sigmoid(h)\n"
             "        return weights, h\n"
         ),
+        # arithmetic on Python numbers is a number (monai's HoVerNet decoder counts blocks down
+        # from `len(short_cuts) - 1` while indexing the shortcuts with it)
+        KeepCase(
+            "import torch.nn as nn\n\nclass Decoder(nn.Module):\n"
+            "    def forward(self, x, short_cuts):\n"
+            "        block_number = len(short_cuts) - 1\n"
+            "        x = x + short_cuts[block_number]\n"
+            "        for block in self.blocks:\n"
+            "            x = block(x)\n"
+            "            block_number -= 1\n"
+            "            offset = -block_number * 2\n"
+            "            offset += 1\n"
+            "        return x\n"
+        ),
     )
 
 
@@ -1218,13 +1235,30 @@ class _ForwardAnalysis:
         if isinstance(value, (*NON_TENSOR_LITERALS, ast.GeneratorExp)):
             return SCALAR
         if isinstance(value, (ast.BinOp, ast.UnaryOp)):
-            return FRESH
+            return SCALAR if self.python_number(value, state) else FRESH
         if isinstance(value, ast.IfExp):
             kinds = {self.classify(value.body, state), self.classify(value.orelse, state)}
             return kinds.pop() if len(kinds) == 1 else UNKNOWN
         if isinstance(value, ast.Call):
             return self.classify_call(value, state)
         return UNKNOWN
+
+    def python_number(self, value: ast.expr, state: State) -> bool:
+        """Arithmetic on Python numbers only (``len(xs) - 1``, ``2 * n`` with ``n`` such a
+        number): the result is a number too, which autograd never sees."""
+        if isinstance(value, ast.BinOp):
+            return self.python_number(value.left, state) and self.python_number(value.right, state)
+        if isinstance(value, ast.UnaryOp):
+            return self.python_number(value.operand, state)
+        if isinstance(value, ast.Constant):
+            return type(value.value) in (int, float, complex, bool)
+        if isinstance(value, ast.Name):
+            held = state.get(value.id)
+            return held is not None and held.kinds == {SCALAR}
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            qnames = self.model.qualified_names(value.func)
+            return qnames == {f"builtins.{value.func.id}"} and value.func.id in NUMBER_BUILTINS
+        return False
 
     def classify_call(self, call: ast.Call, state: State) -> str:
         func = call.func

@@ -50,6 +50,14 @@ def required_params(func: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return max(without_default - 1, 0) + sum(1 for d in args.kw_defaults if d is None)
 
 
+def always_raises(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """The body, past its docstring, is a single ``raise``."""
+    body = func.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return len(body) == 1 and isinstance(body[0], ast.Raise)
+
+
 def body_on_header_line(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """The body follows the colon on the same logical line (``def f(self): x = 1``), so it has
     no indented block to insert a statement into."""
@@ -137,6 +145,13 @@ class MissingSuperInitRule(Rule):
             HEADER + "class LR(nn.Module):\n    def __init__(self, d):\n        super(LR, self).__init__()\n"
             "        self.linear = nn.Linear(d, 1)\n",
         ),
+        # the base defines no `__init__` (only static helpers): the call reaches nn.Module's
+        FixCase(
+            HEADER + "class Beamformer(nn.Module):\n    @staticmethod\n    def apply(v, x):\n        return v * x\n\n"
+            "class GEVD(Beamformer):\n    def __init__(self, mu=1.0):\n        self.mu = mu\n",
+            HEADER + "class Beamformer(nn.Module):\n    @staticmethod\n    def apply(v, x):\n        return v * x\n\n"
+            "class GEVD(Beamformer):\n    def __init__(self, mu=1.0):\n        super().__init__()\n        self.mu = mu\n",
+        ),
         FixCase(
             HEADER + "class Base(nn.Module):\n    def __init__(self, scale=1.0):\n        super().__init__()\n\n"
             "class Child(Base):\n    def __init__(self):\n        self.fc = nn.Linear(2, 2)\n",
@@ -155,6 +170,8 @@ class MissingSuperInitRule(Rule):
             "    def _setup(self):\n        super().__init__()\n"
         ),
         KeepCase(HEADER + "class A(nn.Module):\n    pass\n"),
+        # a class disabled on purpose: its `__init__` only raises
+        KeepCase(HEADER + "class Old(nn.Module):\n    def __init__(self, *args):\n        raise RuntimeError('use New')\n"),
         KeepCase("class Plain:\n    def __init__(self):\n        self.x = 1\n"),
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self): self.x = 1\n", reported=True),
         # `nn.Linear.__init__` needs its sizes: `super().__init__()` would raise TypeError
@@ -175,6 +192,8 @@ class MissingSuperInitRule(Rule):
             return
         if any(calls_an_init(self.model, method) for method in class_methods(node)):
             return
+        if always_raises(init):
+            return  # a disabled class (`raise RuntimeError("use X instead")`): no instance is ever made
         unbound = [
             (call, sup)
             for call in self.model.nodes(ast.Call, init)
@@ -254,7 +273,15 @@ class MissingSuperInitRule(Rule):
             init = next((f for f in class_methods(member) if f.name == "__init__"), None)
             if init is not None:
                 return required_params(init) == 0
-        return False
+        # no class on the way defines `__init__`: the call reaches nn.Module's when every class
+        # of the chain has one base and the last of them is nn.Module itself
+        current = base
+        while isinstance(current, ast.ClassDef):
+            bases = model.base_classes(current)
+            if len(bases) != 1:
+                return False
+            current = bases[0]
+        return current == TORCH_MODULE_BASE
 
 
 def _bind_super(call, self_arg: str):

@@ -305,3 +305,67 @@ def test_tfm102_keys_that_could_be_refused_are_reported_not_wrapped():
     wrapped = names.replace("self.heads = {", "self.heads = nn.ModuleDict({").replace("in names}", "in names})")
     with pytest.raises(KeyError):
         _build(wrapped, ["type"])  # a name the container has as an attribute
+
+
+OPAQUE_LAYERS = '''
+import torch
+import torch.nn as nn
+
+
+class Resample(nn.Module):
+    """Wraps a transform that keeps a precomputed kernel as a (persistent) buffer."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+        self.resampler = make_transform(factor)
+
+    def forward(self, x):
+        return self.resampler(x)
+
+
+class SpeedPerturb(nn.Module):
+    def __init__(self, factors=(2, 3)):
+        super().__init__()
+        self.resamplers = []
+        for factor in factors:
+            self.resamplers.append(Resample(factor))
+
+    def forward(self, x, i=0):
+        return self.resamplers[i](x)
+'''
+
+
+class _Kernel(nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.register_buffer("kernel", torch.full((3,), float(factor)))
+
+    def forward(self, x):
+        return x * self.kernel.sum()
+
+
+@pytest.mark.parametrize("rule_code", ["TFM101"])
+def test_tfm101_layers_that_hold_no_parameter_but_may_hold_buffers_are_reported_not_wrapped(rule_code):
+    """speechbrain's SpeedPerturb keeps resampler modules (a wrapped transform with a persistent
+    kernel buffer, no parameter) in a list. Wrapping them would add state_dict keys that a strict
+    load of an existing checkpoint rejects; the finding is reported without a fix."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == rule_code)
+    result = transform_source(OPAQUE_LAYERS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == OPAQUE_LAYERS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "no layer certainly holds a parameter" in finding.message
+
+    def build(source):
+        namespace = {"__name__": "opaque_layers", "make_transform": _Kernel}
+        exec(compile(source, "case.py", "exec"), namespace)
+        return namespace["SpeedPerturb"]()
+
+    checkpoint = build(OPAQUE_LAYERS).state_dict()
+    naive = OPAQUE_LAYERS.replace("self.resamplers = []", "self.resamplers = nn.ModuleList()")
+    build(OPAQUE_LAYERS).load_state_dict(checkpoint, strict=True)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        build(naive).load_state_dict(checkpoint, strict=True)

@@ -282,6 +282,29 @@ def test_tfm401_unbound_super_is_bound_and_the_module_builds():
     assert lr.linear.weight.grad is not None
 
 
+def test_tfm401_base_without_init_gets_the_call_and_the_module_becomes_callable():
+    """A base that defines no `__init__` (only static helpers) hands the call to nn.Module's,
+    which takes nothing. Before the fix the instance builds (it assigns no layer) but calling it
+    fails: nn.Module's registries were never made."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM401")
+    case = next(c for c in rule.fixes if "class GEVD(Beamformer)" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    forward = "\n    def forward(self, v, x):\n        return self.apply(v, x) * self.mu\n"
+    v, x = torch.randn(3), torch.randn(3)
+    before: dict = {"__name__": "tfm401_gevd"}
+    exec(compile(case.before + forward, "before.py", "exec"), before)
+    with pytest.raises(AttributeError):
+        before["GEVD"](2.0)(v, x)
+    after: dict = {"__name__": "tfm401_gevd"}
+    exec(compile(case.after + forward, "after.py", "exec"), after)
+    module = after["GEVD"](2.0)
+    assert torch.equal(module(v, x), v * x * 2.0)
+    assert module.to(torch.float64).mu == 2.0
+
+
 # -- TFM402: module.forward(x) called directly ----------------------------------
 
 
