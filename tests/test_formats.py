@@ -47,7 +47,7 @@ class Net(nn.Module):
         y += 1
         for layer in self.layers:
             x = layer.forward(x)
-        return x + y
+        return x + y + self.mask
 """
 
 BUFFER_ONLY = """\

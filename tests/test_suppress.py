@@ -14,6 +14,9 @@ BUGGY = (
     "        super().__init__()\n"
     "        self.layers = [nn.Linear(2, 2)]{list_comment}\n"
     "        self.mask = torch.ones(2){mask_comment}\n"
+    "\n"
+    "    def forward(self, x):\n"
+    "        return x * self.mask\n"
 )
 
 

@@ -251,6 +251,11 @@ class TensorAttributeRule(Rule):
         reads it in the class."""
         return False
 
+    def evidence(self, site: SelfAssignment) -> tuple[bool, str | None]:
+        """Whether the finding is worth a report, and why a fix would not be proven right
+        (None: nothing speaks against it)."""
+        return True, None
+
     def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
         """The state_dict keys the fix adds (a parameter is always saved)."""
         return (site.attr,)
@@ -284,6 +289,9 @@ class TensorAttributeRule(Rule):
                 if model.customizes_attribute_access(cls) or "setattr" in model.called:
                     taken = None  # attributes may be reached or set out of the analysis' sight
             message = self.message(site)
+            wanted, unproven = self.evidence(site)
+            if not wanted:
+                continue
             if top_statement(model, site.assign, init) not in after:
                 self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
                 continue
@@ -297,6 +305,9 @@ class TensorAttributeRule(Rule):
             if earlier is not None:
                 # registering a name that already holds a plain attribute raises KeyError
                 self.report(site.assign, f"{message} (not fixed: {earlier})")
+                continue
+            if unproven is not None:
+                self.report(site.assign, f"{message} (not fixed: {unproven})")
                 continue
             self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
 

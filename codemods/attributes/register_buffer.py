@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchfix_mod.codemods._shared._attributes import SelfAssignment
-from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeRule, TensorExpressions
+from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeRule, TensorExpressions, requires_grad_true
+from torchfix_mod.semantic import class_methods
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
@@ -18,7 +20,14 @@ RESET = "\n    def _reset(self, n):\n        self.mask = torch.zeros(n)\n"
 
 
 def _init(*lines: str, extra: str = "") -> str:
+    """A module whose ``__init__`` runs ``lines``; unless ``extra`` brings a ``forward``, one
+    that adds every attribute the lines store to its input (where a plain tensor would meet a
+    moved input)."""
     body = "".join(f"        {line}\n" for line in lines)
+    if "def forward" not in extra:
+        names = dict.fromkeys(re.findall(r'self\.(\w+) =|register_buffer\("(\w+)"', body))
+        attrs = [a or b for a, b in names if (a or b) != "register_buffer"]
+        extra += "\n    def forward(self, x):\n        return x" + "".join(f" + self.{a}.sum()" for a in attrs) + "\n"
     return f"{HEADER}class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n{body}{extra}"
 
 
@@ -53,6 +62,27 @@ class RegisterBufferRule(TensorAttributeRule):
     A buffer also follows dtype casts (`.half()`, `.to(torch.bfloat16)`): a
     constant such as `torch.tensor(-1e9)` then overflows in float16. That is what
     registering buffers is for, but review such constants.
+
+    ## What it reports
+    Only tensors the module's computation meets: some read in `forward` (or a
+    method `forward` calls) combines the tensor with another one without moving
+    it first. Left alone, as true but harmless: tensors only tested in an `if`,
+    compared with numbers, indexed to one element (a CPU scalar mixes with
+    tensors on any device), read only by code outside `forward` (a sampler, a
+    `collate_fn` running on the CPU), stored again while the module computes (a
+    cache of the inputs, a copy moved and stored back), placeholders for a name
+    that another path registers as a buffer, and classes that place their
+    tensors themselves (a `device` argument or attribute, a default device set
+    in the file).
+
+    What follows dtype casts: a buffer follows `.half()`/`.double()` when it is
+    a floating-point tensor; integer and bool tensors keep their dtype and only
+    follow device moves.
+
+    Reported without a fix: a tensor stored elsewhere too (a helper may make it
+    again on a device of its own choosing), read by code outside the class,
+    with a private (mangled) name, or combined with another plain tensor
+    attribute (registering one alone would part them on `.to(device)`).
 
     ## Known problems
     Left alone: tensors kept plain on purpose, where every read in the class
@@ -106,11 +136,6 @@ class RegisterBufferRule(TensorAttributeRule):
             _init('self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n), persistent=False)'),
         ),
         FixCase(
-            # the helper runs after the buffer exists: its store updates the buffer
-            _init("self.mask = torch.ones(n)", "self._reset(n)", extra=RESET),
-            _init('self.register_buffer("mask", torch.ones(n), persistent=False)', "self._reset(n)", extra=RESET),
-        ),
-        FixCase(
             # a submodule called first is handed its arguments, not the instance
             _init("self.act = nn.ReLU()", "self.act(torch.zeros(n))", "self.mask = torch.ones(n)"),
             _init("self.act = nn.ReLU()", "self.act(torch.zeros(n))", 'self.register_buffer("mask", torch.ones(n), persistent=False)'),
@@ -130,11 +155,24 @@ class RegisterBufferRule(TensorAttributeRule):
                        extra="\n    def forward(self, x):\n        return x[:, : len(self.steps.tolist())]\n")),
         # already set by code that runs first: register_buffer would raise KeyError
         KeepCase(_init("self._reset(n)", "self.mask = torch.ones(n)", extra=RESET), reported=True),
+        # stored again by a helper, which may put it on a device of its own choosing
+        KeepCase(_init("self.mask = torch.ones(n)", "self._reset(n)", extra=RESET), reported=True),
+        # never meets the module's computation: only tested, or used by code outside forward
+        KeepCase(_init("self.arch = torch.ones(n)", extra="\n    def forward(self, x):\n        return x if self.arch[0] == 1 else -x\n")),
+        KeepCase(_init("self.offset = torch.arange(n)", extra="\n    def forward(self, x):\n        return x\n"
+                       "    def sample(self, walks):\n        return walks + self.offset\n")),
+        # the class places its tensors on a device it is given
+        KeepCase(HEADER + "class Net(nn.Module):\n    def __init__(self, n, device='cpu'):\n        super().__init__()\n"
+                 "        self.window = torch.ones(n)\n        self.device = device\n"
+                 "    def forward(self, x):\n        return torch.ones(3, device=self.device) * x * self.window\n"),
+        # a scalar picked out of the tensor mixes with tensors on any device
+        KeepCase(_init("self.schedule = torch.linspace(0, 1, n)", extra="\n    def forward(self, x, epoch):\n        return x / self.schedule[epoch]\n")),
         KeepCase(
             "import torch\nimport torch.nn as nn\n\n"
             "def init_state(module, n):\n    module.mask = torch.zeros(n)\n\n"
             "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
-            "        init_state(self, n)\n        self.mask = torch.ones(n)\n",
+            "        init_state(self, n)\n        self.mask = torch.ones(n)\n"
+            "    def forward(self, x):\n        return x * self.mask\n",
             reported=True,
         ),
         KeepCase(
@@ -146,7 +184,8 @@ class RegisterBufferRule(TensorAttributeRule):
         KeepCase(
             "import torch\nimport torch.nn as nn\nfrom helpers import setup\n\n"
             "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
-            "        setup(self)\n        self.mask = torch.ones(n)\n",
+            "        setup(self)\n        self.mask = torch.ones(n)\n"
+            "    def forward(self, x):\n        return x * self.mask\n",
             reported=True,
         ),
         # tuples, not tensors
@@ -169,7 +208,8 @@ class RegisterBufferRule(TensorAttributeRule):
             "        self.mask = torch.ones(n)\n"
             "        super().__init__()\n"
             "    def forward(self, x):\n"
-            "        self.cache = torch.zeros(3)\n",
+            "        self.cache = torch.zeros(3)\n"
+            "        return x * self.mask\n",
             reported=True,
         ),
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
@@ -203,6 +243,124 @@ class RegisterBufferRule(TensorAttributeRule):
         call = self.model.parent(parent)
         return parent.attr in MOVES and isinstance(call, ast.Call) and call.func is parent and bool(call.args or call.keywords or parent.attr == "cuda")
 
+    def evidence(self, site: SelfAssignment) -> tuple[bool, str | None]:
+        """A plain tensor is a defect only where the module's computation meets it: some read in
+        ``forward`` (or a method ``forward`` calls) combines it with another tensor without
+        moving it first. A tensor only compared with numbers, tested in an ``if``, indexed to
+        one element, or read by code outside ``forward`` (a sampler, a ``collate_fn``) is left
+        alone. A fix is offered only where nothing says the code places the tensor itself: it
+        is stored once, read by the class alone, and the class makes no tensors on a device of
+        its own choosing (a ``device`` argument or attribute, ``torch.set_default_device``)."""
+        model = self.model
+        family = model.class_family(site.cls)
+        methods: dict[str, list] = {}
+        for member in family:
+            for method in class_methods(member):
+                methods.setdefault(method.name, []).append(method)
+        reachable = _reachable(model, methods)
+        if not reachable:
+            return False, None  # no forward: not used as a layer
+        if _registered_by_name(model, family, site.attr):
+            return False, None  # a placeholder where another path registers the buffer itself
+        uses = [use for use in model.attributes.get(site.attr, ()) if use is not site.target]
+        if any(not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) in reachable for use in uses):
+            return False, None  # made again as the module computes (a cache, a moved copy): it follows its inputs
+        meeting = [
+            node for use in uses
+            if isinstance(use.ctx, ast.Load) and isinstance(use.value, ast.Name) and model.enclosing_function(use) in reachable
+            and (node := _combines(model, use, 0)) is not None
+        ]
+        if not meeting:
+            return False, None
+        if self._places_tensors_itself(family):
+            return False, None  # a `device` argument or attribute: the class decides where its tensors live
+        return True, self._unproven(site, family, meeting)
+
+    def _places_tensors_itself(self, family) -> bool:
+        model = self.model
+        if "set_default_device" in model.called:
+            return True
+        for member in family:
+            for method in class_methods(member):
+                params = method.args.posonlyargs + method.args.args + method.args.kwonlyargs
+                if any(param.arg == "device" for param in params):
+                    return True
+            for node in model.nodes(ast.Attribute, member):
+                if node.attr == "device" and isinstance(node.ctx, ast.Store):
+                    return True
+        return False
+
+    def _unproven(self, site: SelfAssignment, family, meeting: list[ast.AST]) -> str | None:
+        model = self.model
+        attr = site.attr
+        if attr.startswith("__") and not attr.endswith("__"):
+            return "a private name, which Python mangles"
+        for use in model.attributes.get(attr, ()):
+            if use is site.target:
+                continue
+            if not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) is not site.method:
+                return "the attribute is stored elsewhere too, where the code may choose its device"
+            if model.enclosing_class(use) not in family:
+                return "code outside the class reads it, and may combine it with tensors it keeps on the CPU"
+        for node in meeting:
+            for other in self._attributes_feeding(node):
+                if other.attr != attr and isinstance(other.value, ast.Name) and self._plain_elsewhere(other.attr, family):
+                    return (f"it meets `{other.attr}`, also a plain tensor where it is set: registering one of them "
+                            "alone would part them on .to(device)")
+        return None
+
+    def _attributes_feeding(self, node: ast.AST) -> list[ast.Attribute]:
+        """The attribute reads in ``node``, and in what the locals it reads were assigned in its
+        function (``f_mat = self.f_central.repeat(...)``; one step back)."""
+        model = self.model
+        found = list(model.nodes(ast.Attribute, node))
+        names = {n.id for n in model.nodes(ast.Name, node) if isinstance(n.ctx, ast.Load)}
+        function = model.enclosing_function(node)
+        if not names or function is None:
+            return found
+        found.extend(self._assigned_to(function, names))
+        # a parameter of a method: what its callers in the class pass (one call step back)
+        positional = [a.arg for a in function.args.posonlyargs + function.args.args][1:]
+        wanted = {i: name for i, name in enumerate(positional) if name in names}
+        cls = model.enclosing_class(function)
+        if wanted and cls is not None:
+            for call in model.nodes(ast.Call, cls):
+                func = call.func
+                if isinstance(func, ast.Attribute) and func.attr == function.name and isinstance(func.value, ast.Name):
+                    for index in wanted:
+                        if index < len(call.args):
+                            arg = call.args[index]
+                            found.extend(model.nodes(ast.Attribute, arg))
+                            caller = model.enclosing_function(call)
+                            arg_names = {n.id for n in model.nodes(ast.Name, arg) if isinstance(n.ctx, ast.Load)}
+                            if caller is not None and arg_names:
+                                found.extend(self._assigned_to(caller, arg_names))
+        return found
+
+    def _assigned_to(self, function, names: set[str]) -> list[ast.Attribute]:
+        found = []
+        for assign in self.model.nodes(ast.Assign, function):
+            if any(isinstance(t, ast.Name) and t.id in names for t in assign.targets):
+                found.extend(self.model.nodes(ast.Attribute, assign.value))
+        return found
+
+    def _plain_elsewhere(self, attr: str, family) -> bool:
+        """``self.<attr>`` is stored, somewhere in the class, a value computed by tensor code
+        (not a parameter, a layer or a number)."""
+        model = self.model
+        for use in model.attributes.get(attr, ()):
+            if isinstance(use.ctx, ast.Store) and model.enclosing_class(use) in family:
+                holder = model.parent(use)
+                value = getattr(holder, "value", None)
+                method = model.enclosing_function(use)
+                if isinstance(value, ast.Call) and requires_grad_true(value):
+                    continue  # it wants to be a parameter (TFM302), which follows the module
+                if isinstance(value, ast.Subscript) and _whole_slice(value.slice):
+                    return True  # a slice of something: a tensor, as far as can be told
+                if value is not None and method is not None and TensorExpressions(model, self._local_tensors(method)).is_tensor(value):
+                    return True
+        return False
+
     def refuses_use(self, use: ast.Attribute) -> bool:
         return self.gets_requires_grad(use)  # made trainable later: it wants to be a Parameter
 
@@ -232,3 +390,112 @@ def _register(assign, self_arg: str, attr: str, persistent: str):
         ],
     )
     return cst.Expr(call, semicolon=assign.semicolon)
+
+
+# builtins that read a tensor back to Python (or only look at it)
+_PYTHON_READS = frozenset({"len", "int", "float", "bool", "str", "repr", "print", "isinstance", "type", "id", "range", "hasattr"})
+
+
+def _reachable(model, methods: dict[str, list]) -> set:
+    """``forward`` (or ``__call__``) and the methods of the class family they call through ``self``."""
+    stack = [m for name in ("forward", "__call__") for m in methods.get(name, ())]
+    seen: set = set()
+    while stack:
+        method = stack.pop()
+        if method in seen:
+            continue
+        seen.add(method)
+        for call in model.nodes(ast.Call, method):
+            func = call.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in methods:
+                stack.extend(methods[func.attr])
+    return seen
+
+
+def _constant(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) or (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant))
+
+
+def _whole_slice(index: ast.AST) -> bool:
+    """An index that keeps a dimension (``[:, :n]``, ``[..., None]``): the result is a tensor
+    of more than one element, not a scalar picked out of it."""
+    parts = index.elts if isinstance(index, ast.Tuple) else [index]
+    return any(isinstance(p, ast.Slice) or (isinstance(p, ast.Constant) and p.value in (None, Ellipsis)) for p in parts)
+
+
+def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
+    """Where the value read at ``expr`` meets another tensor in an operation, unmoved (None:
+    nowhere)."""
+    while True:
+        parent = model.parent(expr)
+        if isinstance(parent, ast.Subscript) and parent.value is expr:
+            if not _whole_slice(parent.slice):
+                return None  # one element: a CPU scalar mixes with tensors on any device
+            expr = parent
+        elif isinstance(parent, ast.Attribute) and parent.value is expr:
+            if parent.attr in MOVES or parent.attr in READ_BACK:
+                return None
+            call = model.parent(parent)
+            if isinstance(call, ast.Call) and call.func is parent:
+                if any(not _constant(a) for a in (*call.args, *(k.value for k in call.keywords))):
+                    return call
+                expr = call
+            else:
+                expr = parent
+        elif isinstance(parent, ast.BinOp):
+            other = parent.right if parent.left is expr else parent.left
+            if not _constant(other):
+                return parent
+            expr = parent
+        elif isinstance(parent, ast.UnaryOp):
+            expr = parent
+        elif isinstance(parent, ast.Compare):
+            others = [n for n in (parent.left, *parent.comparators) if n is not expr]
+            if not all(_constant(n) for n in others):
+                return parent
+            expr = parent  # `self.mask == 0` is a mask too, unless an `if` only tests it
+        elif isinstance(parent, ast.keyword):
+            call = model.parent(parent)
+            return call if _call_combines(model, call) else None
+        elif isinstance(parent, ast.Call):
+            return parent if parent.func is not expr and _call_combines(model, parent) else None
+        elif isinstance(parent, (ast.Assign, ast.AnnAssign)) and parent.value is expr:
+            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+            if depth > 1 or len(targets) != 1 or not isinstance(targets[0], ast.Name):
+                return None if isinstance(targets[0], ast.Attribute) else parent  # stored back on self: not used here
+            function = model.enclosing_function(parent)
+            name = targets[0].id
+            for node in model.nodes(ast.Name, function):
+                if node.id == name and isinstance(node.ctx, ast.Load) and (node.lineno, node.col_offset) > (parent.lineno, parent.col_offset):
+                    found = _combines(model, node, depth + 1)
+                    if found is not None:
+                        return found
+            return None
+        elif isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.BoolOp, ast.Assert)) :
+            if isinstance(parent, ast.IfExp) and parent.test is not expr:
+                expr = parent
+                continue
+            return None
+        elif isinstance(parent, (ast.Expr, ast.Delete)):
+            return None
+        else:
+            return parent  # returned, handed into a container, a starred argument: it may meet anything
+
+
+def _call_combines(model, call: ast.Call) -> bool:
+    func = call.func
+    if isinstance(func, ast.Name) and func.id in _PYTHON_READS and model.qualified_names(func) == {f"builtins.{func.id}"}:
+        return False
+    return True
+
+
+def _registered_by_name(model, family, attr: str) -> bool:
+    """The class registers ``attr`` itself somewhere (``self.register_buffer("mask", ...)``)."""
+    for member in family:
+        for call in model.nodes(ast.Call, member):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in ("register_buffer", "register_parameter") and call.args:
+                first = call.args[0]
+                if isinstance(first, ast.Constant) and first.value == attr:
+                    return True
+    return False

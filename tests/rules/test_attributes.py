@@ -99,15 +99,18 @@ def test_tfm301_a_name_set_by_code_that_runs_first_is_reported_not_registered(so
         _namespace(naive)[cls](3)
 
 
-def test_tfm301_a_helper_that_runs_after_the_store_updates_the_buffer():
-    case = next(c for c in TFM301.fixes if "self._reset(n)" in c.before)
-    result = transform_source(case.before, Settings(rules=(TFM301,)))
-    assert result.new_source == case.after
-    before, after = _namespace(case.before)["Net"](3), _namespace(case.after)["Net"](3)
-    assert "mask" not in dict(before.named_buffers())
-    assert torch.equal(dict(after.named_buffers())["mask"], torch.zeros(3))  # `_reset` wrote the buffer
-    assert after.to(torch.float64).mask.dtype == torch.float64
-    assert before.to(torch.float64).mask.dtype == torch.float32
+def test_tfm301_a_helper_that_stores_the_tensor_again_gets_no_fix():
+    """`_reset` stores a new CPU tensor after construction: once registered, the buffer would be
+    replaced by that CPU tensor whenever the helper runs after `.to(device)`, so the fix proves
+    nothing. The finding is reported without a fix."""
+    case = next(c for c in TFM301.keeps if "self._reset(n)\n" in c.source and c.source.index("self.mask = torch.ones") < c.source.index("self._reset(n)\n"))
+    result = transform_source(case.source, Settings(rules=(TFM301,)))
+    assert result.new_source == case.source
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "stored elsewhere" in finding.message
+    net = _namespace(case.source)["Net"](3).to(torch.float64)
+    net._reset(3)
+    assert net.mask.dtype == torch.float32  # the helper's store decides the tensor, whatever was moved
 
 
 def test_tfm302_tensors_are_parameters_only_after_the_fix():
@@ -218,3 +221,39 @@ def test_tfm301_a_tensor_every_read_moves_is_left_plain():
     registered = _namespace(naive)["Net"](3).double()
     with pytest.raises(RuntimeError, match="dtype"):
         registered(x)
+
+
+SAMPLER_SIDE = '''
+import torch
+import torch.nn as nn
+
+
+class Walker(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.emb = nn.Embedding(3 * n, 4)
+        self.offset = torch.tensor([0, n, 2 * n])
+
+    def forward(self, idx):
+        return self.emb(idx)
+
+    def sample(self, walks):
+        # runs in the data loader on CPU tensors
+        return walks + self.offset
+'''
+
+
+def test_tfm301_a_tensor_only_the_cpu_side_reads_is_left_alone():
+    """torch_geometric's MetaPath2Vec keeps `offset` plain on purpose: only its sampler, run by
+    the data loader on CPU walks, reads it. As a buffer it would follow the module to another
+    device and the CPU sampler would then raise."""
+    result = transform_source(SAMPLER_SIDE, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == SAMPLER_SIDE
+    walks = torch.zeros(5, 3, dtype=torch.long)
+    plain = _namespace(SAMPLER_SIDE)["Walker"](2).to("meta")
+    assert plain.sample(walks).device.type == "cpu"
+    naive = SAMPLER_SIDE.replace("self.offset = torch.tensor([0, n, 2 * n])",
+                                 'self.register_buffer("offset", torch.tensor([0, n, 2 * n]), persistent=False)')
+    moved = _namespace(naive)["Walker"](2).to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        moved.sample(walks).cpu()
