@@ -164,7 +164,7 @@ class RegisterBufferRule(TensorAttributeRule):
         # the class places its tensors on a device it is given
         KeepCase(HEADER + "class Net(nn.Module):\n    def __init__(self, n, device='cpu'):\n        super().__init__()\n"
                  "        self.window = torch.ones(n)\n        self.device = device\n"
-                 "    def forward(self, x):\n        return torch.ones(3, device=self.device) * x * self.window\n"),
+                 "    def forward(self, x):\n        return torch.ones(3, device=self.device) * x * self.window\n", reported=True),
         # a scalar picked out of the tensor mixes with tensors on any device
         KeepCase(_init("self.schedule = torch.linspace(0, 1, n)", extra="\n    def forward(self, x, epoch):\n        return x / self.schedule[epoch]\n")),
         KeepCase(
@@ -273,7 +273,9 @@ class RegisterBufferRule(TensorAttributeRule):
         if not meeting:
             return False, None
         if self._places_tensors_itself(family):
-            return False, None  # a `device` argument or attribute: the class decides where its tensors live
+            # a `device` argument or attribute: the class decides where its tensors live, and
+            # `.to()` moves none of them; reported, but a buffer alone would not make it follow
+            return True, "the class places its tensors on a device it keeps itself"
         return True, self._unproven(site, family, meeting)
 
     def _places_tensors_itself(self, family) -> bool:
@@ -399,6 +401,17 @@ _PYTHON_READS = frozenset({"len", "int", "float", "bool", "str", "repr", "print"
 def _reachable(model, methods: dict[str, list]) -> set:
     """``forward`` (or ``__call__``) and the methods of the class family they call through ``self``."""
     stack = [m for name in ("forward", "__call__") for m in methods.get(name, ())]
+    # methods that run the module's computation themselves (`mean = self.forward(state)`,
+    # `self(x)`): a policy's `sample`, a model's `generate`
+    for group in methods.values():
+        for method in group:
+            for call in model.nodes(ast.Call, method):
+                func = call.func
+                if (isinstance(func, ast.Attribute) and func.attr == "forward" and isinstance(func.value, ast.Name)) or (
+                    isinstance(func, ast.Name) and method.args.args and func.id == method.args.args[0].arg
+                ):
+                    stack.append(method)
+                    break
     seen: set = set()
     while stack:
         method = stack.pop()
