@@ -6,6 +6,7 @@ import ast
 
 from torchfix_mod.codemods._shared._attributes import is_display_element, self_assignments
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
+from torchfix_mod.semantic import class_methods, self_name
 
 HEADER = "import torch.nn as nn\n\n"
 CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential"})
@@ -40,11 +41,20 @@ class DirectForwardRule(Rule):
     Safe: without hooks the two calls run the same code; with hooks, running
     them is the point.
 
+    `self.forward(...)` in a method that `forward` never reaches (a
+    `sample`, `inference` or `evaluate` method) becomes `self(...)` when the
+    class and its bases are of the file or torch.nn and none defines
+    `__call__`: a base from another library may give `__call__` a meaning of its
+    own (gpytorch's modules wrap what `forward` returns).
+
     ## Known problems
-    Only calls inside `forward` are rewritten: a hook may call `.forward` to
-    skip hooks on purpose. Never touched: `super().forward(...)`, `Base.forward(self, ...)`,
-    `self.forward(...)`, and `.forward` on objects not known to be modules
-    (function arguments, attributes assigned anything but a module).
+    Only calls inside `forward`, and in methods that are only ever called (never
+    handed out as a value, as a hook is), are rewritten: a hook may call
+    `.forward` to skip hooks on purpose. Reported without a fix: `.forward` on
+    an attribute stored only from arguments of `__init__` (if it is not an
+    nn.Module, calling it raises). Never touched: `super().forward(...)`,
+    `Base.forward(self, ...)`, and `.forward` on other objects not known to be
+    modules (function arguments, attributes assigned anything but a module).
     """
 
     code = "TFM402"
@@ -81,6 +91,15 @@ class DirectForwardRule(Rule):
             "        return head(x)\n",
         ),
     )
+    fixes = fixes + (
+        # a method forward never reaches, running the module's own forward (pixyz's Loss.eval)
+        FixCase(
+            HEADER + "class Loss(nn.Module):\n    def forward(self, x):\n        return x * 2\n\n"
+            "    def evaluate(self, x):\n        loss = self.forward(x)\n        return loss.item()\n",
+            HEADER + "class Loss(nn.Module):\n    def forward(self, x):\n        return x * 2\n\n"
+            "    def evaluate(self, x):\n        loss = self(x)\n        return loss.item()\n",
+        ),
+    )
     keeps = (
         KeepCase(
             HEADER + "class Base(nn.Module):\n    def forward(self, x):\n        return x\n\n"
@@ -96,7 +115,8 @@ class DirectForwardRule(Rule):
             "        super().__init__()\n"
             "        self.inner = inner\n"
             "    def forward(self, x, model):\n"
-            "        return self.inner.forward(x) + model.forward(x)\n"
+            "        return self.inner.forward(x) + model.forward(x)\n",
+            reported=True,  # `self.inner`, handed in: reported without a fix
         ),
         KeepCase(
             HEADER + "class M(nn.Module):\n"
@@ -116,17 +136,89 @@ class DirectForwardRule(Rule):
             if not (isinstance(call, ast.Call) and call.func is attribute):
                 continue
             method = model.enclosing_function(call)
-            # only inside `forward`: a hook that calls `.forward` skips hooks on purpose
-            # (calling the module there would run the hook again, forever)
-            if method is None or method.name != "forward":
+            # a hook that calls `.forward` skips hooks on purpose (calling the module there would
+            # run the hook again, forever): only `forward` and methods never handed out as values
+            if method is None or not (method.name == "forward" or self._plain_method(method)):
                 continue
-            if self._is_module(attribute.value, call):
-                self.report(
-                    call,
-                    "calling `.forward()` directly skips the module's forward/backward hooks and pre-hooks; "
-                    "call the module instead",
-                    Fix([self.edit(call, "Call", _call_the_receiver)]),
-                )
+            message = (
+                "calling `.forward()` directly skips the module's forward/backward hooks and pre-hooks; "
+                "call the module instead"
+            )
+            receiver = attribute.value
+            if self._own_forward(receiver, method):
+                self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
+            elif self._is_module(receiver, call):
+                self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
+            elif method.name == "forward" and self._handed_in(receiver, call):
+                self.report(call, f"{message} (not fixed: `{model.text(receiver)}` is handed to the constructor, "
+                            "and calling it raises if it is not an nn.Module)")
+
+    def _plain_method(self, method) -> bool:
+        """A method of an nn.Module class that is only ever called (never handed out as a value,
+        as a hook is), and that ``forward`` cannot reach."""
+        model = self.model
+        cls = self._enclosing_class(method)
+        if cls is None or method.name.startswith("__") or model.enclosing_function(method) is not None:
+            return False
+        for use in model.attributes.get(method.name, ()):
+            holder = model.parent(use)
+            if not (isinstance(holder, ast.Call) and holder.func is use):
+                return False  # `register_forward_hook(self.method)`, `partial(self.method)`
+        reached = self._reached_from_forward(cls)
+        return method not in reached
+
+    def _reached_from_forward(self, cls: ast.ClassDef) -> set:
+        model = self.model
+        methods: dict[str, list] = {}
+        for member in model.class_family(cls):
+            for m in class_methods(member):
+                methods.setdefault(m.name, []).append(m)
+        stack = list(methods.get("forward", ())) + list(methods.get("__call__", ()))
+        seen: set = set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for call in model.nodes(ast.Call, current):
+                func = call.func
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in methods:
+                    stack.extend(methods[func.attr])
+        return seen
+
+    def _own_forward(self, receiver: ast.expr, method) -> bool:
+        """``self.forward(...)`` in a method forward never reaches, of an nn.Module class that
+        keeps nn.Module's ``__call__``: calling ``self(...)`` runs the same forward, with hooks."""
+        model = self.model
+        if method.name == "forward" or not isinstance(receiver, ast.Name) or receiver.id != self_name(method):
+            return False
+        cls = self._enclosing_class(method)
+        if cls is None or not self._plain_method(method):
+            return False
+        if any(m.name == "__call__" for member in model.class_family(cls) for m in class_methods(member)):
+            return False
+        # every base is a class of this file or of torch.nn: a base from elsewhere may define a
+        # `__call__` of its own (gpytorch's modules wrap what forward returns)
+        for member in model.class_family_up(cls):
+            for base in model.base_classes(member):
+                if not isinstance(base, ast.ClassDef) and not (isinstance(base, str) and base.startswith("torch.nn.")):
+                    return False
+        return True
+
+    def _handed_in(self, receiver: ast.expr, at: ast.AST) -> bool:
+        """``self.<x>`` of an nn.Module class, stored only from parameters of ``__init__``."""
+        model = self.model
+        cls = self._enclosing_class(at)
+        if cls is None or not (isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name)):
+            return False
+        sites = [site for member in model.class_family(cls) for site in self_assignments(model, member) if site.attr == receiver.attr]
+        if not sites:
+            return False
+        for site in sites:
+            params = {a.arg for a in site.method.args.posonlyargs + site.method.args.args + site.method.args.kwonlyargs}
+            if not (site.method.name == "__init__" and isinstance(site.value, ast.Name) and site.value.id in params):
+                return False
+        return True
 
     # -- evidence ---------------------------------------------------------------
     def _is_module(self, receiver: ast.expr, at: ast.AST) -> bool:

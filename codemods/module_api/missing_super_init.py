@@ -170,6 +170,18 @@ class MissingSuperInitRule(Rule):
             "    def _setup(self):\n        super().__init__()\n"
         ),
         KeepCase(HEADER + "class A(nn.Module):\n    pass\n"),
+        # a layer handed in and stored before the base `__init__`, which may read it (PyG's ARGA)
+        KeepCase(
+            HEADER + "class Base(nn.Module):\n    def __init__(self, encoder):\n        super().__init__()\n"
+            "        self.encoder = encoder\n        self.reset()\n    def reset(self):\n        pass\n\n"
+            "class ARGA(Base):\n    def __init__(self, encoder, discriminator):\n"
+            "        self.discriminator = discriminator\n        super().__init__(encoder)\n"
+            "    def reset(self):\n        self.discriminator.reset_parameters()\n"
+            "    def critic(self, z):\n        return self.discriminator(z)\n",
+            reported=True,
+        ),
+        # a number stored first is fine: only layers, parameters and buffers need the registries
+        KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self, n):\n        self.n = n\n        super().__init__()\n"),
         # a class disabled on purpose: its `__init__` only raises
         KeepCase(HEADER + "class Old(nn.Module):\n    def __init__(self, *args):\n        raise RuntimeError('use New')\n"),
         KeepCase("class Plain:\n    def __init__(self):\n        self.x = 1\n"),
@@ -191,6 +203,7 @@ class MissingSuperInitRule(Rule):
         if init is None or self_name(init) is None:
             return
         if any(calls_an_init(self.model, method) for method in class_methods(node)):
+            self.check_late_init(node, init)
             return
         if always_raises(init):
             return  # a disabled class (`raise RuntimeError("use X instead")`): no instance is ever made
@@ -219,6 +232,48 @@ class MissingSuperInitRule(Rule):
             return
         edit = self.edit(init, "FunctionDef", _insert_super_init)
         self.report(init, message, Fix([edit]))
+
+    def check_late_init(self, node: ast.ClassDef, init) -> None:
+        """A layer stored on ``self`` before the base ``__init__`` runs: nn.Module's
+        ``__setattr__`` raises 'cannot assign module before Module.__init__() call'. Reported
+        without a fix: the base ``__init__`` may call methods that read the attribute (a
+        ``reset_parameters`` override), which is often why it was stored first."""
+        model = self.model
+        self_arg = self_name(init)
+        first_init = next(
+            (index for index, stmt in enumerate(init.body)
+             if any(isinstance(c.func, ast.Attribute) and c.func.attr == "__init__" for c in model.nodes(ast.Call, stmt))),
+            None,
+        )
+        if first_init is None:
+            return
+        params = {a.arg for a in init.args.posonlyargs + init.args.args + init.args.kwonlyargs}
+        for stmt in init.body[:first_init]:
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                continue
+            target = stmt.targets[0]
+            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == self_arg):
+                continue
+            value = stmt.value
+            layer = model.is_module_construction(value) or (
+                isinstance(value, ast.Name) and value.id in params and self._called_as_module(node, target.attr)
+            )
+            if layer:
+                self.report(stmt, (
+                    f"`{self_arg}.{target.attr}` holds a layer stored before the base `__init__` runs: "
+                    "nn.Module raises 'cannot assign module before Module.__init__() call' (not fixed: the base "
+                    "`__init__` may read it, so the call cannot simply move up)"
+                ))
+
+    def _called_as_module(self, cls: ast.ClassDef, attr: str) -> bool:
+        """``self.<attr>(...)`` is called somewhere in the class family, or handed to a function
+        with the other layers (``reset(self.<attr>)``): it is used as a layer."""
+        for member in self.model.class_family(cls):
+            for call in self.model.nodes(ast.Call, member):
+                func = call.func
+                if isinstance(func, ast.Attribute) and func.attr == attr and isinstance(func.value, ast.Name):
+                    return True
+        return False
 
     def check_unbound(self, node: ast.ClassDef, init, unbound) -> None:
         """``super(Cls).__init__()``: one argument makes an unbound super object, so

@@ -305,6 +305,35 @@ def test_tfm401_base_without_init_gets_the_call_and_the_module_becomes_callable(
     assert module.to(torch.float64).mu == 2.0
 
 
+def test_tfm401_layer_stored_before_the_base_init_is_reported_and_moving_the_call_would_break_it():
+    """PyG's ARGA stored its discriminator before `super().__init__()`: construction raises.
+    Moving the call up is no fix either, since the base `__init__` calls a `reset` override that
+    reads the attribute; the finding is reported without one."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM401")
+    source = next(c.source for c in rule.keeps if "class ARGA(Base)" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == source
+    [finding] = result.diagnostics
+    assert finding.line == source.splitlines().index("        self.discriminator = discriminator") + 1
+    assert not finding.fix_available
+    namespace: dict = {"__name__": "tfm401_late"}
+    exec(compile(source, "case.py", "exec"), namespace)
+    with pytest.raises(AttributeError, match=INIT_ERROR):
+        namespace["ARGA"](nn.Linear(2, 2), nn.Linear(2, 1))
+    moved = source.replace(
+        "        self.discriminator = discriminator\n        super().__init__(encoder)\n",
+        "        super().__init__(encoder)\n        self.discriminator = discriminator\n",
+    )
+    assert moved != source
+    broken: dict = {"__name__": "tfm401_late"}
+    exec(compile(moved, "moved.py", "exec"), broken)
+    with pytest.raises(AttributeError, match="discriminator"):
+        broken["ARGA"](nn.Linear(2, 2), nn.Linear(2, 1))
+
+
 # -- TFM402: module.forward(x) called directly ----------------------------------
 
 
@@ -366,3 +395,23 @@ def test_tfm402_hooks_on_listed_layers_fire_only_after_the_fix():
         outputs[which] = model(x)
         assert calls == ([] if which == "before" else ["Linear", "Linear"])
     assert torch.allclose(outputs["before"], outputs["after"])
+
+
+def test_tfm402_own_forward_called_from_another_method_runs_hooks_only_after_the_fix():
+    """pixyz's `Loss.eval` ran `self.forward(...)`: forward hooks on the loss never fired."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM402")
+    case = next(c for c in rule.fixes if "def evaluate" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    fired = {}
+    for which, source in (("before", case.before), ("after", case.after)):
+        namespace: dict = {"__name__": f"tfm402_{which}"}
+        exec(compile(source, f"{which}.py", "exec"), namespace)
+        loss = namespace["Loss"]()
+        calls: list = []
+        loss.register_forward_hook(recording_hook(calls))
+        assert loss.evaluate(torch.tensor(3.0)) == 6.0
+        fired[which] = calls
+    assert fired == {"before": [], "after": ["Loss"]}
