@@ -190,13 +190,26 @@ def is_torch_module_class(qname: str) -> bool:
 class ProjectIndex:
     """Every importable spelling of the run's classes, resolved across files."""
 
-    def __init__(self, classes: dict[str, ProjectClass]) -> None:
+    def __init__(self, classes: dict[str, ProjectClass], modules: frozenset[str] = frozenset()) -> None:
         self.classes = classes
+        self.modules = modules  # every module of the run: its names are known, class or not
         digest = hashlib.sha256()
         for name in sorted(classes):
             info = classes[name]
             digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}\n".encode())
+        for name in sorted(modules):
+            digest.update(f"module {name}\n".encode())
         self.fingerprint = digest.hexdigest()
+
+    def holds(self, qname: str, module: str | None, is_package: bool = False) -> bool:
+        """The qualified name belongs to a module of the run (whatever it names there)."""
+        if module is None and qname.startswith("."):
+            return False
+        name = absolute(qname, module or "", is_package)
+        if not name:
+            return False
+        parts = name.split(".")
+        return any(".".join(parts[:cut]) in self.modules for cut in range(1, len(parts)))
 
     def lookup(self, qname: str, module: str | None, is_package: bool = False) -> ProjectClass | None:
         """The class a qualified name (as LibCST gives it, relative or not) refers to."""
@@ -307,4 +320,4 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
                 found = entry(resolved)
                 if found is not None:
                     table[f"{summary.module}.{local}"] = found
-    return ProjectIndex(table)
+    return ProjectIndex(table, frozenset(modules))

@@ -118,6 +118,11 @@ class _FirstPassIndex:
             raise _NeedsIndex
         return None
 
+    def holds(self, qname: str, module: str | None, is_package: bool = False) -> bool:
+        if self.lookup(qname, module, is_package) is None:  # raises where the real index may know
+            return False
+        return True  # pragma: no cover (lookup answers None or raises)
+
 
 def _init_worker(state: _Worker) -> None:
     global _state

@@ -561,6 +561,33 @@ class ContainerUses:
             return Verdict.ELSEWHERE
         return self._fail("it is used in a way the nn container does not support")
 
+    def _only_called_by_method(self, call: ast.AST, arg: ast.AST) -> bool:
+        """``self._helper(self.layers[0], h)`` where the helper only calls what it is given
+        (``layer(h)``): the element is used as a layer there, not kept or registered."""
+        model = self.model
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)):
+            return False
+        if arg not in call.args or any(isinstance(a, ast.Starred) for a in call.args):
+            return False
+        cls = model.enclosing_class(call)
+        if cls is None:
+            return False
+        methods = [m for member in model.class_family(cls) for m in class_methods(member) if m.name == call.func.attr]
+        if len(methods) != 1:
+            return False
+        method = methods[0]
+        if any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in method.decorator_list):
+            return False
+        params = method.args.posonlyargs + method.args.args
+        index = call.args.index(arg) + 1  # past `self`
+        if index >= len(params):
+            return False
+        name = params[index].arg
+        reads = [n for n in model.nodes(ast.Name, method) if n.id == name]
+        return bool(reads) and all(
+            isinstance(n.ctx, ast.Load) and isinstance(model.parent(n), ast.Call) and model.parent(n).func is n for n in reads
+        )
+
     def _spread(self, expr: ast.AST) -> bool:
         """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
         kind, _, arg = cst_parent(self.model, expr)
@@ -576,7 +603,7 @@ class ContainerUses:
             return Verdict.ELSEWHERE
         # an element handed to other code or stored under another name gets registered there too
         if kind in ("Arg", "Element", "DictElement") and (self.holds_modules or kind != "Arg"):
-            if not (kind == "Arg" and is_iterating_builtin(model, holder)):
+            if not (kind == "Arg" and (is_iterating_builtin(model, holder) or self._only_called_by_method(holder, sub))):
                 self.reason = "an element is handed to other code"
                 return Verdict.ELSEWHERE
         if kind == "Assign":
@@ -741,7 +768,16 @@ class ContainerRule(Rule):
             if is_module:
                 for site in self_assignments(self.model, cls):
                     self._elements: list[ast.AST] = []
+                    self._unknown: list[ast.AST] = []
+                    self._lenient = False
+                    before = len(self.findings)
                     self.check_site(site)
+                    if len(self.findings) == before and self.holds_modules:
+                        # again, taking instances of classes defined elsewhere for layers: reported
+                        # (never fixed) where the class runs them as layers
+                        self._elements, self._unknown, self._lenient = [], [], True
+                        self.check_site(site)
+                        self._lenient = False
 
     def check_site(self, site: SelfAssignment) -> None:
         raise NotImplementedError
@@ -752,7 +788,53 @@ class ContainerRule(Rule):
         found = self.model.is_module_construction(expr)
         if found:
             self._elements.append(expr)
+        elif getattr(self, "_lenient", False) and self._unknown_class_instance(expr):
+            self._unknown.append(expr)
+            return True
         return found
+
+    def _unknown_class_instance(self, expr: ast.AST) -> bool:
+        """A call of a class imported from code the run does not hold (``LayerNormLSTMCell(...)``):
+        a CamelCase name bound by an import, not a torch or builtin name."""
+        if not isinstance(expr, ast.Call):
+            return False
+        func = expr.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if not name or not name[:1].isupper() or name.isupper() or "_" in name.strip("_"):
+            return False
+        qnames = self.model.qualified_names(func)
+        if not qnames or any(q.startswith(("torch.", "builtins.", "typing.", "collections.")) for q in qnames):
+            return False
+        # a class of the run's other files is known: a module (fixed as such) or not one
+        model = self.model
+        if model.project is not None and any(model.project.holds(q, model.module_name, model.is_package) for q in qnames):
+            return False
+        return not model.local_classes(func)
+
+    def _run_as_layers(self, site: SelfAssignment) -> bool:
+        """The class calls the container's elements on values: ``self.x[i](h)``, or a loop over
+        ``self.x`` (or ``zip``/``enumerate`` of it) that calls its loop variable."""
+        model = self.model
+        for use in model.attributes.get(site.attr, ()):
+            if use is site.target or not isinstance(use.value, ast.Name):
+                continue
+            parent = model.parent(use)
+            if isinstance(parent, ast.Subscript) and parent.value is use:
+                holder = model.parent(parent)
+                if isinstance(holder, ast.Call) and holder.func is parent:
+                    return True
+            loop = parent
+            if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in ("enumerate", "zip", "reversed"):
+                loop = model.parent(parent)
+                use = parent
+            if isinstance(loop, (ast.For, ast.comprehension)) and loop.iter is use:
+                names = {n.id for n in model.nodes(ast.Name, loop.target)}
+                body = loop.body if isinstance(loop, ast.For) else [model.parent(loop)]
+                for stmt in body:
+                    for call in model.nodes(ast.Call, stmt):
+                        if isinstance(call.func, ast.Name) and call.func.id in names:
+                            return True
+        return False
 
     def only_opaque_layers(self) -> bool:
         """No layer of the container certainly holds a parameter, and some may hold buffers or
@@ -774,6 +856,8 @@ class ContainerRule(Rule):
         """Report the finding, with a fix when every use of the attribute allows one. ``wrap``
         says how the value becomes the container (see :func:`wrap_value`)."""
         model = self.model
+        if getattr(self, "_unknown", None) and not self._run_as_layers(site):
+            return  # instances of a class defined elsewhere, not run as layers here: no evidence
         verdict = uses.check(site.attr)
         if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
             return  # registered by the code it is handed to, or not a container of modules
@@ -786,6 +870,10 @@ class ContainerRule(Rule):
             return
         if not runs_after_super_init(model, site):
             self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
+            return
+        if getattr(self, "_unknown", None):
+            self.report(site.assign, f"{message} (not fixed: their class is defined where the analysis cannot "
+                        f"see; nn.{self.container} raises TypeError on anything that is not an nn.Module)")
             return
         if self.only_opaque_layers():
             self.report(site.assign, f"{message} (not fixed: no layer certainly holds a parameter, and registering "

@@ -162,6 +162,29 @@ class ModuleListRule(ContainerRule):
                 "        return self.layers[-1](x) if len(self.layers) else x\n"
             ),
         ),
+        # an element handed to a helper method that only calls it (OpenNMT's encoder bridge)
+        FixCase(
+            _case(
+                "class Encoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.bridge = [nn.Linear(4, 4) for _ in range(n)]\n"
+                "    def _bottle(self, linear, h):\n"
+                "        return torch.relu(linear(h))\n"
+                "    def forward(self, h):\n"
+                "        return self._bottle(self.bridge[0], h)\n"
+            ),
+            _case(
+                "class Encoder(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.bridge = nn.ModuleList([nn.Linear(4, 4) for _ in range(n)])\n"
+                "    def _bottle(self, linear, h):\n"
+                "        return torch.relu(linear(h))\n"
+                "    def forward(self, h):\n"
+                "        return self._bottle(self.bridge[0], h)\n"
+            ),
+        ),
     )
     keeps = (
         # registered by name already: converting would add a second set of state_dict keys
@@ -262,6 +285,22 @@ class ModuleListRule(ContainerRule):
             "        self.layers = layers\n"
             "        self.head = nn.Sequential(*layers)\n"
         ), reported=True),
+        # instances of a class imported from elsewhere, run as layers in forward: reported, never
+        # wrapped (nn.ModuleList raises TypeError if they are not modules after all)
+        KeepCase(
+            "import torch.nn as nn\nfrom cells import LayerNormLSTMCell\n\n"
+            "class MetaOptimizer(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.lstms = []\n        for _ in range(n):\n            self.lstms.append(LayerNormLSTMCell(4, 4))\n"
+            "    def forward(self, x):\n        for lstm in self.lstms:\n            x = lstm(x)\n        return x\n",
+            reported=True,
+        ),
+        # the same, never called: no evidence they are layers
+        KeepCase(
+            "import torch.nn as nn\nfrom schedules import Warmup\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.schedules = [Warmup(i) for i in range(n)]\n"
+            "    def forward(self, x):\n        return x * len(self.schedules)\n",
+        ),
     )
 
     def check_site(self, site: SelfAssignment) -> None:

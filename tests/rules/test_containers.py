@@ -369,3 +369,26 @@ def test_tfm101_layers_that_hold_no_parameter_but_may_hold_buffers_are_reported_
     build(OPAQUE_LAYERS).load_state_dict(checkpoint, strict=True)
     with pytest.raises(RuntimeError, match="Missing key"):
         build(naive).load_state_dict(checkpoint, strict=True)
+
+
+def test_tfm101_layers_a_helper_method_calls_are_trained_only_after_the_fix():
+    """OpenNMT's RNN encoder kept its bridge layers in a list and ran them through a helper
+    method: the optimizer never saw them. After the fix they are parameters and get gradients."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    case = next(c for c in rule.fixes if "def _bottle" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    counts = {}
+    for which, source in (("before", case.before), ("after", case.after)):
+        namespace = {"__name__": f"tfm101_bridge_{which}"}
+        exec(compile(source, f"{which}.py", "exec"), namespace)
+        torch.manual_seed(0)
+        encoder = namespace["Encoder"](2)
+        out = encoder(torch.randn(3, 4))
+        counts[which] = len(list(encoder.parameters()))
+        if which == "after":
+            out.sum().backward()
+            assert encoder.bridge[0].weight.grad is not None
+    assert counts == {"before": 0, "after": 4}
