@@ -53,7 +53,10 @@ class Log1pExpm1Rule(Rule):
     ```
 
     ## Fix safety
-    Safe: the same mathematical function, with the same result dtype
+    `log1p` is a safe fix; `expm1` is unsafe: the TorchScript-based ONNX
+    exporter (`torch.onnx.export(..., dynamo=False)`, the default before the
+    dynamo exporter) has no translation for `expm1`, so a model that exported
+    before the fix would stop exporting. Both are the same mathematical function, with the same result dtype
     (integer and bool tensors become the default float dtype either way) and
     the same gradient. The values themselves change in the last bits, always
     toward the exact result, which is the point; a test that compares
@@ -76,19 +79,28 @@ class Log1pExpm1Rule(Rule):
     fixes = (
         FixCase(
             "import torch\n\n"
-            "def f(rate, h):\n"
+            "def f(rate):\n"
             "    a = torch.log(1 + rate)\n"
             "    b = torch.log(rate.clamp(min=0) + 1.0)\n"
-            "    c = torch.exp(h) - 1\n"
-            "    d = 2 * (torch.exp(-h) - 1.0) * scale\n"
-            "    return a, b, c, d\n",
+            "    return a, b\n",
             "import torch\n\n"
-            "def f(rate, h):\n"
+            "def f(rate):\n"
             "    a = torch.log1p(rate)\n"
             "    b = torch.log1p(rate.clamp(min=0))\n"
+            "    return a, b\n",
+        ),
+        FixCase(
+            "import torch\n\n"
+            "def f(h):\n"
+            "    c = torch.exp(h) - 1\n"
+            "    d = 2 * (torch.exp(-h) - 1.0) * scale\n"
+            "    return c, d\n",
+            "import torch\n\n"
+            "def f(h):\n"
             "    c = torch.expm1(h)\n"
             "    d = 2 * torch.expm1(-h) * scale\n"
-            "    return a, b, c, d\n",
+            "    return c, d\n",
+            unsafe=True,
         ),
         FixCase(
             "import torch as T\nfrom torch import exp\n\ny = T.log(1 + a * b) + exp(z) - 1\n",
@@ -150,12 +162,13 @@ class Log1pExpm1Rule(Rule):
             return
         spelling, need = func
         edit = self.edit(node, "BinaryOperation", EXPM1_CALL, spelling, "expm1")
-        self.report(node, message, self._fix(edit, call.func, "exp", need))
+        message += " (unsafe fix: the TorchScript-based ONNX exporter, `torch.onnx.export(..., dynamo=False)`, has no `expm1`)"
+        self.report(node, message, self._fix(edit, call.func, "exp", need, unsafe=True))
 
-    def _fix(self, edit, func: ast.AST, old_name: str, need: ImportNeed | None) -> Fix:
+    def _fix(self, edit, func: ast.AST, old_name: str, need: ImportNeed | None, unsafe: bool = False) -> Fix:
         # a bare `log` imported from torch is dropped once the fix leaves it unused
         removals = (ImportNeed("torch", old_name),) if isinstance(func, ast.Name) and func.id == old_name else ()
-        return Fix([edit], imports=(need,) if need else (), removals=removals)
+        return Fix([edit], imports=(need,) if need else (), removals=removals, unsafe=unsafe)
 
     def _counterpart(self, func: ast.AST, name: str) -> tuple[str | None, ImportNeed | None] | None:
         """How to spell torch's ``name`` for the call (None: rename the call's own attribute)."""
