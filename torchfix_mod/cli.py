@@ -107,6 +107,7 @@ def torchfix_mod(
     """Find and fix nn.Module mistakes that silently break PyTorch training."""
     from torchfix_mod.config import ConfigError, effective_codes, resolve
     from torchfix_mod.docs import rule_safety
+    from torchfix_mod.requirements import declared_floors
     from torchfix_mod.rule import RuleOptions, load_rules
     from torchfix_mod.runner import RunOptions, process_stdin
 
@@ -146,7 +147,10 @@ def torchfix_mod(
     options = RunOptions(
         mode=mode,
         unsafe_fixes=_pick(unsafe_fixes, settings.unsafe_fixes),
-        rule_options=RuleOptions(buffer_persistent=_pick(buffer_persistent, settings.buffer_persistent)),
+        rule_options=RuleOptions(
+            buffer_persistent=_pick(buffer_persistent, settings.buffer_persistent),
+            requires=declared_floors(_common_parent(config_paths)),
+        ),
         ignored_codes=settings.ignored_codes if settings.per_file_ignores else None,
     )
     if use_stdin:
@@ -260,3 +264,14 @@ def main() -> None:
         print(f"torchfix-mod {__version__}")
         return
     app(prog_name="torchfix-mod")
+
+
+def _common_parent(paths: list[Path]) -> Path:
+    """The deepest directory holding every path (the project whose requirements apply)."""
+    import os
+
+    resolved = [str(p.resolve()) for p in paths] or [str(Path.cwd())]
+    try:
+        return Path(os.path.commonpath(resolved))
+    except ValueError:  # paths on different drives
+        return Path(resolved[0])

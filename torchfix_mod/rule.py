@@ -100,6 +100,9 @@ class RuleOptions:
     """Settings a rule may read; the engine passes the same object to every rule."""
 
     buffer_persistent: bool = False
+    # (package, lowest version) the checked project declares (pyproject.toml, setup.cfg,
+    # requirements*.txt): fixes to an API introduced later become unsafe
+    requires: tuple[tuple[str, str], ...] = ()
 
 
 class Rule:
@@ -147,6 +150,17 @@ class Rule:
             return
         span = node if isinstance(node, Span) else self.model.span(node)
         self.findings.append(Finding(self.code, span, message, fix, tuple(state_keys)))
+
+    def needs_release(self, fix: Fix | None, package: str, version: str, api: str) -> tuple[Fix | None, str]:
+        """``fix`` made unsafe, and the reason to add to the message, when the project declares a
+        ``package`` floor below the ``version`` that introduced ``api``."""
+        from torchfix_mod.requirements import below
+
+        floor = below(self.options.requires, package, version)
+        if fix is None or floor is None:
+            return fix, ""
+        fix.unsafe = True
+        return fix, f" (unsafe fix: the project allows {package} {floor}, and `{api}` needs {package} {version})"
 
     def edit(self, node: ast.AST | Span, node_type: str, change: Callable[..., Any], *args: Any) -> Edit:
         """An intent to change the LibCST ``node_type`` node at ``node``'s position."""

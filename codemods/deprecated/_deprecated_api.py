@@ -523,7 +523,10 @@ class DeprecatedApiRule(Rule):
             if reason and call is None:
                 reason = ""  # a reference that is not called: the message says it all
             target = call if call is not None else node
-            self.report(target, self.message(entry, reason), fix)
+            note = ""
+            if entry.since:
+                fix, note = self.needs_release(fix, "torch", entry.since, entry.target)
+            self.report(target, self.message(entry, reason) + note, fix)
             reference_fix[node] = (fix, target)
         for statement, aliases in imports:
             self.report_import(statement, aliases, reference_fix)

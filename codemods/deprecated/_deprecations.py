@@ -36,6 +36,7 @@ class Deprecation:
     rewrite: str | None = None  # the argument rewrite the rule applies; None: report only
     device: str | None = None  # the device type the replacement takes (TFM604)
     aliases: tuple[str, ...] = ()  # other qualified names of the same object
+    since: str = ""  # the torch release that introduced the replacement (fixes below it are unsafe)
 
     @property
     def target(self) -> str:
@@ -186,19 +187,19 @@ DEPRECATIONS: tuple[Deprecation, ...] = (
     ),
     Deprecation(
         "torch.cuda.amp.GradScaler", AMP, "torch.amp.GradScaler(\"cuda\", ...)", NOT_IN_TORCHFIX,
-        rewrite="device_first", device="cuda", aliases=("torch.cuda.amp.grad_scaler.GradScaler",),
+        rewrite="device_first", device="cuda", aliases=("torch.cuda.amp.grad_scaler.GradScaler",), since="2.3",
     ),
     Deprecation(
         "torch.cpu.amp.GradScaler", AMP, "torch.amp.GradScaler(\"cpu\", ...)", NOT_IN_TORCHFIX,
-        rewrite="device_first", device="cpu", aliases=("torch.cpu.amp.grad_scaler.GradScaler",),
+        rewrite="device_first", device="cpu", aliases=("torch.cpu.amp.grad_scaler.GradScaler",), since="2.3",
     ),
     Deprecation(
         "torch.cuda.amp.custom_fwd", AMP, "torch.amp.custom_fwd(device_type=\"cuda\")", NOT_IN_TORCHFIX,
-        rewrite="device_keyword", device="cuda", aliases=("torch.cuda.amp.autocast_mode.custom_fwd",),
+        rewrite="device_keyword", device="cuda", aliases=("torch.cuda.amp.autocast_mode.custom_fwd",), since="2.4",
     ),
     Deprecation(
         "torch.cuda.amp.custom_bwd", AMP, "torch.amp.custom_bwd(device_type=\"cuda\")", NOT_IN_TORCHFIX,
-        rewrite="device_keyword", device="cuda", aliases=("torch.cuda.amp.autocast_mode.custom_bwd",),
+        rewrite="device_keyword", device="cuda", aliases=("torch.cuda.amp.autocast_mode.custom_bwd",), since="2.4",
     ),
 )
 

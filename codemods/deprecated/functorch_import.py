@@ -123,7 +123,8 @@ class FunctorchImportRule(DeprecatedApiRule):
         names = ", ".join(f"`{entry.name}`" for _, entry in moved)
         verb = "is" if len(moved) == 1 else "are"
         message = f"{names} {verb} deprecated; import from `{TORCH_FUNC}`"
-        self.report(statement, message, self._move_fix(statement, [alias for alias, _ in moved]))
+        fix, note = self.needs_release(self._move_fix(statement, [alias for alias, _ in moved]), "torch", "2.0", "torch.func")
+        self.report(statement, message + note, fix)
 
     def _move_fix(self, statement: ast.ImportFrom, moved: list[ast.alias]) -> Fix | None:
         if len(moved) == len(statement.names):

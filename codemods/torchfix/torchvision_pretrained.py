@@ -360,7 +360,8 @@ class TorchvisionPretrainedRule(Rule):
     def _fix(self, call: ast.Call, at: ast.AST | Span, change_args: tuple, need: ImportNeed | None, message: str) -> None:
         # the edit rewrites the argument through its call, which ast and LibCST place alike
         edit = self.edit(call, "Call", RENAME_ARGUMENT, *change_args)
-        self.report(at, message, Fix([edit], imports=(need,) if need else ()))
+        fix, note = self.needs_release(Fix([edit], imports=(need,) if need else ()), "torchvision", "0.13", "weights=")
+        self.report(at, message + note, fix)
 
     def _value_extent(self, call: ast.Call, arg: ast.keyword | ast.expr) -> tuple[int, int]:
         """Where the argument's value starts and ends in the source, with any parentheses of

@@ -547,6 +547,7 @@ DIFFERENCES = {
     "TFM705-fix-0": "TorchFix reports log1p/expm1 without a fix",
     "TFM705-fix-1": "TorchFix reports log1p/expm1 without a fix",
     "TFM705-fix-2": "TorchFix reports log1p/expm1 without a fix",
+    "TFM705-fix-3": "TorchFix reports log1p/expm1 without a fix",
     "TFM706-fix-0": "TorchFix writes `models.ResNet50_Weights...` and adds `from torchvision import models`",
     "TFM706-fix-1": "TorchFix writes `models.ResNet18_Weights...` and adds `from torchvision import models`",
     "TFM706-keep-1": "TorchFix fails on the file: `pretrained=cfg.pretrained` is not a Name",
