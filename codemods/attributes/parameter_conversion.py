@@ -84,6 +84,8 @@ class ParameterConversionRule(Rule):
         KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n)).to(*device)"), reported=True),
         KeepCase(_init("self.w = nn.Parameter(data=torch.randn(n, n)).to(device)"), reported=True),
         KeepCase(HEADER + "class Plain:\n    def __init__(self):\n        self.w = nn.Parameter(torch.ones(2)).double()\n"),
+        # moved to the device its own data is on: `.to()` returns the Parameter itself
+        KeepCase(_init("self.weight = nn.Parameter(torch.ones(n))", "self._w = nn.Parameter(self.weight.clone()).to(self.weight.device)")),
     )
 
     def check(self) -> None:
@@ -96,6 +98,8 @@ class ParameterConversionRule(Rule):
                 if chain is None:
                     continue
                 parameter, links = chain
+                if _moves_to_its_own_device(model, parameter, links):
+                    continue  # `.to(w.device)` of a Parameter made from `w`: it never copies
                 message = (
                     f"`{site.self_arg}.{site.attr}` is a conversion of an nn.Parameter: when it copies (another device "
                     "or dtype) it is a plain tensor, missing from parameters() and state_dict(); convert inside"
@@ -124,6 +128,21 @@ class ParameterConversionRule(Rule):
         if not self.model.qualified_names(node.func) or not self.model.qualified_names(node.func) <= PARAMETER_CLASSES:
             return None
         return node, list(reversed(links))
+
+
+def _moves_to_its_own_device(model, parameter: ast.Call, links: list[ast.Call]) -> bool:
+    """Every link is ``.to(<x>.device)`` where ``<x>`` is what the Parameter is made from
+    (``nn.Parameter(self.weight.clone()).to(self.weight.device)``): the tensor is already there."""
+    if not parameter.args:
+        return False
+    source = {ast.dump(n) for n in ast.walk(parameter.args[0]) if isinstance(n, (ast.Name, ast.Attribute))}
+    for link in links:
+        if not (link.func.attr == "to" and len(link.args) == 1 and not link.keywords):
+            return False
+        target = link.args[0]
+        if not (isinstance(target, ast.Attribute) and target.attr == "device" and ast.dump(target.value) in source):
+            return False
+    return True
 
 
 def _convert_inside(value, count: int):

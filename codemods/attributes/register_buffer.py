@@ -165,6 +165,8 @@ class RegisterBufferRule(TensorAttributeRule):
         KeepCase(HEADER + "class Net(nn.Module):\n    def __init__(self, n, device='cpu'):\n        super().__init__()\n"
                  "        self.window = torch.ones(n)\n        self.device = device\n"
                  "    def forward(self, x):\n        return torch.ones(3, device=self.device) * x * self.window\n", reported=True),
+        # an index tensor: a CPU index selects from tensors on any device (fairseq's suppressed tokens)
+        KeepCase(_init("self.suppress = torch.tensor([0, 3])", extra="\n    def forward(self, x):\n        x[:, self.suppress] = -1.0\n        return x\n")),
         # a scalar picked out of the tensor mixes with tensors on any device
         KeepCase(_init("self.schedule = torch.linspace(0, 1, n)", extra="\n    def forward(self, x, epoch):\n        return x / self.schedule[epoch]\n")),
         KeepCase(
@@ -441,6 +443,10 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
     nowhere)."""
     while True:
         parent = model.parent(expr)
+        if isinstance(parent, ast.Tuple) and isinstance(model.parent(parent), ast.Subscript) and model.parent(parent).slice is parent:
+            return None  # an index: indices on the CPU index tensors on any device
+        if isinstance(parent, ast.Subscript) and parent.slice is expr:
+            return None
         if isinstance(parent, ast.Subscript) and parent.value is expr:
             if not _whole_slice(parent.slice):
                 return None  # one element: a CPU scalar mixes with tensors on any device

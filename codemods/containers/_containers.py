@@ -528,6 +528,12 @@ class ContainerUses:
                 return Verdict.NOT_MODULES
             if method in {"values", "items"} and self._spread(call):
                 return Verdict.ELSEWHERE
+            if method == "values":
+                handed_kind, handed_to, _ = cst_parent(model, call)
+                if handed_kind == "Arg" and not is_iterating_builtin(model, handed_to):
+                    # `nn.ParameterList(self.x.values())`: registered by the container it is handed to
+                    self.reason = "its values are handed to other code"
+                    return Verdict.ELSEWHERE
             return Verdict.OK
         if kind == "AugAssign" and parent.target is node:
             if is_list and isinstance(parent.op, ast.Add):

@@ -242,7 +242,10 @@ class ModuleDictRule(ContainerRule):
         else:
             return
         # the use check also gathers the keys of every `self.x[key] = ...` in the file
-        if uses.check(site.attr) == Verdict.OK:
+        verdict = uses.check(site.attr)
+        if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
+            return  # registered by the code it is handed to, or not a container of modules
+        if verdict == Verdict.OK:
             keys.extend(uses.dict_keys)
         problems = [key_problem(k, self.reserved_keys, self.model.text(k)) for k in keys]
         bad = [p for p in problems if p]

@@ -88,6 +88,12 @@ class ParameterDictRule(ModuleDictRule):
         ),
     )
     keeps = (
+        # its values are registered by the container they are handed to (pyro's glmm guide)
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Guide(nn.Module):\n    def __init__(self, sizes):\n"
+            "        super().__init__()\n        self.scale = {k: nn.Parameter(torch.ones(n)) for k, n in sizes.items()}\n"
+            "        self._registered = nn.ParameterList(self.scale.values())\n"
+        ),
         KeepCase(_init("self.lin = nn.Linear(4, 4)", "self.named = {'w': self.lin.weight}")),
         KeepCase(_init("self.gains = {'to': nn.Parameter(torch.ones(4))}"), reported=True),
         # keys from values the analysis cannot see may be ints (TypeError) or refused names
