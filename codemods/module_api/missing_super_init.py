@@ -271,8 +271,11 @@ class MissingSuperInitRule(Rule):
         for member in self.model.class_family(cls):
             for call in self.model.nodes(ast.Call, member):
                 func = call.func
-                if isinstance(func, ast.Attribute) and func.attr == attr and isinstance(func.value, ast.Name):
-                    return True
+                if not (isinstance(func, ast.Attribute) and func.attr == attr and isinstance(func.value, ast.Name)):
+                    continue
+                method = self.model.enclosing_function(call)
+                if method is not None and self_name(method) == func.value.id:
+                    return True  # `self.<attr>(...)`, not some other object's method of that name
         return False
 
     def check_unbound(self, node: ast.ClassDef, init, unbound) -> None:
