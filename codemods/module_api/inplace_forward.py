@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
+from torchfix_mod.codemods._shared._attributes import self_assignments
 from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES  # a factory sets a dtype of its own
 from torchfix_mod.syntax import walk
 
@@ -490,6 +491,49 @@ class Uses:
             self.visit(arg, True, True)
 
 
+def returns_kept_result(model: SemanticModel, cls: ast.ClassDef, depth: int = 0) -> bool:
+    """An nn.Module class of the file whose ``forward`` ends every path in an op whose backward
+    keeps its output (``return F.relu(x)``, ``return self.act(x)`` with ``self.act = nn.ReLU()``):
+    updating what it returns in place breaks backward, as for the op itself."""
+    if depth > 2 or not model.is_module_class(cls):
+        return False
+    forward = next((m for m in class_methods(cls) if m.name == "forward"), None)
+    if forward is None:
+        return False
+    self_arg = self_name(forward)
+    returns = [node for node in model.nodes(ast.Return, forward) if model.enclosing_function(node) is forward]
+    if not returns:
+        return False
+    for ret in returns:
+        value = ret.value
+        if not isinstance(value, ast.Call):
+            return False
+        func = value.func
+        qnames = qualified_names(model, func) if dotted(func) is not None else set()
+        if qnames and all(q.startswith("torch.") and q.rsplit(".", 1)[-1] in RESULT_KEPT_OPS for q in qnames):
+            continue
+        if isinstance(func, ast.Attribute) and func.attr in RESULT_KEPT_OPS and not (isinstance(func.value, ast.Name) and func.value.id == self_arg):
+            continue  # `x.relu()`, `x.sigmoid()`
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == self_arg:
+            stores = [
+                site.value for member in model.class_family(cls) for site in self_assignments(model, member) if site.attr == func.attr
+            ]
+            if stores and all(_kept_module_construction(model, v, depth) for v in stores):
+                continue
+        return False
+    return True
+
+
+def _kept_module_construction(model: SemanticModel, value: ast.expr, depth: int) -> bool:
+    if not isinstance(value, ast.Call):
+        return False
+    qnames = qualified_names(model, value.func)
+    if qnames and all(q.startswith("torch.nn.") and q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES for q in qnames):
+        return True
+    classes = model.local_classes(value.func)
+    return bool(classes) and len(classes) == 1 and returns_kept_result(model, classes[0], depth + 1)
+
+
 def non_tensor_value(value: ast.expr, model: SemanticModel) -> bool:
     """A right-hand side that is a container, an iterator or a string: the target is not a
     tensor (list ``+=`` accepts any iterable, ``x = x + gen`` raises)."""
@@ -855,6 +899,27 @@ class InplaceForwardRule(Rule):
             "        y = y + prompt.to(y.dtype)\n"
             "        return w, x, y\n",
         ),
+        # a layer of the file whose forward ends in relu (multiresunet's conv2d_bn): relu keeps
+        # its output for backward, so the sum must not overwrite it
+        FixCase(
+            "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+            "class ConvBn(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
+            "    def forward(self, x):\n        return F.relu(self.bn(self.conv(x)))\n\n"
+            "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
+            "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
+            "        x += shortcut\n        return F.relu(x)\n",
+            "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+            "class ConvBn(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
+            "    def forward(self, x):\n        return F.relu(self.bn(self.conv(x)))\n\n"
+            "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
+            "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
+            "        x = x + shortcut\n        return F.relu(x)\n",
+            unsafe=True,  # `x` comes from a layer whose output dtype the analysis does not follow
+        ),
     )
     keeps = (
         # `skip` aliases `h`: the in-place update is visible through it
@@ -1005,6 +1070,9 @@ class _ForwardAnalysis:
                 is_kept = bool(qnames) and all(
                     q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES and q.startswith("torch.nn.") for q in qnames
                 )
+                if not is_kept and isinstance(value, ast.Call):
+                    classes = self.model.local_classes(value.func)
+                    is_kept = bool(classes) and len(classes) == 1 and returns_kept_result(self.model, classes[0])
                 kept[target.attr] = kept.get(target.attr, True) and is_kept
         return {name for name, ok in kept.items() if ok}
 

@@ -415,3 +415,26 @@ def test_tfm402_own_forward_called_from_another_method_runs_hooks_only_after_the
         assert loss.evaluate(torch.tensor(3.0)) == 6.0
         fired[which] = calls
     assert fired == {"before": [], "after": ["Loss"]}
+
+
+def test_tfm201_a_layer_of_the_file_ending_in_relu_keeps_its_output_and_the_sum_breaks_backward():
+    """multiresunet's residual path added the shortcut in place to the output of a conv-bn
+    layer whose forward ends in F.relu: relu's backward needs that output, so backward()
+    raised. The out-of-place sum (offered as an unsafe fix) trains."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.fixes if "class ResPath" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,), unsafe_fixes=True)).new_source == case.after
+    x = torch.randn(2, 3, 5, 5)
+    for which, source in (("before", case.before), ("after", case.after)):
+        namespace: dict = {"__name__": f"tfm201_respath_{which}"}
+        exec(compile(source, f"{which}.py", "exec"), namespace)
+        torch.manual_seed(0)
+        out = namespace["ResPath"](3)(x)
+        if which == "before":
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+        else:
+            out.sum().backward()
