@@ -149,7 +149,7 @@ class DirectForwardRule(Rule):
                 self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
             elif self._is_module(receiver, call):
                 self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
-            elif method.name == "forward" and self._handed_in(receiver, call):
+            elif method.name == "forward" and self._handed_in(receiver, call) and self._plain_torch_family(self._enclosing_class(call)):
                 self.report(call, f"{message} (not fixed: `{model.text(receiver)}` is handed to the constructor, "
                             "and calling it raises if it is not an nn.Module)")
 
@@ -199,8 +199,16 @@ class DirectForwardRule(Rule):
             return False
         # every base is a class of this file or of torch.nn: a base from elsewhere may define a
         # `__call__` of its own (gpytorch's modules wrap what forward returns)
-        for member in model.class_family_up(cls):
-            for base in model.base_classes(member):
+        return self._plain_torch_family(cls)
+
+    def _plain_torch_family(self, cls: ast.ClassDef | None) -> bool:
+        """Every base of the class is of this file or of torch.nn: a class built on another
+        library's modules (gpytorch kernels, torchmetrics metrics) may hold objects whose
+        ``__call__`` means something else than ``forward``."""
+        if cls is None:
+            return False
+        for member in self.model.class_family_up(cls):
+            for base in self.model.base_classes(member):
                 if not isinstance(base, ast.ClassDef) and not (isinstance(base, str) and base.startswith("torch.nn.")):
                     return False
         return True
