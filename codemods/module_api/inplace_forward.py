@@ -310,9 +310,10 @@ class Uses:
     Each node is visited with whether its value may be aliased and whether it may be kept by
     what consumes it."""
 
-    def __init__(self, model: SemanticModel, self_arg: str) -> None:
+    def __init__(self, model: SemanticModel, self_arg: str, input_free: frozenset[str] = frozenset()) -> None:
         self.model = model
         self.self_arg = self_arg
+        self.input_free = input_free  # submodule attributes whose forward keeps no input for backward
         self.found: dict[str, bool] = {}  # name -> read through a possible alias
         self.saved: set[str] = set()
 
@@ -467,8 +468,9 @@ class Uses:
         if isinstance(func, ast.Attribute):
             receiver, op = func.value, func.attr
             if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
+                keeps = op not in self.input_free
                 for arg in args:  # a submodule call computes a new tensor, and may keep its input
-                    self.visit(arg, False, True)
+                    self.visit(arg, False, keeps)
                 return
             alias = op not in PURE_OPS
             if op in METADATA_METHODS:
@@ -489,6 +491,36 @@ class Uses:
         self.visit(func, True, False)
         for arg in args:
             self.visit(arg, True, True)
+
+
+def forward_keeps_input(model: SemanticModel, cls: ast.ClassDef) -> bool:
+    """Whether the ``forward`` of an nn.Module class of the file may keep its first input for
+    backward (True when in doubt). Its statements are read in order until the input's name is
+    rebound; a statement that hands the input to an op that may keep it, or aliases it, answers
+    True."""
+    if not model.is_module_class(cls) or model.class_family_up(cls) != [cls]:
+        return True  # an overriding base or subclass chain: not followed
+    forward = next((m for m in class_methods(cls) if m.name == "forward"), None)
+    self_arg = self_name(forward) if forward is not None else None
+    params = forward.args.posonlyargs + forward.args.args if forward is not None else []
+    if self_arg is None or len(params) < 2:
+        return True
+    name = params[1].arg
+    for stmt in forward.body:
+        uses = Uses(model, self_arg)
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            uses.visit(stmt.value, True, False)
+            if name in uses.saved or uses.found.get(name, False):
+                return True
+            if stmt.targets[0].id == name:
+                return False  # rebound: what follows works on another tensor
+            continue
+        if not isinstance(stmt, (ast.Expr, ast.Return, ast.Assert, ast.Pass)):
+            return True  # a branch, a loop, a nested block: not followed
+        uses.statement(stmt, isinstance(stmt, ast.Return))
+        if name in uses.saved or (isinstance(stmt, ast.Return) and uses.found.get(name, False)):
+            return True
+    return False
 
 
 def returns_kept_result(model: SemanticModel, cls: ast.ClassDef, depth: int = 0) -> bool:
@@ -922,6 +954,20 @@ class InplaceForwardRule(Rule):
         ),
     )
     keeps = (
+        # a layer of the file that sums its input before anything keeps it (speechbrain's
+        # squeeze-excitation block): scaling the residual in place by its output is safe
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n"
+            "class SEBlock(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.fc = nn.Linear(c, c)\n"
+            "    def forward(self, x):\n        count = x.size(2) * x.size(3)\n"
+            "        x = torch.sum(x, dim=(2, 3)) / count\n"
+            "        return torch.sigmoid(self.fc(x))[:, :, None, None]\n\n"
+            "class Block(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.se = SEBlock(c)\n"
+            "    def forward(self, x):\n        residual = self.conv(x)\n"
+            "        residual *= self.se(residual)\n        return x + residual\n"
+        ),
         # `skip` aliases `h`: the in-place update is visible through it
         KeepCase(
             "import torch.nn as nn\n\nclass Block(nn.Module):\n"
@@ -1049,7 +1095,21 @@ class _ForwardAnalysis:
         self.self_arg = self_arg
         self.decisions: dict[ast.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
         self.kept_attributes = self._result_kept_attributes()
+        self.input_free = self._input_free_attributes()
         self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
+
+    def _input_free_attributes(self) -> frozenset[str]:
+        """Attributes every ``self.x = ...`` of the class sets to a layer of the file whose
+        ``forward`` keeps no reference to its input for backward (a squeeze-excitation block
+        that sums its input first)."""
+        free: dict[str, bool] = {}
+        for member in self.model.class_family(self.cls):
+            for site in self_assignments(self.model, member):
+                value = site.value
+                classes = self.model.local_classes(value.func) if isinstance(value, ast.Call) else None
+                ok = bool(classes) and len(classes) == 1 and not forward_keeps_input(self.model, classes[0])
+                free[site.attr] = free.get(site.attr, True) and ok
+        return frozenset(name for name, ok in free.items() if ok)
 
     def _result_kept_attributes(self) -> set[str]:
         """Attributes every ``self.x = ...`` of the class sets to a module whose backward keeps
@@ -1248,7 +1308,7 @@ class _ForwardAnalysis:
     def read(self, node: ast.AST | None, state: State, alias: bool = False) -> None:
         if node is None:
             return
-        uses = Uses(self.model, self.self_arg)
+        uses = Uses(self.model, self.self_arg, self.input_free)
         if isinstance(node, ast.stmt):  # `return h`, `print(h)`, `assert h.all()`
             uses.statement(node, alias)
         else:
@@ -1267,7 +1327,7 @@ class _ForwardAnalysis:
     def read_target_base(self, target: ast.expr, state: State) -> None:
         if isinstance(target, ast.Subscript):
             for element in subscript_elements(self.model, target):
-                uses = Uses(self.model, self.self_arg)
+                uses = Uses(self.model, self.self_arg, self.input_free)
                 uses.index(element)
                 self._update(uses, element, state)
 

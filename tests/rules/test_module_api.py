@@ -438,3 +438,22 @@ def test_tfm201_a_layer_of_the_file_ending_in_relu_keeps_its_output_and_the_sum_
                 out.sum().backward()
         else:
             out.sum().backward()
+
+
+def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
+    """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
+    of the same file; the block sums its input before anything could keep it, so backward
+    works and the rule stays silent."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    source = next(c.source for c in rule.keeps if "class SEBlock" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == source
+    namespace: dict = {"__name__": "tfm201_se"}
+    exec(compile(source, "case.py", "exec"), namespace)
+    block = namespace["Block"](3)
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    block(x).sum().backward()
+    assert x.grad is not None and block.conv.weight.grad is not None
