@@ -119,9 +119,7 @@ class _FirstPassIndex:
         return None
 
     def holds(self, qname: str, module: str | None, is_package: bool = False) -> bool:
-        if self.lookup(qname, module, is_package) is None:  # raises where the real index may know
-            return False
-        return True  # pragma: no cover (lookup answers None or raises)
+        return self.lookup(qname, module, is_package) is not None  # raises where the real index may know
 
 
 def _init_worker(state: _Worker) -> None:

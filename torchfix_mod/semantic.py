@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
@@ -699,6 +699,27 @@ class SemanticModel:
             bases = [base for base in self.base_classes(current) if isinstance(base, ast.ClassDef)]
             stack.extend(reversed(bases))
         return chain
+
+    def methods_reached(self, cls: ast.ClassDef, roots: Iterable = ()) -> set:
+        """``forward`` and ``__call__`` of the class family (plus ``roots``), and every method of
+        the family they call through ``self``, transitively."""
+        methods: dict[str, list] = {}
+        for member in self.class_family(cls):
+            for method in class_methods(member):
+                methods.setdefault(method.name, []).append(method)
+        stack = [m for name in ("forward", "__call__") for m in methods.get(name, ())] + list(roots)
+        seen: set = set()
+        while stack:
+            method = stack.pop()
+            if method in seen:
+                continue
+            seen.add(method)
+            receiver = self_name(method)
+            for call in self.nodes(ast.Call, method):
+                func = call.func
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == receiver:
+                    stack.extend(methods.get(func.attr, ()))
+        return seen
 
     def class_family(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
         """``cls``, its bases defined in this file, and the classes of this file derived from it."""

@@ -7,7 +7,7 @@ import re
 
 from torchfix_mod.codemods._shared._attributes import SelfAssignment
 from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeRule, TensorExpressions, requires_grad_true
-from torchfix_mod.semantic import class_methods
+from torchfix_mod.semantic import class_methods, self_name
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
@@ -167,6 +167,10 @@ class RegisterBufferRule(TensorAttributeRule):
                  "    def forward(self, x):\n        return torch.ones(3, device=self.device) * x * self.window\n", reported=True),
         # an index tensor: a CPU index selects from tensors on any device (fairseq's suppressed tokens)
         KeepCase(_init("self.suppress = torch.tensor([0, 3])", extra="\n    def forward(self, x):\n        x[:, self.suppress] = -1.0\n        return x\n")),
+        # iterated for Python control flow (pytorch-tabnet's continuous-feature mask)
+        KeepCase(_init("self.is_cont = torch.ones(n, dtype=torch.bool)", extra="\n    def forward(self, x):\n"
+                       "        cols = [x[:, i] if c else -x[:, i] for i, c in enumerate(self.is_cont)]\n"
+                       "        return torch.stack(cols, 1)\n")),
         # a scalar picked out of the tensor mixes with tensors on any device
         KeepCase(_init("self.schedule = torch.linspace(0, 1, n)", extra="\n    def forward(self, x, epoch):\n        return x / self.schedule[epoch]\n")),
         KeepCase(
@@ -259,7 +263,7 @@ class RegisterBufferRule(TensorAttributeRule):
         for member in family:
             for method in class_methods(member):
                 methods.setdefault(method.name, []).append(method)
-        reachable = _reachable(model, methods)
+        reachable = _reachable(model, site.cls, methods)
         if not reachable:
             return False, None  # no forward: not used as a layer
         if _registered_by_name(model, family, site.attr):
@@ -398,33 +402,26 @@ def _register(assign, self_arg: str, attr: str, persistent: str):
 
 # builtins that read a tensor back to Python (or only look at it)
 _PYTHON_READS = frozenset({"len", "int", "float", "bool", "str", "repr", "print", "isinstance", "type", "id", "range", "hasattr"})
+# builtins that iterate the tensor: its elements are one-element picks, which meet tensors on any device
+_ITERATING = frozenset({"enumerate", "zip", "iter", "list", "tuple", "reversed", "sorted", "set", "any", "all"})
 
 
-def _reachable(model, methods: dict[str, list]) -> set:
-    """``forward`` (or ``__call__``) and the methods of the class family they call through ``self``."""
-    stack = [m for name in ("forward", "__call__") for m in methods.get(name, ())]
-    # methods that run the module's computation themselves (`mean = self.forward(state)`,
-    # `self(x)`): a policy's `sample`, a model's `generate`
-    for group in methods.values():
-        for method in group:
-            for call in model.nodes(ast.Call, method):
-                func = call.func
-                if (isinstance(func, ast.Attribute) and func.attr == "forward" and isinstance(func.value, ast.Name)) or (
-                    isinstance(func, ast.Name) and method.args.args and func.id == method.args.args[0].arg
-                ):
-                    stack.append(method)
-                    break
-    seen: set = set()
-    while stack:
-        method = stack.pop()
-        if method in seen:
-            continue
-        seen.add(method)
-        for call in model.nodes(ast.Call, method):
-            func = call.func
-            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in methods:
-                stack.extend(methods[func.attr])
-    return seen
+def _reachable(model, cls: ast.ClassDef, methods: dict[str, list]) -> set:
+    """What runs when the module computes: ``forward``, methods that call ``self.forward`` or
+    ``self(...)`` themselves (a policy's ``sample``, a model's ``generate``), and what they call.
+    Empty when the family has no ``forward``."""
+    computing = [
+        method for group in methods.values() for method in group
+        if any(
+            (isinstance(c.func, ast.Attribute) and c.func.attr == "forward" and isinstance(c.func.value, ast.Name)
+             and c.func.value.id == self_name(method))
+            or (isinstance(c.func, ast.Name) and c.func.id == self_name(method))
+            for c in model.nodes(ast.Call, method)
+        )
+    ]
+    if "forward" not in methods and "__call__" not in methods and not computing:
+        return set()
+    return model.methods_reached(cls, computing)
 
 
 def _constant(node: ast.AST) -> bool:
@@ -497,13 +494,15 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             return None
         elif isinstance(parent, (ast.Expr, ast.Delete)):
             return None
+        elif isinstance(parent, (ast.For, ast.comprehension)) and parent.iter is expr:
+            return None  # iterated: each element is a one-element pick
         else:
             return parent  # returned, handed into a container, a starred argument: it may meet anything
 
 
 def _call_combines(model, call: ast.Call) -> bool:
     func = call.func
-    if isinstance(func, ast.Name) and func.id in _PYTHON_READS and model.qualified_names(func) == {f"builtins.{func.id}"}:
+    if isinstance(func, ast.Name) and func.id in _PYTHON_READS | _ITERATING and model.qualified_names(func) == {f"builtins.{func.id}"}:
         return False
     return True
 

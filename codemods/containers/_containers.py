@@ -768,14 +768,17 @@ class ContainerRule(Rule):
     noun: str = "nn.Modules"
     methods: frozenset[str] | None = None  # what the container supports (None: ModuleList/ModuleDict)
     holds_modules: bool = True
+    # per checked site: the element constructions seen, those of classes the run cannot see,
+    # and whether the second (lenient) pass that accepts the latter is running
+    _elements: list | tuple = ()
+    _unknown: list | tuple = ()
+    _lenient: bool = False
 
     def check(self) -> None:
         for cls, is_module in self.model.module_classes.items():
             if is_module:
                 for site in self_assignments(self.model, cls):
-                    self._elements: list[ast.AST] = []
-                    self._unknown: list[ast.AST] = []
-                    self._lenient = False
+                    self._elements, self._unknown, self._lenient = [], [], False
                     before = len(self.findings)
                     self.check_site(site)
                     if len(self.findings) == before and self.holds_modules:
@@ -794,7 +797,7 @@ class ContainerRule(Rule):
         found = self.model.is_module_construction(expr)
         if found:
             self._elements.append(expr)
-        elif getattr(self, "_lenient", False) and self._unknown_class_instance(expr):
+        elif self._lenient and self._unknown_class_instance(expr):
             self._unknown.append(expr)
             return True
         return found
@@ -849,7 +852,7 @@ class ContainerRule(Rule):
         parent's .half()/.to() cast and move what the code may keep apart on purpose."""
         if not self.holds_modules:
             return False
-        states = [layer_state(self.model, e) for e in getattr(self, "_elements", [])]
+        states = [layer_state(self.model, e) for e in self._elements]
         return bool(states) and PARAMS not in states and OPAQUE in states
 
     def module_value(self, expr: ast.AST) -> bool:
@@ -862,7 +865,7 @@ class ContainerRule(Rule):
         """Report the finding, with a fix when every use of the attribute allows one. ``wrap``
         says how the value becomes the container (see :func:`wrap_value`)."""
         model = self.model
-        if getattr(self, "_unknown", None) and not self._run_as_layers(site):
+        if self._unknown and not self._run_as_layers(site):
             return  # instances of a class defined elsewhere, not run as layers here: no evidence
         verdict = uses.check(site.attr)
         if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
@@ -877,7 +880,7 @@ class ContainerRule(Rule):
         if not runs_after_super_init(model, site):
             self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
             return
-        if getattr(self, "_unknown", None):
+        if self._unknown:
             self.report(site.assign, f"{message} (not fixed: their class is defined where the analysis cannot "
                         f"see; nn.{self.container} raises TypeError on anything that is not an nn.Module)")
             return

@@ -164,27 +164,7 @@ class DirectForwardRule(Rule):
             holder = model.parent(use)
             if not (isinstance(holder, ast.Call) and holder.func is use):
                 return False  # `register_forward_hook(self.method)`, `partial(self.method)`
-        reached = self._reached_from_forward(cls)
-        return method not in reached
-
-    def _reached_from_forward(self, cls: ast.ClassDef) -> set:
-        model = self.model
-        methods: dict[str, list] = {}
-        for member in model.class_family(cls):
-            for m in class_methods(member):
-                methods.setdefault(m.name, []).append(m)
-        stack = list(methods.get("forward", ())) + list(methods.get("__call__", ()))
-        seen: set = set()
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            for call in model.nodes(ast.Call, current):
-                func = call.func
-                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in methods:
-                    stack.extend(methods[func.attr])
-        return seen
+        return method not in model.methods_reached(cls)
 
     def _own_forward(self, receiver: ast.expr, method) -> bool:
         """``self.forward(...)`` in a method forward never reaches, of an nn.Module class that

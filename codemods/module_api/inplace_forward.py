@@ -720,6 +720,19 @@ def _keeps_a_names_dtype(call: ast.Call, self_arg: str) -> bool:
     return True
 
 
+# a residual path over a layer of the file whose forward ends in relu (multiresunet's conv2d_bn)
+RES_PATH = (
+    "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+    "class ConvBn(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+    "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
+    "    def forward(self, x):\n        return F.relu(self.bn(self.conv(x)))\n\n"
+    "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+    "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
+    "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
+    "        x += shortcut\n        return F.relu(x)\n"
+)
+
+
 class InplaceForwardRule(Rule):
     """
     ## What it does
@@ -934,22 +947,8 @@ class InplaceForwardRule(Rule):
         # a layer of the file whose forward ends in relu (multiresunet's conv2d_bn): relu keeps
         # its output for backward, so the sum must not overwrite it
         FixCase(
-            "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
-            "class ConvBn(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
-            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
-            "    def forward(self, x):\n        return F.relu(self.bn(self.conv(x)))\n\n"
-            "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
-            "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
-            "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
-            "        x += shortcut\n        return F.relu(x)\n",
-            "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
-            "class ConvBn(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
-            "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
-            "    def forward(self, x):\n        return F.relu(self.bn(self.conv(x)))\n\n"
-            "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
-            "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
-            "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
-            "        x = x + shortcut\n        return F.relu(x)\n",
+            RES_PATH,
+            RES_PATH.replace("        x += shortcut\n", "        x = x + shortcut\n"),
             unsafe=True,  # `x` comes from a layer whose output dtype the analysis does not follow
         ),
     )
