@@ -554,6 +554,8 @@ def test_select_prefix_with_write_touches_only_selected_rules(tmp_path):
         (["--ignore", "TFM2,TFM101"], {"TFM102", "TFM301"}),
         (["--select", "tfm3, TFM102"], {"TFM102", "TFM301"}),
         (["--select", "TFM"], {"TFM101", "TFM102", "TFM201", "TFM301"}),
+        (["--select", "all", "--ignore", "TFM1"], {"TFM201", "TFM301"}),  # Ruff's ALL
+        (["--select", "TFM101", "--extend-select", "ALL", "--ignore", "TFM3"], {"TFM101", "TFM102", "TFM201"}),
     ],
 )
 def test_select_and_ignore_codes_and_prefixes(tmp_path, monkeypatch, args, codes):

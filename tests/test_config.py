@@ -295,6 +295,14 @@ def test_a_prefix_must_match_some_rule(tmp_path):
     assert "'TFM303', which matches no rule code" in message
 
 
+def test_all_is_the_least_specific_pattern(tmp_path):
+    """`select = ["ALL"]` enables every rule, off-by-default ones too; any prefix beats it."""
+    config = load_config(project(tmp_path, 'select = ["ALL"]\nignore = ["TFM1"]\n'), CODES)
+    assert config.select == ("",)
+    codes = effective_codes(config, [], [], [], CODES, default_codes=[])
+    assert codes == [c for c in CODES if not c.startswith("TFM1")] and codes
+
+
 def test_codes_are_checked_against_the_codes_passed_in(tmp_path):
     path = project(tmp_path, 'select = ["ABC1"]\n')
     assert load_config(path, ["ABC123"]).select == ("ABC1",)

@@ -89,3 +89,31 @@ def test_a_torchfix_noqa_silences_the_rule_making_the_same_check(comment, silenc
     reported = [d.code for d in result.diagnostics]
     assert ("TFM705" not in reported) is silenced
     assert (result.new_source == source) is silenced
+
+
+PRIVATE_IMPORT = (
+    "from torch.utils.data._utils.collate import default_collate{comment}\n\n\n"
+    "def collate(batch):\n"
+    "    return default_collate(batch)\n"
+)
+
+
+@pytest.mark.parametrize("comment", ["", "  # noqa: TOR105"])
+def test_a_fix_shared_with_a_silenced_finding_is_not_applied(comment):
+    """TFM704 reports the import of a private name and each use of it (TorchFix's TOR105 and
+    TOR104); the import's fix is what fixes the uses. A `# noqa` that keeps the import keeps
+    its fix out, so the uses are reported without one and the file is unchanged."""
+    source = PRIVATE_IMPORT.format(comment=comment)
+    result = transform(source)
+    found = [(d.line, d.fix_available, d.fixed) for d in result.diagnostics if d.code == "TFM704"]
+    if comment:
+        assert found == [(5, False, False)]
+        assert result.new_source == source
+    else:
+        assert found == [(1, True, True), (5, True, True)]
+        assert result.new_source == source.replace("torch.utils.data._utils.collate", "torch.utils.data")
+        namespace: dict = {}
+        exec(compile(result.new_source, "fixed.py", "exec"), namespace)
+        import torch.utils.data
+
+        assert namespace["default_collate"] is torch.utils.data.default_collate

@@ -69,7 +69,10 @@ PROGRESS_MIN_FILES = 20
 
 
 def _codes(value: Optional[str]) -> list[str]:
-    return [c.strip().upper() for c in (value or "").split(",") if c.strip()]
+    """Codes and prefixes; ``ALL`` (as in Ruff) is the empty prefix, the least specific."""
+    from torchfix_mod.config import all_prefix
+
+    return [all_prefix(c.strip().upper()) for c in (value or "").split(",") if c.strip()]
 
 
 def _version(value: bool) -> None:

@@ -268,6 +268,7 @@ class _Checker:
             code = raw.strip().upper()
             if not code:
                 raise self.fail(f"{name} has an empty rule code")
+            code = all_prefix(code)
             if not any(known.startswith(code) for known in self.known):
                 hint = difflib.get_close_matches(code, self.known, n=1, cutoff=0.7)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -360,6 +361,12 @@ def resolve(
 def _longest_match(code: str, patterns: Sequence[str]) -> int:
     """Length of the longest pattern ``code`` starts with, or -1 when none does."""
     return max((len(p) for p in patterns if code.startswith(p)), default=-1)
+
+
+def all_prefix(code: str) -> str:
+    """``ALL`` selects every rule, as in Ruff: it is the empty prefix, which every code starts
+    with and which is less specific than any other."""
+    return "" if code == "ALL" else code
 
 
 def effective_codes(

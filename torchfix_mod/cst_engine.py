@@ -169,8 +169,12 @@ def apply_fixes(
     edits: list[Edit] = []
     imports: dict[ImportNeed, None] = {}
     removals: dict[ImportNeed, None] = {}
+    shared: set[int] = set()
     for finding in findings:
         fix = finding.fix
+        if id(fix) in shared:
+            continue  # one fix for several findings (an import and the uses it fixes)
+        shared.add(id(fix))
         edits.extend(fix.edits)
         imports.update(dict.fromkeys(fix.imports))
         removals.update(dict.fromkeys(fix.removals))

@@ -263,7 +263,14 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
     if findings:
         suppressed = noqa_codes(source)
         aliases = {rule.code: rule.torchfix_codes() for rule in settings.rules}
-        findings = [f for f in findings if not is_suppressed(suppressed, f.code, _reported_lines(f), aliases.get(f.code, ()))]
+        silenced = [is_suppressed(suppressed, f.code, _reported_lines(f), aliases.get(f.code, ())) for f in findings]
+        # a fix shared with a silenced finding (the import that fixes each use) would change
+        # the line its `# noqa` keeps: the other findings keep no fix
+        kept_alone = {id(f.fix) for f, quiet in zip(findings, silenced) if quiet and f.fix is not None}
+        findings = [f for f, quiet in zip(findings, silenced) if not quiet]
+        for finding in findings:
+            if finding.fix is not None and id(finding.fix) in kept_alone:
+                finding.fix = None
 
     def applicable(finding: Finding) -> bool:
         return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)

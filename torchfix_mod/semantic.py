@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
 from torchfix_mod.syntax import _CHILD_FIELDS, SHARED_NODE_TYPES, TreeIndex, child_fields, dotted, walk
+from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 TORCH_MODULE_BASE = "torch.nn.Module"
 BUILTIN_NAMES = frozenset(dir(builtins))
@@ -604,7 +605,9 @@ class SemanticModel:
         return self._tests_version(test, 0)
 
     def _tests_version(self, test: ast.AST, depth: int) -> bool:
-        if any(_VERSION_NAME.search(name) or name in ("hasattr", "getattr") for name in _identifiers(test)):
+        if any(_VERSION_NAME.search(name) for name in _identifiers(test)):
+            return True
+        if any(self._probes_an_api(node) for node in walk(test)):
             return True
         if depth >= 2:
             return False
@@ -621,6 +624,28 @@ class SemanticModel:
                     if any(self._tests_version(value, depth + 1) for value in returns):
                         return True
         return False
+
+    def _probes_an_api(self, node: ast.AST) -> bool:
+        """``hasattr(torch, "vmap")``, ``getattr(F, "gelu", None)``: whether an imported module
+        (or something reached from one) has an API; ``hasattr(model, "register_full_backward_hook")``:
+        whether nn.Module has one. ``getattr(outputs, "loss", None)`` on a value of the program
+        tests the value, not the installed release."""
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("hasattr", "getattr")
+            and len(node.args) >= 2
+        ):
+            return False
+        name = node.args[1]
+        if isinstance(name, ast.Constant) and name.value in MODULE_ATTRIBUTES:
+            return True
+        root = node.args[0]
+        while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        if not isinstance(root, ast.Name):
+            return False
+        return any(b.kind in ("import", "from-import") for b in self.scope(root).resolve(root.id))
 
     def in_version_gate(self, node: ast.AST) -> bool:
         """``node`` is in code kept for other PyTorch releases, where the API it uses is the

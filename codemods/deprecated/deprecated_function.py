@@ -196,4 +196,21 @@ class DeprecatedFunctionRule(DeprecatedApiRule):
             "else:\n"
             "    torch.utils._pytree.register_pytree_node(Out, flatten, unflatten)\n"
         ),
+        # `hasattr`/`getattr` on an imported module (or nn.Module's own API) tests the release
+        KeepCase(
+            "import torch\n\n"
+            "if hasattr(torch, \"linalg\"):\n"
+            "    q, r = torch.linalg.qr(a)\n"
+            "else:\n"
+            "    q, r = torch.qr(a)\n"
+        ),
+        # a value of the program probed with `getattr(..., None)` is not a release test
+        KeepCase(
+            "import torch\n\n\n"
+            "def regularise(outputs, p):\n"
+            "    if getattr(outputs, \"loss\", None) is not None:\n"
+            "        outputs.loss += torch.norm(p @ p.T - 1, p=\"fro\")\n"
+            "    return outputs\n",
+            reported=True,
+        ),
     )

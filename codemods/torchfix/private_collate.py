@@ -21,8 +21,11 @@ class PrivateCollateRule(Rule):
     ## What it does
     Finds `default_collate` and `default_convert` taken from the private
     module `torch.utils.data._utils.collate`, in imports and in attribute
-    uses, and takes them from `torch.utils.data` instead. TorchFix reports
-    the same as TOR104 (uses) and TOR105 (imports).
+    uses, and takes them from `torch.utils.data` instead. Each use of a name
+    such an import binds is reported on its own line too, and is fixed by the
+    import's fix (a `# noqa` on the import keeps the import, and so leaves its
+    uses unfixed). TorchFix reports the same as TOR104 (uses) and TOR105
+    (imports).
 
     ## Why is this bad?
     `_utils` is private: PyTorch may move or rename it without a deprecation.
@@ -96,29 +99,56 @@ class PrivateCollateRule(Rule):
 
     def check(self) -> None:
         model = self.model
+        fixes: dict[ast.ImportFrom, Fix | None] = {}
         for node in in_source_order(model.nodes(ast.ImportFrom)):
-            self._check_import(node)
+            fixes.update(self._check_import(node))
+        if fixes:
+            self._check_names(fixes)
         for node in model.nodes(ast.Attribute):
             self._check_attribute(node)
 
-    def _check_import(self, node: ast.ImportFrom) -> None:
+    def _check_import(self, node: ast.ImportFrom) -> dict[ast.ImportFrom, Fix | None]:
         if node.level or node.module != PRIVATE_MODULE:
-            return
+            return {}
         if any(alias.name == "*" for alias in node.names):
-            return
+            return {}
         private = [alias for alias in node.names if alias.name in PUBLIC]
         if not private:
-            return
+            return {}
         names = ", ".join(f"`{alias.name}`" for alias in private)
         message = f"{names} imported from the private `{PRIVATE_MODULE}`; import from `{PUBLIC_MODULE}`"
+        fix: Fix | None
         if len(private) == len(node.names):
-            self.report(node, message, Fix([self.edit(node, "ImportFrom", WITH_MODULE, PUBLIC_MODULE)]))
-            return
-        if any(alias.asname is not None for alias in private) or node not in top_level_imports(self.model):
-            self.report(node, message)
-            return
-        needs = tuple(ImportNeed(PUBLIC_MODULE, alias.name) for alias in private)
-        self.report(node, message, Fix([self.edit(node, "ImportFrom", WITHOUT_NAMES, PUBLIC)], imports=needs))
+            fix = Fix([self.edit(node, "ImportFrom", WITH_MODULE, PUBLIC_MODULE)])
+        elif any(alias.asname is not None for alias in private) or node not in top_level_imports(self.model):
+            fix = None
+        else:
+            needs = tuple(ImportNeed(PUBLIC_MODULE, alias.name) for alias in private)
+            fix = Fix([self.edit(node, "ImportFrom", WITHOUT_NAMES, PUBLIC)], imports=needs)
+        self.report(node, message, fix)
+        return {node: fix}
+
+    def _check_names(self, fixes: dict[ast.ImportFrom, Fix | None]) -> None:
+        """Each use of a name those imports bind is reported too, as TorchFix does (TOR104).
+        The import's own fix is what fixes it, so the finding shares that fix; a name another
+        statement may also bind is reported without one."""
+        model = self.model
+        for node, fix in fixes.items():
+            for binding in model.scope(node).bindings.values():
+                for bound in binding:
+                    if bound.statement is not node or bound.target is None:
+                        continue
+                    if bound.target.rpartition(".")[2] not in PUBLIC:
+                        continue
+                    for use in bound.accesses:
+                        if not isinstance(use.ctx, ast.Load):
+                            continue
+                        alone = all(b.statement is node for b in model.scope(use).resolve(use.id))
+                        message = (
+                            f"`{use.id}` is `{bound.target}`, from a private module; "
+                            f"import it from `{PUBLIC_MODULE}` (line {node.lineno})"
+                        )
+                        self.report(use, message, fix if alone else None)
 
     def _check_attribute(self, node: ast.Attribute) -> None:
         model = self.model

@@ -43,7 +43,7 @@ torchfix-mod only. The other differences:
 | TFM603-fix-3 | same | differ | `from functorch import make_functional, vmap`: TorchFix reports `vmap` without a fix; we split the line (and report `make_functional`, which TorchFix's table lacks) |
 | TFM603-fix-4 | differ | same | function-level `from functorch import vmap`: TorchFix also reports the use `vmap(f)` |
 | TFM603-keep-0 | differ | same | `make_functional` is not in TorchFix's table |
-| TFM601-keep-8, TFM602-keep-14, TFM603-keep-5, -6 | differ | same / differ / differ / differ | code kept for older PyTorch (a `hasattr`/version `if`, an `except ImportError` fallback, an import tried first under `try` with the new one in `except ImportError`): TorchFix reports and rewrites it (`from functorch import vmap` becomes `from torch.func import vmap`, which the old versions this code serves lack; the `torch<2.2` branch gets `register_pytree_node` and the broken import); we leave it alone |
+| TFM601-keep-8, TFM602-keep-14, -15, TFM603-keep-5, -6 | differ | same / differ / differ / differ / differ | code kept for older PyTorch (a `hasattr`/version `if`, an `except ImportError` fallback, an import tried first under `try` with the new one in `except ImportError`): TorchFix reports and rewrites it (`from functorch import vmap` becomes `from torch.func import vmap`, which the old versions this code serves lack; the `torch<2.2` branch gets `register_pytree_node` and the broken import); we leave it alone |
 """
 
 from __future__ import annotations
@@ -886,6 +886,7 @@ DIFFERENCES: dict[str, tuple[bool, bool]] = {
     "TFM603-keep-0": (False, True),
     "TFM601-keep-8": (False, True),
     "TFM602-keep-14": (False, False),
+    "TFM602-keep-15": (False, False),
     "TFM603-keep-5": (False, False),
     "TFM603-keep-6": (False, False),
 }
