@@ -651,7 +651,8 @@ def sets_own_dtype(value: ast.expr, model: SemanticModel, self_arg: str) -> bool
         return True
     for attribute in model.nodes(ast.Attribute, value):
         if isinstance(attribute.value, ast.Name) and attribute.value.id == self_arg and not _no_dtype_flow(attribute, model):
-            return True
+            if not _follows_the_module(attribute, model):
+                return True
     for call in model.nodes(ast.Call, value):
         if _no_dtype_flow(call, model):
             continue
@@ -670,6 +671,74 @@ def sets_own_dtype(value: ast.expr, model: SemanticModel, self_arg: str) -> bool
             continue
         short = qname.rsplit(".", 1)[-1]
         if short in TENSOR_FACTORIES and "dtype" not in keywords and not short.endswith("_like"):
+            return True
+    return False
+
+
+PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
+
+
+def _follows_the_module(attribute: ast.Attribute, model: SemanticModel) -> bool:
+    """``self.<name>`` read in a method holds no dtype of its own: every store of the name in the
+    class is a Python number (which never promotes a tensor), or a parameter or buffer made
+    without an explicit dtype (it has the module's dtype, and follows ``.half()``/``.to(dtype)``
+    with the rest of the module). A name the class never stores (a base or the caller sets
+    it) is not known."""
+    cls = next((a for a in model.ancestors(attribute) if isinstance(a, ast.ClassDef)), None)
+    if cls is None:
+        return False
+    stores: list[ast.expr] = [a.value for a in self_assignments(model, cls) if a.attr == attribute.attr]
+    for method in class_methods(cls):
+        receiver = self_name(method)
+        for call in model.nodes(ast.Call, method):
+            func = call.func
+            if not (
+                isinstance(func, ast.Attribute)
+                and func.attr in ("register_buffer", "register_parameter")
+                and isinstance(func.value, ast.Name)
+                and func.value.id == receiver
+                and call.args
+                and isinstance(call.args[0], ast.Constant)
+                and call.args[0].value == attribute.attr
+            ):
+                continue
+            if len(call.args) < 2:
+                return False
+            stores.append(call.args[1])
+    if not stores:
+        return False
+    for store in stores:
+        if _plain_number(store):
+            continue
+        if (
+            isinstance(store, ast.Call)
+            and model.qualified_names(store.func) & PARAMETER_CLASSES
+            and store.args
+            and not _explicit_dtype(store.args[0])
+        ):
+            continue
+        if isinstance(model.parent(store), ast.Call) and not _explicit_dtype(store):
+            continue  # register_buffer / register_parameter
+        return False
+    return True
+
+
+def _plain_number(value: ast.expr) -> bool:
+    if isinstance(value, ast.BinOp):
+        return _plain_number(value.left) and _plain_number(value.right)
+    if isinstance(value, ast.UnaryOp):
+        return _plain_number(value.operand)
+    return isinstance(value, ast.Constant) and type(value.value) in (int, float)
+
+
+def _explicit_dtype(value: ast.expr) -> bool:
+    """A ``dtype=`` argument or a dtype method (``.double()``, ``.to(...)``) anywhere in it."""
+    for call in walk(value):
+        if not isinstance(call, ast.Call):
+            continue
+        if any(k.arg == "dtype" for k in call.keywords):
+            return True
+        if isinstance(call.func, ast.Attribute) and call.func.attr in DTYPE_METHODS:
             return True
     return False
 
@@ -767,12 +836,20 @@ class InplaceForwardRule(Rule):
 
     Unsafe where either side may hold a dtype of its own, because `x += y`
     keeps `x`'s dtype while `x = x + y` promotes (float32 `x` times a float64
-    `y` gives float64): a right-hand side or a local that reads a parameter or
-    buffer (`x += self.bias`: float32 parameters under autocast, float64
-    buffers), sets a dtype (`dtype=`, `.double()`, `.to(...)`, a tensor
-    factory), or is computed from such a local. These are reported and fixed
-    only with `--unsafe-fixes`. Arguments of `forward` are taken to share one
-    dtype.
+    `y` gives float64): a right-hand side or a local that sets a dtype
+    (`dtype=`, `.double()`, `.to(...)`, a tensor factory), reads an attribute
+    of `self` that the class does not store or stores with a dtype of its own
+    (`register_buffer("w", t.double())`), or is computed from such a local.
+    These are reported and fixed only with `--unsafe-fixes`. Arguments of
+    `forward` are taken to share one dtype.
+
+    The module's own parameters and buffers made without an explicit dtype,
+    and attributes holding Python numbers, keep the fix safe: they have the
+    module's dtype and follow `.half()`/`.to(dtype)` with it, and a Python
+    number never promotes a tensor. One case differs: under autocast, where
+    an activation is float16 while the parameters stay float32,
+    `x = x * self.scale` is float32 (the same values, in the wider type; the
+    next autocast matmul casts back) where `x *= self.scale` stayed float16.
 
     ## Known problems
     Left alone: pure accumulators (`out = self.fc(x); out += x`, `total +=
@@ -857,9 +934,10 @@ class InplaceForwardRule(Rule):
             "        y = y + 1\n"
             "        return y\n",
         ),
-        # a parameter or buffer may have a wider dtype (`g * self.scale` would promote `g`), and so
-        # may a local that sets a dtype, directly or through another local, or a target that
-        # holds one: `+=` casts back, the out-of-place form promotes, so the fix is unsafe
+        # an attribute the class never stores may have a wider dtype (`g * self.scale` would
+        # promote `g`), and so may a local that sets a dtype, directly or through another local,
+        # or a target that holds one: `+=` casts back, the out-of-place form promotes, so the fix
+        # is unsafe
         FixCase(
             "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
             "    def forward(self, x):\n"
@@ -950,6 +1028,34 @@ class InplaceForwardRule(Rule):
             RES_PATH,
             RES_PATH.replace("        x += shortcut\n", "        x = x + shortcut\n"),
             unsafe=True,  # `x` comes from a layer whose output dtype the analysis does not follow
+        ),
+        # the module's own parameter and buffer (no dtype of their own) and a Python number
+        # attribute have the module's dtype: the fix stays safe
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.scale = nn.Parameter(torch.ones(n))\n"
+            "        self.register_buffer(\"shift\", torch.zeros(n))\n"
+            "        self.alpha = 0.5\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g *= self.scale\n"
+            "        k = torch.tanh(x)\n"
+            "        k += self.shift * self.alpha\n"
+            "        return g + k\n",
+            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.scale = nn.Parameter(torch.ones(n))\n"
+            "        self.register_buffer(\"shift\", torch.zeros(n))\n"
+            "        self.alpha = 0.5\n"
+            "    def forward(self, x):\n"
+            "        g = torch.sigmoid(x)\n"
+            "        g = g * self.scale\n"
+            "        k = torch.tanh(x)\n"
+            "        k = k + self.shift * self.alpha\n"
+            "        return g + k\n",
         ),
     )
     keeps = (

@@ -457,3 +457,61 @@ def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
     block(x).sum().backward()
     assert x.grad is not None and block.conv.weight.grad is not None
+
+
+OWN_GATE = '''
+import torch
+import torch.nn as nn
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        {init_line}
+
+    def forward(self, x):
+        g = torch.sigmoid(self.proj(x))
+        g *= self.scale
+        return g
+'''
+
+
+@pytest.mark.parametrize(
+    ("init_line", "safe"),
+    [
+        ("self.scale = nn.Parameter(torch.full((4,), 2.0))", True),
+        ('self.register_buffer("scale", torch.full((4,), 2.0))', True),
+        ("self.scale = 0.5", True),
+        ('self.register_buffer("scale", torch.full((4,), 2.0, dtype=torch.float64))', False),
+        ("self.scale = nn.Parameter(torch.full((4,), 2.0).double())", False),
+    ],
+    ids=["parameter", "buffer", "number", "float64-buffer", "float64-parameter"],
+)
+def test_tfm201_the_modules_own_parameters_buffers_and_numbers_keep_the_fix_safe(init_line: str, safe: bool):
+    """A parameter or buffer made without a dtype of its own has the module's dtype (and follows
+    `.double()` with it), and a Python number never promotes: `g = g * self.scale` keeps the
+    dtype `g *= self.scale` kept, under any cast of the module. An explicit float64 does not."""
+    from conftest import transform
+
+    source = OWN_GATE.format(init_line=init_line)
+    plain = transform(source)
+    [finding] = [d for d in plain.diagnostics if d.code == "TFM201"]
+    assert finding.fix_available == safe and finding.unsafe_fix == (not safe)
+    fixed = transform(source, unsafe=True)
+    assert fixed.changed
+    for cast in (lambda m: m, lambda m: m.double()):
+        before, after = cast(_gate(source)), cast(_gate(fixed.new_source))
+        x = torch.randn(2, 4, dtype=before.proj.weight.dtype)
+        with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+            before(x).sum().backward()
+        with torch.no_grad():
+            kept = before(x)
+        out = after(x)
+        out.sum().backward()
+        assert after.proj.weight.grad is not None
+        if safe or kept.dtype == torch.float64:
+            assert out.dtype == kept.dtype
+        else:
+            assert out.dtype == torch.float64  # the out-of-place form promotes a float32 module
+        torch.testing.assert_close(out.detach(), kept.to(out.dtype))

@@ -659,3 +659,31 @@ def test_pretrained_table_matches_torchfix():
         ("detection.keypointrcnn_resnet50_fpn", "pretrained_backbone"): "ResNet50_Weights.IMAGENET1K_V1",
     }
     assert {k: v for k, v in mine.items() if k in theirs} == theirs
+
+
+@needs_torchfix
+def test_line_parity_script_counts_shared_and_torchfix_only_lines(tmp_path, monkeypatch, capsys):
+    """bench/torchfix_lines.py: TorchFix's TOR105 (import) and TOR104 (use) lines are ours too;
+    the fallback for releases without `weights_only` is TorchFix's only, and listed."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.syspath_prepend(str(root))
+    from bench import torchfix_lines
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text(
+        "import torch\n"
+        "from torch.utils.data._utils.collate import default_collate\n\n\n"
+        "def load(path, batch):\n"
+        "    try:\n"
+        "        state = torch.load(path, weights_only=True)\n"
+        "    except TypeError:  # a release without weights_only\n"
+        "        state = torch.load(path)\n"
+        "    return state, default_collate(batch)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    assert torchfix_lines.main(["--torchfix", TORCHFIX, "src"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.startswith("TOR")}
+    assert rows["TOR104"] == ["TFM704", "1", "0"] and rows["TOR105"] == ["TFM704", "1", "0"]
+    assert rows["TOR102"] == ["TFM701", "0", "1"]
