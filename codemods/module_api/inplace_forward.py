@@ -710,17 +710,47 @@ def _follows_the_module(attribute: ast.Attribute, model: SemanticModel) -> bool:
     for store in stores:
         if _plain_number(store):
             continue
-        if (
-            isinstance(store, ast.Call)
-            and model.qualified_names(store.func) & PARAMETER_CLASSES
-            and store.args
-            and not _explicit_dtype(store.args[0])
-        ):
-            continue
-        if isinstance(model.parent(store), ast.Call) and not _explicit_dtype(store):
-            continue  # register_buffer / register_parameter
-        return False
+        if isinstance(store, ast.Call) and model.qualified_names(store.func) & PARAMETER_CLASSES and store.args:
+            store = store.args[0]
+        elif not isinstance(model.parent(store), ast.Call):  # not register_buffer/register_parameter
+            return False
+        if not _default_dtype_tensor(store, model):
+            return False
     return True
+
+
+# factories whose result has the default dtype unless `dtype=` says otherwise (or an integer
+# dtype, which never widens a float tensor); `torch.tensor` only of number literals: of an
+# array or a tensor it keeps that dtype (a NumPy float64 array gives float64)
+DEFAULT_DTYPE_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "rand", "randn", "arange", "linspace", "logspace", "eye"})
+FROM_DATA = frozenset({"tensor", "as_tensor", "scalar_tensor"})
+
+
+def _default_dtype_tensor(value: ast.expr, model: SemanticModel) -> bool:
+    """A tensor made here by a torch factory without an explicit dtype (``torch.ones(n)``,
+    ``torch.tensor(1.0)``, ``torch.randn(n) * 0.02``): anything else (an argument, an array, a
+    cast) may carry a dtype of its own."""
+    if _plain_number(value):
+        return True
+    if isinstance(value, ast.BinOp):
+        return _default_dtype_tensor(value.left, model) and _default_dtype_tensor(value.right, model)
+    if isinstance(value, ast.UnaryOp):
+        return _default_dtype_tensor(value.operand, model)
+    if not isinstance(value, ast.Call) or _explicit_dtype(value):
+        return False
+    qname = torch_qualified(model, value.func)
+    short = qname.rsplit(".", 1)[-1] if qname is not None else ""
+    if short in DEFAULT_DTYPE_FACTORIES:
+        return True
+    if short in FROM_DATA:
+        return all(_number_literal(arg) for arg in value.args)
+    return False
+
+
+def _number_literal(value: ast.expr) -> bool:
+    if isinstance(value, (ast.List, ast.Tuple)):
+        return all(_number_literal(v) for v in value.elts)
+    return _plain_number(value)
 
 
 def _plain_number(value: ast.expr) -> bool:
@@ -799,6 +829,23 @@ RES_PATH = (
     "        self.short = nn.Conv2d(c, c, 1)\n        self.body = ConvBn(c)\n"
     "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
     "        x += shortcut\n        return F.relu(x)\n"
+)
+
+
+# the module's own state (a parameter, a buffer, a number), used in place on kept outputs
+OWN_STATE = (
+    "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
+    "    def __init__(self, n):\n"
+    "        super().__init__()\n"
+    "        self.scale = nn.Parameter(torch.ones(n))\n"
+    "        self.register_buffer(\"shift\", torch.zeros(n))\n"
+    "        self.alpha = 0.5\n"
+    "    def forward(self, x):\n"
+    "        g = torch.sigmoid(x)\n"
+    "        g *= self.scale\n"
+    "        k = torch.tanh(x)\n"
+    "        k += self.shift * self.alpha\n"
+    "        return g + k\n"
 )
 
 
@@ -1032,30 +1079,8 @@ class InplaceForwardRule(Rule):
         # the module's own parameter and buffer (no dtype of their own) and a Python number
         # attribute have the module's dtype: the fix stays safe
         FixCase(
-            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
-            "    def __init__(self, n):\n"
-            "        super().__init__()\n"
-            "        self.scale = nn.Parameter(torch.ones(n))\n"
-            "        self.register_buffer(\"shift\", torch.zeros(n))\n"
-            "        self.alpha = 0.5\n"
-            "    def forward(self, x):\n"
-            "        g = torch.sigmoid(x)\n"
-            "        g *= self.scale\n"
-            "        k = torch.tanh(x)\n"
-            "        k += self.shift * self.alpha\n"
-            "        return g + k\n",
-            "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
-            "    def __init__(self, n):\n"
-            "        super().__init__()\n"
-            "        self.scale = nn.Parameter(torch.ones(n))\n"
-            "        self.register_buffer(\"shift\", torch.zeros(n))\n"
-            "        self.alpha = 0.5\n"
-            "    def forward(self, x):\n"
-            "        g = torch.sigmoid(x)\n"
-            "        g = g * self.scale\n"
-            "        k = torch.tanh(x)\n"
-            "        k = k + self.shift * self.alpha\n"
-            "        return g + k\n",
+            OWN_STATE,
+            OWN_STATE.replace("g *= self.scale", "g = g * self.scale").replace("k += self.shift", "k = k + self.shift"),
         ),
     )
     keeps = (

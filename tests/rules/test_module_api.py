@@ -460,6 +460,7 @@ def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place
 
 
 OWN_GATE = '''
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -485,8 +486,9 @@ class Gate(nn.Module):
         ("self.scale = 0.5", True),
         ('self.register_buffer("scale", torch.full((4,), 2.0, dtype=torch.float64))', False),
         ("self.scale = nn.Parameter(torch.full((4,), 2.0).double())", False),
+        ('self.register_buffer("scale", torch.from_numpy(np.full(4, 2.0)))', False),  # float64 array
     ],
-    ids=["parameter", "buffer", "number", "float64-buffer", "float64-parameter"],
+    ids=["parameter", "buffer", "number", "float64-buffer", "float64-parameter", "numpy-buffer"],
 )
 def test_tfm201_the_modules_own_parameters_buffers_and_numbers_keep_the_fix_safe(init_line: str, safe: bool):
     """A parameter or buffer made without a dtype of its own has the module's dtype (and follows
