@@ -50,6 +50,14 @@ class Settings:
     project: ProjectIndex | None = None  # nn.Module classes of the run's other files
     module: str | None = None  # this file's dotted module name, to resolve relative imports
     is_package: bool = False  # the file is a package's __init__.py
+    # apply only the fixes of these findings, by :func:`finding_key` (an editor's quick fix for
+    # one diagnostic); None: every applicable fix, repeated until a second run changes nothing
+    fix_only: frozenset[tuple[str, int, int, int, int]] | None = None
+
+
+def finding_key(d: Diagnostic) -> tuple[str, int, int, int, int]:
+    """What names one diagnostic of a text: its code and range."""
+    return (d.code, d.line, d.column, d.end_line, d.end_column)
 
 
 @dataclass
@@ -142,6 +150,8 @@ def transform_source(source: str, settings: Settings, tree: ast.Module | None = 
 def _transform_to_fixed_point(source: str, settings: Settings, tree: ast.Module | None = None) -> FileResult:
     try:
         result = _transform(source, settings, tree)
+        if settings.fix_only is not None:  # the chosen fixes only, nothing they make possible
+            return result
         # one fix can make another provable (a list that became an nn.ModuleList makes its
         # elements known modules): run again until nothing changes, so a second run is a no-op
         for _ in range(3):
@@ -258,6 +268,10 @@ def _apply_checked(module, findings: list[Finding], tree: ast.Module, source: st
     return new_source, kept, refused
 
 
+def _key(f: Finding) -> tuple[str, int, int, int, int]:
+    return (f.code, f.span.line, f.span.column + 1, f.span.end_line, f.span.end_column + 1)
+
+
 def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> FileResult:
     findings, errors = _check(model, settings)
     if findings:
@@ -276,6 +290,8 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
         return finding.fix is not None and (not finding.fix.unsafe or settings.unsafe_fixes)
 
     to_apply = [f for f in findings if applicable(f)] if settings.apply_fixes else []
+    if settings.fix_only is not None:
+        to_apply = [f for f in to_apply if _key(f) in settings.fix_only]
     new_source = source
     module = None
     if to_apply:
