@@ -289,6 +289,39 @@ async def test_hover_on_a_diagnostic_shows_the_rules_documentation(tmp_path):
         assert nothing is None
 
 
+HOOK = """import torch.nn as nn
+
+
+def attach(module, log):
+    def hook(mod, grad_input, grad_output):
+        log.append(grad_output)
+
+    return module.register_backward_hook(hook)
+"""
+
+
+async def test_an_unsafe_fix_is_offered_apart_and_labelled_and_fix_all_leaves_it(tmp_path):
+    (tmp_path / "hooks.py").write_text(HOOK)
+    async with session(tmp_path) as editor:
+        uri = editor.open("hooks.py")
+        (d,) = await editor.diagnostics(uri, lambda ds: len(ds) > 0)
+        assert d.code == "TFM502" and d.data["fix"] == "unsafe"
+        actions = await editor.actions(uri, d.range.start.line)
+        fix = next(a for a in actions if "fix TFM502" in a.title)
+        assert fix.title.endswith("(unsafe fix)") and not fix.is_preferred
+        assert await editor.actions(uri, 0, only=["source.fixAll"]) == []  # safe fixes only
+        editor.apply_edit(fix.edit)
+        assert "module.register_full_backward_hook(hook)" in editor.texts[uri]
+        assert await editor.diagnostics(uri) == []
+    async with session(tmp_path, init_options={"unsafeFixes": True}) as editor:
+        uri = editor.open("hooks.py")
+        (d,) = await editor.diagnostics(uri, lambda ds: len(ds) > 0)
+        assert d.data["fix"] == "safe"  # the user asked for unsafe fixes: it is applied like the others
+        (fix_all,) = await editor.actions(uri, 0, only=["source.fixAll.torchfix-mod"])
+        editor.apply_edit(fix_all.edit)
+        assert "register_full_backward_hook" in editor.texts[uri]
+
+
 # -- settings ----------------------------------------------------------------------------------------
 
 
@@ -413,6 +446,28 @@ async def test_fix_all_on_every_sample_equals_what_write_produces(tmp_path):
             actions = await editor.actions(uri, 0, only=["source.fixAll.torchfix-mod"])
             if actions:
                 editor.apply_edit(actions[0].edit)
+            assert editor.texts[uri] == (expected_dir / name).read_text(), name
+
+
+async def test_quick_fixes_one_at_a_time_on_every_sample_end_where_write_does(tmp_path):
+    work = tmp_path / "samples"
+    shutil.copytree(SAMPLES, work)
+    expected_dir = tmp_path / "expected"
+    shutil.copytree(work, expected_dir)
+    subprocess.run([sys.executable, "-m", "torchfix_mod", "--write", "--no-cache", "-q", str(expected_dir)], capture_output=True)
+    async with session(work) as editor:
+        await editor.indexed()
+        for before in sorted(work.glob("*/before.py")):
+            name = str(before.relative_to(work))
+            uri = editor.open(name)
+            for _ in range(50):  # each round: the first fixable diagnostic's quick fix
+                found = await editor.diagnostics(uri)
+                fixable = [d for d in found if d.data and d.data.get("fix") == "safe"]
+                if not fixable:
+                    break
+                line = fixable[0].range.start.line
+                fix = next(a for a in await editor.actions(uri, line) if a.title.startswith(f"torchfix-mod: fix {fixable[0].code}"))
+                editor.apply_edit(fix.edit)
             assert editor.texts[uri] == (expected_dir / name).read_text(), name
 
 
