@@ -79,3 +79,11 @@ def test_noqa_never_lands_inside_a_string_or_after_a_backslash():
 
 def test_noqa_on_a_crlf_file_keeps_its_line_ends():
     assert _noqa("x = [a]\r\ny = 1\r\n", "TFM101", (1,)) == "x = [a]  # noqa: TFM101\r\ny = 1\r\n"
+
+
+def test_noqa_on_a_file_with_lone_carriage_returns():
+    """``ast`` ends a line at a lone \\r: the comment goes on that line and silences it."""
+    source = "import torch\rx = [a]\ry = 1\r"
+    fixed = _noqa(source, "TFM101", (2,))
+    assert fixed == "import torch\rx = [a]  # noqa: TFM101\ry = 1\r"
+    assert noqa_codes(fixed) == {2: frozenset({"TFM101"})}

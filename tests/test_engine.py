@@ -565,3 +565,19 @@ def test_scopes_recorded_where_they_change_equal_scopes_recorded_on_every_node()
         assert [(s.kind, s.name, s.node.__class__) for s in ours] == [(s.kind, s.name, s.node.__class__) for s in theirs]
         compared += len(ours)
     assert compared > 50_000
+
+
+def test_lone_carriage_returns_count_as_line_ends_for_columns_and_noqa():
+    """A file whose lines end in a lone \\r (old Mac style): lines and columns are counted as
+    ``ast`` counts them, non-ASCII text before a finding included, and a ``# noqa`` silences."""
+    from tests.conftest import transform
+
+    source = (
+        "import torch.nn as nn\r\rclass Net(nn.Module):\r    def __init__(self):\r"
+        "        super().__init__()\r        self.l = [nn.Linear(1, 1)]; s = 'é'\r"
+        "    def forward(self, x):\r        for m in self.l:\r            x = m(x)\r        return x\r"
+    )
+    (d,) = [d for d in transform(source).diagnostics if d.code == "TFM101"]
+    assert (d.line, d.column) == (6, 9)
+    silenced = source.replace("s = 'é'\r", "s = 'é'  # noqa: TFM101\r")
+    assert [d.code for d in transform(silenced).diagnostics] == []

@@ -128,18 +128,21 @@ class Editor:
         )
 
     def apply_edit(self, edit: lsp.WorkspaceEdit) -> None:
-        """Apply a workspace edit to the open documents and tell the server, as an editor does."""
-        for uri, edits in (edit.changes or {}).items():
+        """Apply a workspace edit to the open documents and tell the server, as an editor does
+        (one made for another version of a document is refused, as editors refuse it)."""
+        per_document = dict(edit.changes or {})
+        for change in edit.document_changes or ():
+            assert change.text_document.version == self.versions[change.text_document.uri], "a stale edit"
+            per_document[change.text_document.uri] = list(change.edits)
+        for uri, edits in per_document.items():
             self.versions[uri] += 1
             self.texts[uri] = apply(self.texts[uri], edits)
             self.client.diagnostics.pop(uri, None)
             self.client.text_document_did_change(
                 lsp.DidChangeTextDocumentParams(
                     text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-                    content_changes=[
-                        lsp.TextDocumentContentChangePartial(range=e.range, text=e.new_text)
-                        for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True)
-                    ],
+                    # the server asks for the whole text with each change (full sync)
+                    content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=self.texts[uri])],
                 )
             )
 
@@ -161,7 +164,12 @@ class Editor:
                 context=lsp.CodeActionContext(diagnostics=[], only=only),
             )
         )
-        return list(result or [])
+        actions = []
+        for action in result or []:
+            if action.edit is None:  # the edit is computed when the action is picked
+                action = await self.client.code_action_resolve_async(action)
+            actions.append(action)
+        return actions
 
 
 @asynccontextmanager
@@ -367,6 +375,7 @@ async def test_a_notebooks_findings_land_on_their_cells_and_fix_there(tmp_path):
     ]
     nb_uri = from_fs_path(str(tmp_path / "model.ipynb"))
     cell_uris = [f"vscode-notebook-cell:{tmp_path / 'model.ipynb'}#cell{i}" for i in range(len(cells))]
+    extra = [f"vscode-notebook-cell:{tmp_path / 'model.ipynb'}#cell{i}" for i in (3, 4)]
     async with session(tmp_path) as editor:
         editor.client.notebook_document_did_open(
             lsp.DidOpenNotebookDocumentParams(
@@ -389,9 +398,53 @@ async def test_a_notebooks_findings_land_on_their_cells_and_fix_there(tmp_path):
         editor.texts.update({u: t for (_, t), u in zip(cells, cell_uris)})
         editor.versions.update({u: 1 for u in cell_uris})
         fix = next(a for a in await editor.actions(cell_uris[2], 4) if "fix TFM101" in a.title)
-        assert list(fix.edit.changes) == [cell_uris[2]]
-        fixed = apply(editor.texts[cell_uris[2]], fix.edit.changes[cell_uris[2]])
+        (change,) = fix.edit.document_changes  # one cell, at the version analysed
+        assert change.text_document.uri == cell_uris[2] and change.text_document.version == 1
+        fixed = apply(editor.texts[cell_uris[2]], change.edits)
         assert "self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])" in fixed
+
+        # a cell with a syntax error gets it as its one diagnostic; a magic cell is left alone
+        editor.client.notebook_document_did_change(
+            lsp.DidChangeNotebookDocumentParams(
+                notebook_document=lsp.VersionedNotebookDocumentIdentifier(version=2, uri=nb_uri),
+                change=lsp.NotebookDocumentChangeEvent(
+                    cells=lsp.NotebookDocumentCellChanges(
+                        structure=lsp.NotebookDocumentCellChangeStructure(
+                            array=lsp.NotebookCellArrayChange(
+                                start=3,
+                                delete_count=0,
+                                cells=[lsp.NotebookCell(kind=lsp.NotebookCellKind.Code, document=u) for u in extra],
+                            ),
+                            did_open=[
+                                lsp.TextDocumentItem(uri=extra[0], language_id="python", version=1, text="x = (1,\n"),
+                                lsp.TextDocumentItem(uri=extra[1], language_id="python", version=1, text="%matplotlib inline\n"),
+                            ],
+                        )
+                    )
+                ),
+            )
+        )
+        (error,) = await editor.diagnostics(extra[0], lambda ds: len(ds) > 0)
+        assert error.severity == lsp.DiagnosticSeverity.Error and "SyntaxError" in error.message
+        assert codes(await editor.diagnostics(cell_uris[2], lambda ds: len(ds) > 0)) == ["TFM101"]
+        assert await editor.diagnostics(extra[1]) == []
+
+        # deleting the buggy cell clears its diagnostics
+        editor.client.diagnostics.pop(cell_uris[2], None)
+        editor.client.notebook_document_did_change(
+            lsp.DidChangeNotebookDocumentParams(
+                notebook_document=lsp.VersionedNotebookDocumentIdentifier(version=3, uri=nb_uri),
+                change=lsp.NotebookDocumentChangeEvent(
+                    cells=lsp.NotebookDocumentCellChanges(
+                        structure=lsp.NotebookDocumentCellChangeStructure(
+                            array=lsp.NotebookCellArrayChange(start=2, delete_count=1),
+                            did_close=[lsp.TextDocumentIdentifier(uri=cell_uris[2])],
+                        )
+                    )
+                ),
+            )
+        )
+        assert await editor.diagnostics(cell_uris[2]) == []
 
 
 # -- cross-file knowledge --------------------------------------------------------------------------
@@ -437,6 +490,7 @@ async def test_fix_all_on_every_sample_equals_what_write_produces(tmp_path):
     expected_dir = tmp_path / "expected"
     shutil.copytree(work, expected_dir)
     subprocess.run([sys.executable, "-m", "torchfix_mod", "--write", "--no-cache", "-q", str(expected_dir)], capture_output=True)
+    changed = 0
     async with session(work) as editor:
         await editor.indexed()
         for before in befores:
@@ -446,8 +500,9 @@ async def test_fix_all_on_every_sample_equals_what_write_produces(tmp_path):
             actions = await editor.actions(uri, 0, only=["source.fixAll.torchfix-mod"])
             if actions:
                 editor.apply_edit(actions[0].edit)
+                changed += 1
             assert editor.texts[uri] == (expected_dir / name).read_text(), name
-
+    assert changed >= len(befores) - 2  # every sample but the unsafe ones is rewritten
 
 async def test_quick_fixes_one_at_a_time_on_every_sample_end_where_write_does(tmp_path):
     work = tmp_path / "samples"
@@ -482,7 +537,7 @@ async def test_an_internal_error_is_logged_and_the_document_keeps_its_last_diagn
     ls = srv.TorchfixServer()
     published, logged = [], []
     monkeypatch.setattr(ls, "_snapshot", lambda owner: ({owner: "x = 1\n"}, {owner: 1}, []))
-    monkeypatch.setattr(ls, "publish", published.append)
+    monkeypatch.setattr(ls, "publish", lambda analysis, previous=None: published.append(analysis))
     monkeypatch.setattr(ls, "log", lambda message, kind=None: logged.append((message, kind)))
     good = srv.Analysis("file:///m.py", {"file:///m.py": "x = 1\n"}, {"file:///m.py": 1}, None)
     monkeypatch.setattr(ls, "analyse", lambda owner, texts, versions, kinds: good)
@@ -498,3 +553,58 @@ async def test_an_internal_error_is_logged_and_the_document_keeps_its_last_diagn
     assert ls.analyses["file:///m.py"] is good
     (message, kind), = logged
     assert "internal error" in message and "a rule's bug" in message and kind == lsp.MessageType.Error
+
+
+async def test_an_action_listed_for_an_older_text_gets_no_edit(tmp_path):
+    (tmp_path / "model.py").write_text(LIST_OF_LAYERS)
+    async with session(tmp_path) as editor:
+        uri = editor.open("model.py")
+        await editor.diagnostics(uri, lambda ds: len(ds) > 0)
+        listed = await editor.client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                range=lsp.Range(start=lsp.Position(line=6, character=0), end=lsp.Position(line=6, character=0)),
+                context=lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        fix = next(a for a in listed if "fix TFM101" in a.title)
+        assert fix.edit is None  # this client resolves edits when an action is picked
+        editor.change(uri, "# a header line\n" + LIST_OF_LAYERS)
+        await editor.diagnostics(uri, lambda ds: len(ds) > 0)
+        resolved = await editor.client.code_action_resolve_async(fix)
+        assert resolved.edit is None  # its positions belong to the old text
+        fresh = next(a for a in await editor.actions(uri, 7) if "fix TFM101" in a.title)
+        editor.apply_edit(fresh.edit)
+        assert editor.texts[uri].startswith("# a header line\n") and "nn.ModuleList(" in editor.texts[uri]
+
+
+async def test_a_client_that_does_not_resolve_gets_the_edits_at_once(tmp_path):
+    (tmp_path / "model.py").write_text(LIST_OF_LAYERS)
+    async with session(tmp_path, capabilities="emacs") as editor:
+        uri = editor.open("model.py")
+        await editor.diagnostics(uri, lambda ds: len(ds) > 0)
+        result = await editor.client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                range=lsp.Range(start=lsp.Position(line=6, character=0), end=lsp.Position(line=6, character=0)),
+                context=lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert result and all(a.edit is not None for a in result)
+        editor.apply_edit(next(a for a in result if "fix TFM101" in a.title).edit)
+        assert await editor.diagnostics(uri) == []
+
+
+async def test_a_pyproject_that_is_not_toml_and_an_empty_code_are_reported_not_fatal(tmp_path):
+    (tmp_path / "model.py").write_text(LIST_OF_LAYERS)
+    (tmp_path / "pyproject.toml").write_text("[tool.torchfix-mod\nselect = [\n")
+    async with session(tmp_path, init_options={"ignore": [""]}) as editor:
+        uri = editor.open("model.py")
+        # the defaults apply, and the empty code ignores nothing
+        assert codes(await editor.diagnostics(uri, lambda ds: len(ds) > 0)) == ["TFM101"]
+        fix = next(a for a in await editor.actions(uri, 6) if "fix TFM101" in a.title)
+        assert fix.edit is not None
+        messages = [m.message for m in editor.client.log_messages]
+        assert any("pyproject.toml" in m for m in messages), messages
+        assert any("empty rule code" in m for m in messages), messages
+        assert not any("internal error" in m for m in messages), messages

@@ -117,3 +117,20 @@ def test_a_fix_shared_with_a_silenced_finding_is_not_applied(comment):
         import torch.utils.data
 
         assert namespace["default_collate"] is torch.utils.data.default_collate
+
+
+def test_a_noqa_on_a_use_keeps_the_imports_fix_which_does_not_touch_that_line():
+    """A `# noqa` on one use of the private name silences that use only: the import's fix
+    leaves the use's line as it is, so the import and the other uses are still fixed."""
+    source = (
+        "from torch.utils.data._utils.collate import default_collate\n\n\n"
+        "def collate(batch):\n"
+        "    return default_collate(batch)  # noqa: TFM704\n\n\n"
+        "def collate_twice(batch):\n"
+        "    return default_collate(default_collate(batch))\n"
+    )
+    result = transform(source)
+    found = [(d.line, d.fixed) for d in result.diagnostics if d.code == "TFM704"]
+    assert found == [(1, True), (9, True), (9, True)]
+    assert result.new_source == source.replace("torch.utils.data._utils.collate", "torch.utils.data")
+    assert "    return default_collate(batch)  # noqa: TFM704\n" in result.new_source

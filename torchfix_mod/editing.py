@@ -3,7 +3,8 @@
 
 Positions are LSP's: a 0-based line and a 0-based column, here counted in characters (code
 points); the language server converts columns to the client's encoding. Lines end at
-``\\r\\n``, ``\\r`` or ``\\n``, as in the LSP specification and Python's tokenizer.
+``\\r\\n``, ``\\r`` or ``\\n``, as in the LSP specification and for ``ast`` (``tokenize`` is given
+the text with each lone ``\\r`` made a ``\\n``, which keeps every offset).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from torchfix_mod.suppress import NOQA, noqa_codes
+from torchfix_mod.suppress import NOQA, noqa_codes, tokenizable
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -114,7 +115,7 @@ def _comment_lines(source: str) -> tuple[set[int], dict[int, tokenize.TokenInfo]
     ends: set[int] = set()
     found: dict[int, tokenize.TokenInfo] = {}
     try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        for token in tokenize.generate_tokens(io.StringIO(tokenizable(source)).readline):
             if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
                 ends.add(token.start[0])
             if token.type == tokenize.COMMENT:

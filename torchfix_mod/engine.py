@@ -268,6 +268,12 @@ def _apply_checked(module, findings: list[Finding], tree: ast.Module, source: st
     return new_source, kept, refused
 
 
+def _touches(fix, finding: Finding) -> bool:
+    """One of the fix's edits lies on a line the finding was reported on."""
+    first, last = finding.span.line, finding.span.end_line
+    return any(edit.span.line <= last and edit.span.end_line >= first for edit in fix.edits)
+
+
 def _key(f: Finding) -> tuple[str, int, int, int, int]:
     return (f.code, f.span.line, f.span.column + 1, f.span.end_line, f.span.end_column + 1)
 
@@ -278,9 +284,11 @@ def _decide_and_fix(model: SemanticModel, source: str, settings: Settings) -> Fi
         suppressed = noqa_codes(source)
         aliases = {rule.code: rule.torchfix_codes() for rule in settings.rules}
         silenced = [is_suppressed(suppressed, f.code, _reported_lines(f), aliases.get(f.code, ())) for f in findings]
-        # a fix shared with a silenced finding (the import that fixes each use) would change
-        # the line its `# noqa` keeps: the other findings keep no fix
-        kept_alone = {id(f.fix) for f, quiet in zip(findings, silenced) if quiet and f.fix is not None}
+        # a fix shared with a silenced finding (the import that fixes each use) that would
+        # change the lines its `# noqa` keeps: the other findings keep no fix either
+        kept_alone = {
+            id(f.fix) for f, quiet in zip(findings, silenced) if quiet and f.fix is not None and _touches(f.fix, f)
+        }
         findings = [f for f, quiet in zip(findings, silenced) if not quiet]
         for finding in findings:
             if finding.fix is not None and id(finding.fix) in kept_alone:

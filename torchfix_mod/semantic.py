@@ -352,7 +352,8 @@ class SemanticModel:
     ) -> None:
         self.tree = tree
         self.source = source
-        self.lines = source.split("\n")
+        # lines as the tokenizer counts them (a lone \r ends one too), without their line ends
+        self.lines = _LINE_ENDS.split(source)[::2]
         self.project = project  # classes of the run's other files (ProjectIndex)
         self.module_name = module
         self.is_package = is_package
@@ -441,6 +442,12 @@ class SemanticModel:
         if 0 < number <= len(self._raw_lines):
             return self._raw_lines[number - 1].rstrip("\r\n")
         return ""
+
+    def raw_lines(self) -> list[str]:
+        """The lines as the tokenizer counts them, each with its line end."""
+        if self._raw_lines is None:
+            self._split_raw_lines()
+        return self._raw_lines
 
     def _split_raw_lines(self) -> None:
         # lines as the tokenizer counts them: ended by \r\n, \r or \n, each kept with its end

@@ -106,6 +106,9 @@ class EditorSettings:
                     continue
                 codes = []
                 for item in items:
+                    if not item.strip():
+                        problems.append(f"setting {raw_key!r} has an empty rule code")
+                        continue
                     code = all_prefix(item.strip().upper())
                     if any(c.startswith(code) for c in known):
                         codes.append(code)
@@ -242,7 +245,10 @@ class TorchfixServer(LanguageServer):
         super().__init__(
             NAME,
             __version__,
-            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+            # the whole text with each change: pygls applies incremental changes with
+            # str.splitlines, which also breaks lines at form feeds and other separators LSP
+            # does not, and the server's copy would drift from the editor's
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Full,
             notebook_document_sync=lsp.NotebookDocumentSyncOptions(
                 notebook_selector=[
                     lsp.NotebookDocumentFilterWithCells(cells=[lsp.NotebookCellLanguage(language="python")])
@@ -282,10 +288,10 @@ class TorchfixServer(LanguageServer):
         self._send(self.window_log_message, lsp.LogMessageParams(type=kind, message=f"{NAME}: {message}"))
 
     def problem(self, message: str) -> None:
-        """A setting or configuration file that cannot be used: logged, and shown once."""
-        self.log(message, lsp.MessageType.Warning)
+        """A setting or configuration file that cannot be used: logged and shown, once."""
         if message not in self.shown_problems:
             self.shown_problems.add(message)
+            self.log(message, lsp.MessageType.Warning)
             self._send(self.window_show_message, lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=f"{NAME}: {message}"))
 
     # -- settings ---------------------------------------------------------------------------
@@ -306,12 +312,13 @@ class TorchfixServer(LanguageServer):
         start = path if path is not None else self._workspace_root()
         if start is None:
             return Config()
-        found = find_config([start])
-        if found is None:
-            return Config()
         try:
-            mtime = found.stat().st_mtime
-        except OSError:
+            found = find_config([start])
+            mtime = found.stat().st_mtime if found is not None else 0.0
+        except (ConfigError, OSError) as exc:
+            self.problem(f"{exc}; using the defaults")
+            return Config()
+        if found is None:
             return Config()
         cached = self.configs.get(str(found))
         if cached is None or cached[0] != mtime:
@@ -359,7 +366,11 @@ class TorchfixServer(LanguageServer):
             codes = {c for c in codes if not any(c.startswith(d) for d in dropped)}
         directory = str(path.parent if path is not None else (self._workspace_root() or Path.cwd()))
         if directory not in self.floors:
-            self.floors[directory] = declared_floors(Path(directory))
+            try:
+                self.floors[directory] = declared_floors(Path(directory))
+            except Exception as exc:  # a requirements file the reader does not expect
+                self.problem(f"cannot read the declared torch version under {directory}: {exc}")
+                self.floors[directory] = ()
         unsafe = config.unsafe_fixes if editor.unsafe_fixes is None else editor.unsafe_fixes
         persistent = config.buffer_persistent if editor.buffer_persistent is None else editor.buffer_persistent
         module, is_package = module_name(path) if path is not None and path.suffix == ".py" and not notebook else (None, False)
@@ -406,16 +417,7 @@ class TorchfixServer(LanguageServer):
             text = texts[owner]
             tree = parse_python(text)
             if isinstance(tree, SourceError):  # the syntax error, and nothing else
-                lines = Lines(text)
-                start = _to_client(lines, tree.line - 1, max(tree.column - 1, 0), encoding)
-                analysis.errors.append(
-                    lsp.Diagnostic(
-                        range=lsp.Range(start=start, end=start),
-                        message=tree.message,
-                        severity=lsp.DiagnosticSeverity.Error,
-                        source=NAME,
-                    )
-                )
+                analysis.errors.append(self._syntax_error(text, tree, encoding))
                 analysis.error_uris.append(owner)
                 analysis.settings = None
                 return analysis
@@ -430,7 +432,7 @@ class TorchfixServer(LanguageServer):
         cells = list(texts)
         analysis.notebook_json = _notebook_json(list(zip(kinds, texts.values())))
         try:
-            _, diagnostics, errors, _ = transform_notebook(analysis.notebook_json, settings)
+            _, diagnostics, errors, skipped = transform_notebook(analysis.notebook_json, settings)
             starts = {c.index: c.start for c in load_notebook(analysis.notebook_json).cells}
         except NotebookError as exc:
             self.log(f"{owner}: {exc}", lsp.MessageType.Error)
@@ -438,6 +440,15 @@ class TorchfixServer(LanguageServer):
             return analysis
         for _, error in errors:
             self.log(f"{owner}: {error.message}", lsp.MessageType.Error)
+        for index, reason in skipped:
+            uri = cells[index - 1]
+            tree = parse_python(texts[uri])
+            if isinstance(tree, SourceError) and reason.startswith("does not parse"):
+                # a cell the user is writing: its syntax error, as for a file
+                analysis.errors.append(self._syntax_error(texts[uri], tree, encoding))
+                analysis.error_uris.append(uri)
+            else:  # a magic, a cell magic, a cell that compiles only alone: said in the log
+                self.log(f"{owner}: cell {index} not analysed ({reason})")
         for d in diagnostics:
             if d.cell is None or d.cell not in starts:
                 continue
@@ -446,6 +457,12 @@ class TorchfixServer(LanguageServer):
             key = (d.code, d.line + offset, d.column, d.end_line + offset, d.end_column)
             analysis.items.append(self._item(uri, texts[uri], d, key, encoding))
         return analysis
+
+    def _syntax_error(self, text: str, error: SourceError, encoding: str) -> lsp.Diagnostic:
+        start = _to_client(Lines(text), error.line - 1, max(error.column - 1, 0), encoding)
+        return lsp.Diagnostic(
+            range=lsp.Range(start=start, end=start), message=error.message, severity=lsp.DiagnosticSeverity.Error, source=NAME
+        )
 
     def _item(self, uri: str, text: str, d: Diagnostic, key: tuple, encoding: str) -> Item:
         lines = Lines(text)
@@ -464,8 +481,12 @@ class TorchfixServer(LanguageServer):
         )
         return Item(uri, d, key, diagnostic)
 
-    def publish(self, analysis: Analysis) -> None:
+    def publish(self, analysis: Analysis, previous: Analysis | None = None) -> None:
+        """Send the analysis's diagnostics, and empty lists for documents the previous analysis
+        of the same owner covered and this one does not (a notebook cell deleted)."""
         by_uri: dict[str, list[lsp.Diagnostic]] = {uri: [] for uri in analysis.texts}
+        for uri in previous.texts if previous is not None else ():
+            by_uri.setdefault(uri, [])
         for item in analysis.items:
             by_uri.setdefault(item.uri, []).append(item.lsp)
         for uri, error in zip(analysis.error_uris, analysis.errors):
@@ -505,8 +526,8 @@ class TorchfixServer(LanguageServer):
                     continue
                 if owner in self.again or not self.current(analysis):
                     continue  # the text changed meanwhile: its newest text is analysed instead
+                self.publish(analysis, self.analyses.get(owner))
                 self.analyses[owner] = analysis
-                self.publish(analysis)
                 return
         finally:
             self.running.pop(owner, None)
@@ -544,8 +565,8 @@ class TorchfixServer(LanguageServer):
             return None
         analysis = await asyncio.to_thread(self.analyse, owner, *snapshot)
         if self.current(analysis):
+            self.publish(analysis, self.analyses.get(owner))
             self.analyses[owner] = analysis
-            self.publish(analysis)
         return analysis
 
     # -- fixes -------------------------------------------------------------------------------
@@ -561,6 +582,9 @@ class TorchfixServer(LanguageServer):
         return dict(zip(analysis.texts, _cell_sources(new_json)))
 
     def workspace_edit(self, analysis: Analysis, new_texts: dict[str, str]) -> lsp.WorkspaceEdit | None:
+        """The edits from the analysed texts to ``new_texts``. Where the client takes them, they
+        name the version of each document they were made for, so that an editor whose text has
+        changed since refuses them instead of applying them in the wrong place."""
         encoding = self.workspace.position_encoding or lsp.PositionEncodingKind.Utf16
         changes: dict[str, list[lsp.TextEdit]] = {}
         for uri, new in new_texts.items():
@@ -568,7 +592,24 @@ class TorchfixServer(LanguageServer):
             edits = text_edits(old, new)
             if edits:
                 changes[uri] = [self._lsp_edit(Lines(old), e, encoding) for e in edits]
-        return lsp.WorkspaceEdit(changes=changes) if changes else None
+        if not changes:
+            return None
+        return self._versioned(analysis, changes)
+
+    def _versioned(self, analysis: Analysis, changes: dict[str, list[lsp.TextEdit]]) -> lsp.WorkspaceEdit:
+        capabilities = self.client_capabilities.workspace
+        edit_support = capabilities.workspace_edit if capabilities is not None else None
+        if edit_support is None or not edit_support.document_changes:
+            return lsp.WorkspaceEdit(changes=changes)
+        return lsp.WorkspaceEdit(
+            document_changes=[
+                lsp.TextDocumentEdit(
+                    text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=analysis.versions.get(uri)),
+                    edits=edits,
+                )
+                for uri, edits in changes.items()
+            ]
+        )
 
     def _lsp_edit(self, lines: Lines, edit: TextEdit, encoding: str) -> lsp.TextEdit:
         return lsp.TextEdit(
@@ -587,6 +628,7 @@ class TorchfixServer(LanguageServer):
         def asked(kind: str) -> bool:
             return only is None or any(kind == k or kind.startswith(k + ".") for k in only)
 
+        lazy = self._resolves_edits()
         if asked(lsp.CodeActionKind.QuickFix):
             for item in analysis.items:
                 if item.uri != uri or item.lsp.range.end.line < wanted.start.line or item.lsp.range.start.line > wanted.end.line:
@@ -594,21 +636,53 @@ class TorchfixServer(LanguageServer):
                 rule = self.by_code[item.diagnostic.code]
                 for unsafe in (False, True):
                     if (item.diagnostic.fix_available, item.diagnostic.unsafe_fix)[unsafe]:
-                        chosen = replace(settings, apply_fixes=True, unsafe_fixes=unsafe or settings.unsafe_fixes, fix_only=frozenset({item.key}))
-                        edit = self.workspace_edit(analysis, self.fixed_texts(analysis, chosen))
-                        if edit is not None:
-                            title = f"{NAME}: fix {rule.code} ({rule.name})" + (" (unsafe fix)" if unsafe else "")
-                            actions.append(
-                                lsp.CodeAction(title=title, kind=lsp.CodeActionKind.QuickFix, diagnostics=[item.lsp], edit=edit, is_preferred=not unsafe)
-                            )
+                        title = f"{NAME}: fix {rule.code} ({rule.name})" + (" (unsafe fix)" if unsafe else "")
+                        action = lsp.CodeAction(
+                            title=title,
+                            kind=lsp.CodeActionKind.QuickFix,
+                            diagnostics=[item.lsp],
+                            is_preferred=not unsafe,
+                            data={"uri": uri, "key": list(item.key), "unsafe": unsafe, "versions": analysis.versions},
+                        )
+                        if not lazy:
+                            action.edit = self.action_edit(analysis, action.data)
+                            if action.edit is None:
+                                continue
+                        actions.append(action)
                 noqa = self._noqa_action(analysis, item, rule)
                 if noqa is not None:
                     actions.append(noqa)
         if asked(FIX_ALL_KIND) and any(i.diagnostic.fix_available for i in analysis.items):
-            edit = self.workspace_edit(analysis, self.fixed_texts(analysis, replace(settings, apply_fixes=True)))
-            if edit is not None:
-                actions.append(lsp.CodeAction(title=f"{NAME}: fix all safe fixes", kind=FIX_ALL_KIND, edit=edit))
+            action = lsp.CodeAction(
+                title=f"{NAME}: fix all safe fixes", kind=FIX_ALL_KIND, data={"uri": uri, "all": True, "versions": analysis.versions}
+            )
+            if not lazy:
+                action.edit = self.action_edit(analysis, action.data)
+            if lazy or action.edit is not None:
+                actions.append(action)
         return actions
+
+    def _resolves_edits(self) -> bool:
+        """The client asks for an action's edit when the user picks it (``codeAction/resolve``):
+        listing the actions then costs no engine run per fix."""
+        capabilities = self.client_capabilities.text_document
+        code_action = capabilities.code_action if capabilities is not None else None
+        resolve = code_action.resolve_support if code_action is not None else None
+        return resolve is not None and "edit" in resolve.properties
+
+    def action_edit(self, analysis: Analysis, data: dict) -> lsp.WorkspaceEdit | None:
+        """(Off the message loop.) The edit of a fix action: every safe fix, or one finding's."""
+        settings = analysis.settings
+        if settings is None:
+            return None
+        if data.get("all"):
+            chosen = replace(settings, apply_fixes=True)
+        else:
+            unsafe = bool(data.get("unsafe"))
+            chosen = replace(
+                settings, apply_fixes=True, unsafe_fixes=unsafe or settings.unsafe_fixes, fix_only=frozenset({tuple(data["key"])})
+            )
+        return self.workspace_edit(analysis, self.fixed_texts(analysis, chosen))
 
     def _noqa_action(self, analysis: Analysis, item: Item, rule: type[Rule]) -> lsp.CodeAction | None:
         d = item.diagnostic
@@ -619,15 +693,10 @@ class TorchfixServer(LanguageServer):
             return None
         edit, _ = found
         encoding = self.workspace.position_encoding or lsp.PositionEncodingKind.Utf16
-        change = lsp.WorkspaceEdit(changes={item.uri: [self._lsp_edit(Lines(text), edit, encoding)]})
+        change = self._versioned(analysis, {item.uri: [self._lsp_edit(Lines(text), edit, encoding)]})
         return lsp.CodeAction(
             title=f"{NAME}: disable {rule.code} for this line", kind=lsp.CodeActionKind.QuickFix, diagnostics=[item.lsp], edit=change
         )
-
-    def fix_all(self, analysis: Analysis) -> lsp.WorkspaceEdit | None:
-        if analysis.settings is None:
-            return None
-        return self.workspace_edit(analysis, self.fixed_texts(analysis, replace(analysis.settings, apply_fixes=True)))
 
     # -- the project index -------------------------------------------------------------------
 
@@ -647,9 +716,9 @@ class TorchfixServer(LanguageServer):
         from torchfix_mod.files import discover
 
         folder = self.folders.setdefault(str(root), FolderIndex(root))
-        config = self.config_for(root / "__init__.py")
-        exclude = (lambda p, is_dir: config.excluded(p)) if config.path else None
         try:
+            config = self.config_for(root / "__init__.py")
+            exclude = (lambda p, is_dir: config.excluded(p)) if config.path else None
             files, _ = await asyncio.to_thread(discover, [root], exclude, config.exclude is None)
             names = [str(p) for p in files if p.suffix == ".py"]
             loop = asyncio.get_running_loop()
@@ -803,7 +872,7 @@ def create_server() -> TorchfixServer:
 
     @server.feature(
         lsp.TEXT_DOCUMENT_CODE_ACTION,
-        lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL_KIND], resolve_provider=False),
+        lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL_KIND], resolve_provider=True),
     )
     async def code_action(ls: TorchfixServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
         uri = params.text_document.uri
@@ -812,6 +881,17 @@ def create_server() -> TorchfixServer:
             return None
         only = [str(k) for k in params.context.only] if params.context.only else None
         return await asyncio.to_thread(ls.code_actions, analysis, uri, params.range, only) or None
+
+    @server.feature(lsp.CODE_ACTION_RESOLVE)
+    async def resolve_code_action(ls: TorchfixServer, action: lsp.CodeAction) -> lsp.CodeAction:
+        data = action.data if isinstance(action.data, dict) else None
+        if action.edit is not None or data is None or "uri" not in data:
+            return action
+        analysis = await ls.analysis_of(data["uri"])
+        if analysis is None or analysis.versions != data.get("versions"):
+            return action  # the text changed since the action was listed: no edit for it
+        action.edit = await asyncio.to_thread(ls.action_edit, analysis, data)
+        return action
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     async def hover(ls: TorchfixServer, params: lsp.HoverParams) -> lsp.Hover | None:

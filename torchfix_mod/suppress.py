@@ -13,11 +13,21 @@ SKIP_FILE = re.compile(r"#\s*torchfix-mod:\s*skip-file\b")
 ALL = frozenset({"*"})
 
 
+LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def tokenizable(source: str) -> str:
+    """``source`` with each lone ``\r`` made a ``\n``: the same length and, for ``tokenize``,
+    the same lines ``ast`` counts (``ast`` ends a line at a lone ``\r``; ``tokenize`` reading
+    through ``StringIO`` does not)."""
+    return LONE_CR.sub("\n", source) if "\r" in source else source
+
+
 def comments(source: str) -> dict[int, str]:
     """Comment text by line number, read from real comment tokens (never from strings)."""
     found: dict[int, str] = {}
     try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        for token in tokenize.generate_tokens(io.StringIO(tokenizable(source)).readline):
             if token.type == tokenize.COMMENT:
                 found[token.start[0]] = token.string
     except (tokenize.TokenError, SyntaxError):

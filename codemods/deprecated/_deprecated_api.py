@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from torchfix_mod.suppress import tokenizable
 from torchfix_mod.codemods.deprecated._deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, DEPRECATIONS, Deprecation, docs_table
 from torchfix_mod.rule import Fix, ImportNeed, Rule
 from torchfix_mod.semantic import Binding, SemanticModel, dotted
@@ -129,7 +130,7 @@ def tokens(model: SemanticModel) -> Tokens | None:
     if key not in model.memo:
         found: Tokens | None = Tokens([], [], [])
         try:
-            for token in tokenize.generate_tokens(io.StringIO(model.source).readline):
+            for token in tokenize.generate_tokens(io.StringIO(tokenizable(model.source)).readline):
                 if token.type not in (tokenize.COMMENT, tokenize.NL):
                     found.starts.append(token.start)
                     found.types.append(token.type)

@@ -405,8 +405,8 @@ def _line_starts(model: SemanticModel) -> list[int]:
     starts = model.memo.get("api.line_starts")
     if starts is None:
         starts = [0]
-        for text in model.lines:
-            starts.append(starts[-1] + len(text) + 1)
+        for text in model.raw_lines():
+            starts.append(starts[-1] + len(text))
         model.memo["api.line_starts"] = starts
     return starts
 
