@@ -1,0 +1,1 @@
+"""The training loop: TFM8xx. Changes to parameters behind autograd's back (``.data``)."""

@@ -1,0 +1,386 @@
+"""TFM802: in-place changes through ``.data`` -> the ``nn.init`` function or ``torch.no_grad()``."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from torchfix_mod.codemods.torchfix._api import _module_spellings, visible_as
+from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.semantic import dotted
+
+# Tensor method -> the nn.init function that does the same under torch.no_grad(), with the
+# method's positional parameters in the same order (nn.init.normal_(t, mean, std) calls
+# t.normal_(mean, std); uniform_(t, a, b) calls t.uniform_(a, b); constant_(t, v) t.fill_(v))
+INIT_FOR = {"fill_": "constant_", "zero_": "zeros_", "normal_": "normal_", "uniform_": "uniform_"}
+MAX_POSITIONAL = {"fill_": 1, "zero_": 0, "normal_": 2, "uniform_": 2}
+KEYWORDS = {"fill_": set(), "zero_": set(), "normal_": {"mean", "std"}, "uniform_": set()}
+PARAMETER_ITERATORS = {"parameters": 0, "named_parameters": 1}  # index of the parameter in each item
+MODULE_PARAMETERS = frozenset({"weight", "bias"})
+
+
+def _change(name: str):
+    def apply(node: Any, *args: Any) -> Any:
+        from torchfix_mod.codemods.training import _training_edits
+
+        return getattr(_training_edits, name)(node, *args)
+
+    apply.__name__ = apply.__qualname__ = name
+    return apply
+
+
+class DataMutationRule(Rule):
+    """
+    ## What it does
+    Finds in-place changes made to a parameter through its `.data`:
+    `w.data.fill_(v)`, `.zero_()`, `.normal_(mean, std)`, `.uniform_(a, b)`,
+    `.copy_(t)`, and `w.data = t`, where `w` is known to be a parameter: a
+    module's `weight` or `bias`, an attribute the class sets to an
+    `nn.Parameter`, or the loop variable of `for p in model.parameters()` /
+    `for name, p in model.named_parameters()`.
+
+    ## Why is this bad?
+    `.data` is a second tensor on the same memory that autograd does not track.
+    A change made through it does not advance the parameter's version counter,
+    so a graph that saved the parameter for `backward()` computes its gradient
+    from values that are no longer there, silently. The documented ways to
+    change a parameter's values are the `nn.init` functions and `copy_` under
+    `torch.no_grad()`: the same values, and autograd knows.
+
+    ## Example
+    ```python
+    def init_weights(m):
+        if isinstance(m, nn.Linear):
+            m.weight.data.normal_(0.0, 0.02)
+            m.bias.data.fill_(0.01)
+    ```
+
+    ## Use instead
+    ```python
+    def init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.constant_(m.bias, 0.01)
+    ```
+
+    ## Fix safety
+    Safe where the change happens while the module is built: in `__init__`,
+    `reset_parameters`, a function or method whose name contains `init`, or a
+    function the file passes to `Module.apply`. There no graph holds the
+    parameter yet. Each `nn.init` function calls the same tensor method under
+    `torch.no_grad()` (`constant_` calls `fill_`, `normal_(t, mean, std)` calls
+    `t.normal_(mean, std)`), so the values are identical, random draws
+    included: the same generator, the same number of draws. `w.data.copy_(t)`
+    becomes `w.copy_(t)` in a `with torch.no_grad():` block.
+
+    The fix is written only for a call that is a statement of its own (the
+    `nn.init` function returns the parameter, not its `.data`), with plain
+    arguments (no `generator=`, no `*args`), and where `torch` or `torch.nn` is
+    imported at the top of the file.
+
+    ## Known problems
+    Reported without a fix: the same changes in `forward` or in code that calls
+    `backward()` (a training step). There a graph may hold the parameter, which
+    is when the change gives wrong gradients; after the fix `backward()` would
+    raise "a variable needed for gradient computation has been modified by an
+    inplace operation", and a rewrite must not make running code raise. There
+    `w.data = t` is reported too (it can change the tensor's shape, dtype or
+    device and has no one-call equivalent).
+
+    Left alone: changes anywhere else, such as a deploy-time fusion of batch
+    norm into a convolution or an EMA update, where no graph holds the
+    parameter; `.data` of anything not known to be a parameter (a
+    `PackedSequence`'s `.data` is a plain tensor field); and reads of `.data`.
+    """
+
+    code = "TFM802"
+    name = "data-mutation"
+    summary = "In-place change through .data is invisible to autograd; use nn.init or torch.no_grad()"
+
+    fixes = (
+        FixCase(
+            "import torch.nn as nn\n\n\n"
+            "def init_weights(m):\n"
+            "    if isinstance(m, nn.Linear):\n"
+            "        m.weight.data.normal_(0.0, 0.02)  # DCGAN\n"
+            "        m.bias.data.fill_(0.01)\n",
+            "import torch.nn as nn\n\n\n"
+            "def init_weights(m):\n"
+            "    if isinstance(m, nn.Linear):\n"
+            "        nn.init.normal_(m.weight, 0.0, 0.02)  # DCGAN\n"
+            "        nn.init.constant_(m.bias, 0.01)\n",
+        ),
+        FixCase(
+            "import torch\nfrom torch import nn\n\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self, table):\n"
+            "        super().__init__()\n"
+            "        self.emb = nn.Embedding(10, 4)\n"
+            "        self.scale = nn.Parameter(torch.empty(4))\n"
+            "        self.emb.weight.data.copy_(table)\n"
+            "        self.scale.data.uniform_(-1, 1)\n"
+            "        for p in self.emb.parameters():\n"
+            "            p.data.zero_()\n",
+            "import torch\nfrom torch import nn\n\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self, table):\n"
+            "        super().__init__()\n"
+            "        self.emb = nn.Embedding(10, 4)\n"
+            "        self.scale = nn.Parameter(torch.empty(4))\n"
+            "        with torch.no_grad():\n"
+            "            self.emb.weight.copy_(table)\n"
+            "        nn.init.uniform_(self.scale, -1, 1)\n"
+            "        for p in self.emb.parameters():\n"
+            "            nn.init.zeros_(p)\n",
+        ),
+        FixCase(
+            "import torch\n\n\n"
+            "class Block(torch.nn.Module):\n"
+            "    def reset_parameters(self):\n"
+            "        for name, p in self.named_parameters():\n"
+            "            p.data.normal_(std=0.02)\n\n"
+            "    def build(self):\n"
+            "        self.apply(fill)\n\n\n"
+            "def fill(m):\n"
+            "    m.bias.data.zero_()\n",
+            "import torch\n\n\n"
+            "class Block(torch.nn.Module):\n"
+            "    def reset_parameters(self):\n"
+            "        for name, p in self.named_parameters():\n"
+            "            torch.nn.init.normal_(p, std=0.02)\n\n"
+            "    def build(self):\n"
+            "        self.apply(fill)\n\n\n"
+            "def fill(m):\n"
+            "    torch.nn.init.zeros_(m.bias)\n",
+        ),
+    )
+    keeps = (
+        # a training step: a graph may hold the weight, the fix could make backward() raise
+        KeepCase(
+            "import torch.nn as nn\n\n\n"
+            "def step(model, loss, opt):\n"
+            "    loss.backward()\n"
+            "    opt.step()\n"
+            "    model.fc.weight.data.fill_(0.0)\n",
+            reported=True,
+        ),
+        KeepCase(
+            "import torch.nn as nn\n\n\n"
+            "class Net(nn.Module):\n"
+            "    def forward(self, x):\n"
+            "        self.fc.weight.data.normal_(0, 1)\n"
+            "        return self.fc(x)\n",
+            reported=True,
+        ),
+        # `.data = t` has no one-call equivalent: reported where a graph may hold the weight
+        KeepCase(
+            "import torch.nn as nn\n\n\ndef train_step(model, x, w):\n"
+            "    model(x).sum().backward()\n    model.fc.weight.data = w\n",
+            reported=True,
+        ),
+        KeepCase("import torch.nn as nn\n\n\ndef init_weights(m, w):\n    m.weight.data = w\n"),
+        # a deploy-time fusion: no graph holds the weights
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n\nclass ConvBN(nn.Module):\n"
+            "    @torch.no_grad()\n    def fuse(self):\n"
+            "        w, b = self.fused()\n        self.conv.weight.data.copy_(w)\n        self.conv.bias.data = b\n"
+        ),
+        # not known to be a parameter: a PackedSequence's .data, a batch object
+        KeepCase("def init_state(packed):\n    packed.data.zero_()\n"),
+        KeepCase("def init_buffers(batch):\n    batch.data.fill_(0)\n"),
+        # reads of .data, and a result that is used
+        KeepCase("import torch.nn as nn\n\n\ndef init_weights(m):\n    w = m.weight.data.clone()\n    return w\n"),
+        KeepCase(
+            "import torch.nn as nn\n\n\ndef init_weights(m):\n    w = m.weight.data.normal_(0, 1)\n    return w\n",
+            reported=True,
+        ),
+        # arguments the nn.init function does not take the same way
+        KeepCase(
+            "import torch.nn as nn\n\n\ndef init_weights(m, g):\n    m.weight.data.normal_(0, 1, generator=g)\n",
+            reported=True,
+        ),
+        # no torch spelling at the top of the file
+        KeepCase("def init_weights(m):\n    m.weight.data.zero_()\n", reported=True),
+    )
+
+    def check(self) -> None:
+        model = self.model
+        for call in model.nodes(ast.Call):
+            func = call.func
+            if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and func.value.attr == "data"):
+                continue
+            method = func.attr
+            if method not in INIT_FOR and method != "copy_":
+                continue
+            tensor = func.value.value
+            if not self._is_parameter(tensor):
+                continue
+            context = self._context(call)
+            if context is None:
+                continue
+            shown = dotted(tensor) or "the parameter"
+            message = (
+                f"`{shown}.data.{method}(...)` changes the parameter where autograd cannot see it "
+                f"(its version counter does not move); "
+                + (f"use `nn.init.{INIT_FOR[method]}({shown}, ...)`" if method in INIT_FOR else f"use `{shown}.copy_(...)` under `torch.no_grad()`")
+            )
+            self.report(call, message, self._fix(call, method) if context == "build" else None)
+        for assign in model.nodes(ast.Assign):
+            for target in assign.targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == "data"
+                    and self._is_parameter(target.value)
+                    and self._context(assign) == "training"
+                ):
+                    shown = dotted(target.value) or "the parameter"
+                    self.report(
+                        assign,
+                        f"`{shown}.data = ...` swaps the parameter's tensor where autograd cannot see it; "
+                        f"change its values with `{shown}.copy_(...)` under `torch.no_grad()`",
+                    )
+
+    # -- what the tensor is -----------------------------------------------------------------
+
+    def _is_parameter(self, tensor: ast.expr) -> bool:
+        if isinstance(tensor, ast.Attribute):
+            if tensor.attr in MODULE_PARAMETERS:
+                return True
+            return isinstance(tensor.value, ast.Name) and tensor.value.id == "self" and self._self_parameter(tensor)
+        if isinstance(tensor, ast.Name):
+            return self._parameter_loop_variable(tensor)
+        return False
+
+    def _self_parameter(self, attribute: ast.Attribute) -> bool:
+        """``self.<name>`` where the class stores nothing but ``nn.Parameter(...)`` under it."""
+        cls = next((n for n in self._ancestors(attribute) if isinstance(n, ast.ClassDef)), None)
+        if cls is None:
+            return False
+        stores = [
+            node
+            for node in ast.walk(cls)
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Attribute) and t.attr == attribute.attr and isinstance(t.value, ast.Name) and t.value.id == "self" for t in node.targets)
+        ]
+        return bool(stores) and all(
+            isinstance(s.value, ast.Call) and self.model.torch_qualified(s.value.func) == "torch.nn.Parameter" for s in stores
+        )
+
+    def _parameter_loop_variable(self, name: ast.Name) -> bool:
+        """A name bound only as the parameter of ``for p in x.parameters()`` or
+        ``for n, p in x.named_parameters()``, and used inside that loop."""
+        bindings = self.model.scope(name).resolve(name.id)
+        if not bindings:
+            return False
+        for binding in bindings:
+            loop = self._loop_binding(binding.node)
+            if loop is None or not any(node is loop for node in self._ancestors(name)):
+                return False
+        return True
+
+    def _loop_binding(self, node: ast.AST) -> ast.For | None:
+        parent = self.model.parent(node)
+        index = None
+        if isinstance(parent, ast.Tuple) and len(parent.elts) == 2:
+            index = next(i for i, e in enumerate(parent.elts) if e is node)
+            node, parent = parent, self.model.parent(parent)
+        if not (isinstance(parent, ast.For) and parent.target is node):
+            return None
+        call = parent.iter
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and not call.args):
+            return None
+        wanted = PARAMETER_ITERATORS.get(call.func.attr)
+        if wanted is None or (index is None) != (wanted == 0) or (index is not None and index != wanted):
+            return None
+        return parent
+
+    def _ancestors(self, node: ast.AST):
+        parent = self.model.parent(node)
+        while parent is not None:
+            yield parent
+            parent = self.model.parent(parent)
+
+    # -- the fix ----------------------------------------------------------------------------
+
+    def _fix(self, call: ast.Call, method: str) -> Fix | None:
+        statement = self.model.parent(call)
+        if not (isinstance(statement, ast.Expr) and statement.value is call):
+            return None  # the result is used: nn.init returns the parameter, not its .data
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            return None
+        if method == "copy_":
+            if len(call.args) != 1 or call.keywords or not self._alone_on_its_line(statement):
+                return None
+            spelling = self._spell(call, "no_grad")
+            if spelling is None:
+                return None
+            return Fix([self.edit(statement, "SimpleStatementLine", _change("no_grad_copy"), spelling)])
+        if len(call.args) > MAX_POSITIONAL[method] or any(k.arg not in KEYWORDS[method] for k in call.keywords):
+            return None
+        spelling = self._spell(call, "nn.init." + INIT_FOR[method])
+        if spelling is None:
+            return None
+        return Fix([self.edit(call, "Call", _change("init_call"), spelling)])
+
+    def _spell(self, at: ast.AST, path: str) -> str | None:
+        """``torch.<path>`` as the file can spell it at ``at`` through a top-level import of
+        ``torch.nn.init``, ``torch.nn`` or ``torch``."""
+        spellings = _module_spellings(self.model)
+        parts = f"torch.{path}".split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:cut])
+            local = spellings.get(module)
+            if local is None:
+                continue
+            root = local.split(".")[0]
+            if visible_as(self.model, at, root, root if "." in local else module):
+                return ".".join([local, *parts[cut:]])
+        return None
+
+    def _context(self, node: ast.AST) -> str | None:
+        """"build" while the module is built (no graph can hold its parameters: the fix is
+        safe), "training" in ``forward`` or in code that calls ``backward()`` (a graph may hold
+        them: the change is the bug, reported), None elsewhere (a deploy-time fusion, an EMA
+        update: left alone)."""
+        if self._while_building(node):
+            return "build"
+        function = self.model.enclosing_function(node)
+        if function is not None and function.name == "forward":
+            return "training"
+        root = function if function is not None else self.model.tree
+        for call in self.model.nodes(ast.Call, root):
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "backward":
+                if function is not None or self.model.enclosing_function(call) is None:
+                    return "training"
+        return None
+
+    def _while_building(self, node: ast.AST) -> bool:
+        """In ``__init__``, ``reset_parameters``, a function whose name says it initialises, or a
+        function the file hands to ``.apply(...)``: no graph holds the parameters yet."""
+        function = self.model.enclosing_function(node)
+        if function is None:
+            return False
+        name = function.name
+        if name in ("__init__", "reset_parameters") or "init" in name.lower():
+            return True
+        for call in self.model.nodes(ast.Call):
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "apply" and len(call.args) == 1:
+                arg = call.args[0]
+                if (isinstance(arg, ast.Name) and arg.id == name) or (isinstance(arg, ast.Attribute) and arg.attr == name):
+                    return True
+        return False
+
+    def _alone_on_its_line(self, statement: ast.stmt) -> bool:
+        parent = self.model.parent(statement)
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(parent, field, None)
+            if isinstance(body, list) and statement in body:
+                index = body.index(statement)
+                if index == 0 and statement.lineno == getattr(parent, "lineno", -1) and not isinstance(parent, ast.Module):
+                    return False  # `if x: w.data.copy_(t)`
+                if index and body[index - 1].end_lineno == statement.lineno:
+                    return False
+                if index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno:
+                    return False
+                return True
+        return False

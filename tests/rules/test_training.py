@@ -1,0 +1,149 @@
+"""The training-loop rules (TFM8xx) with real torch: the bug before the fix, its absence after.
+
+# -- TFM802 ----------------------------------------------------------------------------------
+A change through ``.data`` does not advance the parameter's version counter, so autograd cannot
+tell that a tensor it saved has changed. The fix writes the same values (random draws included,
+under a fixed seed) and the counter moves.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import ALL_RULES, transform
+from rule_helpers import build
+
+
+def fixed(source: str, code: str) -> str:
+    rule = next(r for r in ALL_RULES if r.code == code)
+    result = transform(source, rules=[rule])
+    assert not result.errors
+    assert result.new_source != source, f"{code} did not rewrite the example"
+    return result.new_source
+
+
+def run(source: str) -> dict:
+    namespace: dict = {"__name__": "tfm8xx_example"}
+    exec(compile(source, "<example>", "exec"), namespace)
+    return namespace
+
+
+# -- TFM802: .data mutation -> nn.init / torch.no_grad() ---------------------------------------
+
+INIT = """import torch
+import torch.nn as nn
+
+
+def weights_init(m):
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        m.weight.data.normal_(0.0, 0.02)
+        m.bias.data.fill_(0.01)
+    elif isinstance(m, nn.BatchNorm2d):
+        m.weight.data.uniform_(0.5, 1.5)
+        m.bias.data.zero_()
+
+
+class Net(nn.Module):
+    def __init__(self, table):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+        self.emb = nn.Embedding(5, 4)
+        self.emb.weight.data.copy_(table)
+        self.apply(weights_init)
+
+    def forward(self, x, idx):
+        h = self.bn(self.conv(x)).mean(dim=(2, 3)) + self.emb(idx)
+        return self.fc(h)
+"""
+
+
+def _build(namespace: dict, seed: int = 0):
+    torch.manual_seed(seed)
+    table = torch.arange(20.0).reshape(5, 4)
+    return namespace["Net"](table)
+
+
+def test_tfm802_the_fix_gives_identical_weights_and_autograd_sees_the_change():
+    after_source = fixed(INIT, "TFM802")
+    assert ".data." not in after_source
+    assert "nn.init.normal_(m.weight, 0.0, 0.02)" in after_source
+    assert "with torch.no_grad():\n            self.emb.weight.copy_(table)" in after_source
+    before, after = run(INIT), run(after_source)
+    old, new = _build(before), _build(after)
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert old_state.keys() == new_state.keys()
+    for key in old_state:
+        assert torch.equal(old_state[key], new_state[key]), key  # same values, same random draws
+    assert torch.equal(new.emb.weight, torch.arange(20.0).reshape(5, 4))
+    # the version counter: the layers' own initialisation moves it; the changes through .data
+    # add nothing to that, nn.init and the no_grad copy_ do
+    assert old.conv.weight._version == nn.Conv2d(3, 4, 3).weight._version  # construction only
+    for name in ("conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight", "emb.weight"):
+        old_p, new_p = old.get_parameter(name), new.get_parameter(name)
+        assert new_p._version == old_p._version + 1, name
+    # and the model still trains
+    x, idx = torch.randn(2, 3, 5, 5), torch.tensor([1, 3])
+    new(x, idx).sum().backward()
+    assert new.fc.weight.grad is not None
+
+
+def test_tfm802_why_the_change_must_be_visible_a_saved_weight_gives_a_wrong_gradient():
+    """Through .data, a weight changed after the forward pass gives a gradient computed from the
+    new values without a word; through the documented API autograd refuses. This is also why the
+    rule does not rewrite such code outside initialisation: the fix would make it raise."""
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 1, bias=False)
+    x = torch.randn(4, 3, requires_grad=True)
+    out = (lin(x) ** 2).sum()  # saves the weight for the gradient of x
+    lin.weight.data.fill_(0.0)
+    out.backward()  # silently uses the zeroed weight
+    assert torch.count_nonzero(x.grad) == 0  # the true gradient of x is not zero
+
+    x2 = torch.randn(4, 3, requires_grad=True)
+    out2 = (lin(x2) ** 2).sum()
+    nn.init.constant_(lin.weight, 0.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out2.backward()
+
+
+def test_tfm802_forward_and_training_steps_are_reported_without_a_fix():
+    source = (
+        "import torch.nn as nn\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(2, 2)\n\n"
+        "    def forward(self, x):\n"
+        "        self.fc.weight.data.clamp_(-1, 1)\n"
+        "        self.fc.weight.data.normal_(0, 1)\n"
+        "        return self.fc(x)\n\n\n"
+        "def train(model, opt, loss):\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        "    for p in model.parameters():\n"
+        "        p.data.copy_(p.data * 0.5)\n"
+    )
+    rule = next(r for r in ALL_RULES if r.code == "TFM802")
+    result = transform(source, rules=[rule])
+    assert [(d.line, d.fix_available) for d in result.diagnostics] == [(11, False), (19, False)]
+    assert result.new_source == source
+
+
+def test_tfm802_sample_same_generator_and_the_changes_are_tracked():
+    palette = torch.eye(3) * 0.5
+    before = build("TFM802", "before", "Generator", palette=palette)
+    after = build("TFM802", "after", "Generator", palette=palette)
+    for (name, old), (_, new) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.equal(old, new), name
+    assert torch.equal(after.colour.weight, palette)
+    tracked = {n: p._version for n, p in after.named_parameters()}
+    hidden = {n: p._version for n, p in before.named_parameters()}
+    changed = ["main.0.weight", "main.1.weight", "main.1.bias", "main.3.weight", "colour.weight"]
+    assert all(tracked[n] == hidden[n] + 1 for n in changed), (tracked, hidden)
+    assert tracked["colour.bias"] == hidden["colour.bias"]  # not touched by either
+    z = torch.randn(2, 8, 1, 1)
+    torch.testing.assert_close(before(z), after(z))
