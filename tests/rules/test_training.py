@@ -1,5 +1,9 @@
 """The training-loop rules (TFM8xx) with real torch: the bug before the fix, its absence after.
 
+# -- TFM801 ----------------------------------------------------------------------------------
+Without ``zero_grad()`` the gradient after two steps is the sum of both batches' gradients;
+with it, it equals a fresh gradient of the last batch.
+
 # -- TFM802 ----------------------------------------------------------------------------------
 A change through ``.data`` does not advance the parameter's version counter, so autograd cannot
 tell that a tensor it saved has changed. The fix writes the same values (random draws included,
@@ -13,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES, transform
-from rule_helpers import build
+from rule_helpers import build, load
 
 
 def fixed(source: str, code: str) -> str:
@@ -147,3 +151,68 @@ def test_tfm802_sample_same_generator_and_the_changes_are_tracked():
     assert tracked["colour.bias"] == hidden["colour.bias"]  # not touched by either
     z = torch.randn(2, 8, 1, 1)
     torch.testing.assert_close(before(z), after(z))
+
+
+# -- TFM801: missing zero_grad -------------------------------------------------------------------
+
+
+def _batches(n: int = 2):
+    torch.manual_seed(1)
+    return [(torch.randn(8, 1), torch.randn(8, 1)) for _ in range(n)]
+
+
+def _fresh_gradient(module, model: nn.Module, batch) -> dict:
+    """The gradient of one batch alone, at the model's current parameters."""
+    probe = module.LinearRegression()
+    probe.load_state_dict(model.state_dict())
+    inputs, labels = batch
+    nn.MSELoss()(probe(inputs), labels).backward()
+    return {n: p.grad.clone() for n, p in probe.named_parameters()}
+
+
+def test_tfm801_sample_after_two_steps_the_gradient_is_the_last_batchs_own():
+    batches = _batches()
+    results = {}
+    for which in ("before", "after"):
+        module = load("TFM801", which)
+        torch.manual_seed(0)
+        model = module.LinearRegression()
+        # lr=0: the parameters stay where they are, so the two batches' gradients are comparable
+        module.train(model, batches, epochs=1, lr=0.0)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results[which] = (grads, _fresh_gradient(module, model, batches[-1]), _fresh_gradient(module, model, batches[0]))
+    grads, last, first = results["before"]
+    for name in grads:  # before: the sum of both batches
+        assert not torch.allclose(grads[name], last[name])
+        torch.testing.assert_close(grads[name], last[name] + first[name])
+    grads, last, _ = results["after"]
+    for name in grads:  # after: the last batch's own gradient
+        torch.testing.assert_close(grads[name], last[name])
+
+
+def test_tfm801_trains_the_sample_better_after_the_fix():
+    """The visible symptom: with accumulated gradients the same learning rate overshoots."""
+    torch.manual_seed(3)
+    x = torch.randn(64, 1)
+    y = 3 * x + 1
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)]
+    losses = {}
+    for which in ("before", "after"):
+        module = load("TFM801", which)
+        torch.manual_seed(0)
+        model = module.train(module.LinearRegression(), batches, epochs=5, lr=0.1)
+        with torch.no_grad():
+            losses[which] = nn.MSELoss()(model(x), y).item()
+    assert losses["after"] < 1e-3 < losses["before"], losses
+
+
+def test_tfm801_a_parameter_named_optimizer_is_reported_without_a_fix():
+    source = (
+        "def train(model, loader, optimizer):\n"
+        "    for x in loader:\n"
+        "        model(x).sum().backward()\n"
+        "        optimizer.step()\n"
+    )
+    rule = next(r for r in ALL_RULES if r.code == "TFM801")
+    result = transform(source, rules=[rule])
+    assert [(d.line, d.fix_available) for d in result.diagnostics] == [(3, False)]
