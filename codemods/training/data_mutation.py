@@ -6,12 +6,14 @@ import ast
 from typing import Any
 
 from torchfix_mod.codemods.torchfix._api import _module_spellings, visible_as
-from torchfix_mod.rule import Fix, FixCase, ImportNeed, KeepCase, Rule
+from torchfix_mod.edits import replace_expression
+from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
 # Tensor method -> the nn.init function that does the same under torch.no_grad(), with the
 # method's positional parameters in the same order (nn.init.normal_(t, mean, std) calls
 # t.normal_(mean, std); uniform_(t, a, b) calls t.uniform_(a, b); constant_(t, v) t.fill_(v))
+INIT_WORDS = frozenset({"init", "initialize", "initialise", "initialization", "initialisation"})
 INIT_FOR = {"fill_": "constant_", "zero_": "zeros_", "normal_": "normal_", "uniform_": "uniform_"}
 MAX_POSITIONAL = {"fill_": 1, "zero_": 0, "normal_": 2, "uniform_": 2}
 KEYWORDS = {"fill_": set(), "zero_": set(), "normal_": {"mean", "std"}, "uniform_": set()}
@@ -45,7 +47,10 @@ class DataMutationRule(Rule):
     so a graph that saved the parameter for `backward()` computes its gradient
     from values that are no longer there, silently. The documented ways to
     change a parameter's values are the `nn.init` functions and `copy_` under
-    `torch.no_grad()`: the same values, and autograd knows.
+    `torch.no_grad()`: the same values, and autograd knows. Under a `weight` or
+    `bias` that the class itself stores as something else (a buffer, a plain
+    tensor), or that belongs to a loss, there is no parameter and nothing is
+    reported.
 
     ## Example
     ```python
@@ -65,9 +70,11 @@ class DataMutationRule(Rule):
 
     ## Fix safety
     Safe where the change happens while the module is built: in `__init__`,
-    `reset_parameters`, a function or method whose name contains `init`, or a
-    function the file passes to `Module.apply`. There no graph holds the
-    parameter yet. Each `nn.init` function calls the same tensor method under
+    `reset_parameters`, a function or method named as an initialiser (`init`,
+    `initialize` as a word of its name: `_init_weights`, `weights_init`), or a
+    function the file passes to `Module.apply`; and only when that function
+    neither calls `backward()` nor is called from `forward` (nor nested in one
+    that does). There no graph holds the parameter yet. Each `nn.init` function calls the same tensor method under
     `torch.no_grad()` (`constant_` calls `fill_`, `normal_(t, mean, std)` calls
     `t.normal_(mean, std)`), so the values are identical, random draws
     included: the same generator, the same number of draws. `w.data.copy_(t)`
@@ -80,7 +87,9 @@ class DataMutationRule(Rule):
 
     ## Known problems
     Reported without a fix: the same changes in `forward` or in code that calls
-    `backward()` (a training step). There a graph may hold the parameter, which
+    `backward()` (a training step). In a helper that `forward` calls, whether
+    a graph holds the parameter at that moment depends on the order of the
+    calls; such changes are never fixed and not reported. There a graph may hold the parameter, which
     is when the change gives wrong gradients; after the fix `backward()` would
     raise "a variable needed for gradient computation has been modified by an
     inplace operation", and a rewrite must not make running code raise. There
@@ -98,6 +107,18 @@ class DataMutationRule(Rule):
     summary = "In-place change through .data is invisible to autograd; use nn.init or torch.no_grad()"
 
     fixes = (
+        FixCase(  # two loops over parameters reusing one name; a copy already under no_grad
+            "import torch\nimport torch.nn as nn\n\n\nclass AE(nn.Module):\n"
+            "    def reset_parameters(self, table):\n"
+            "        for p in self.enc.parameters():\n            p.data.uniform_(-0.1, 0.1)\n"
+            "        for p in self.dec.parameters():\n            p.data.zero_()\n"
+            "        with torch.no_grad():\n            self.dec.weight.data.copy_(table)\n",
+            "import torch\nimport torch.nn as nn\n\n\nclass AE(nn.Module):\n"
+            "    def reset_parameters(self, table):\n"
+            "        for p in self.enc.parameters():\n            nn.init.uniform_(p, -0.1, 0.1)\n"
+            "        for p in self.dec.parameters():\n            nn.init.zeros_(p)\n"
+            "        with torch.no_grad():\n            self.dec.weight.copy_(table)\n",
+        ),
         FixCase(
             "import torch.nn as nn\n\n\n"
             "def init_weights(m):\n"
@@ -190,8 +211,43 @@ class DataMutationRule(Rule):
         KeepCase("def init_buffers(batch):\n    batch.data.fill_(0)\n"),
         # reads of .data, and a result that is used
         KeepCase("import torch.nn as nn\n\n\ndef init_weights(m):\n    w = m.weight.data.clone()\n    return w\n"),
+        # a result used while building: no graph yet, and no one-call equivalent
+        KeepCase("import torch.nn as nn\n\n\ndef init_weights(m):\n    w = m.weight.data.normal_(0, 1)\n    return w\n"),
+        # a name that only looks like initialisation, run from forward: never fixed
         KeepCase(
-            "import torch.nn as nn\n\n\ndef init_weights(m):\n    w = m.weight.data.normal_(0, 1)\n    return w\n",
+            "import torch.nn as nn\n\n\nclass VQ(nn.Module):\n"
+            "    def reinit_dead_codes(self, x):\n        self.proj.weight.data.copy_(x)\n\n"
+            "    def make_finite(self):\n        self.proj.bias.data.zero_()\n\n"
+            "    def forward(self, x):\n        y = self.proj(x)\n        self.reinit_dead_codes(x)\n"
+            "        self.make_finite()\n        return y\n",
+        ),
+        # an init-named function that trains: reported, not fixed
+        KeepCase(
+            "import torch.nn as nn\n\n\ndef train_with_noise_init(model, x):\n"
+            "    loss = model(x).sum()\n    model.fc.weight.data.normal_(0, 0.01)\n    loss.backward()\n",
+            reported=True,
+        ),
+        # weight and bias that are not parameters: a loss's weight, a registered buffer
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n\ndef train(model, x, y, w):\n"
+            "    criterion = nn.CrossEntropyLoss(weight=torch.ones(3))\n"
+            "    criterion(model(x), y).backward()\n    criterion.weight.data.copy_(w)\n"
+        ),
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n\nclass Norm(nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n        self.register_buffer('weight', torch.ones(3))\n\n"
+            "    def forward(self, x):\n        self.weight.data.fill_(1.0)\n        return x * self.weight\n"
+        ),
+        # an EMA update under no_grad in forward: autograd switched off on purpose
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n\nclass Codebook(nn.Module):\n"
+            "    def forward(self, x, avg):\n        with torch.no_grad():\n            self.embed.weight.data.copy_(avg)\n"
+            "        return self.embed(x)\n"
+        ),
+        # one-line `else:` body: reported, the copy cannot take a block of its own there
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\n\ndef init_weights(m, t):\n"
+            "    if t is None:\n        pass\n    else: m.weight.data.copy_(t)\n",
             reported=True,
         ),
         # arguments the nn.init function does not take the same way
@@ -218,11 +274,14 @@ class DataMutationRule(Rule):
             context = self._context(call)
             if context is None:
                 continue
-            shown = dotted(tensor) or "the parameter"
+            statement = self.model.parent(call)
+            if context == "build" and not (isinstance(statement, ast.Expr) and statement.value is call):
+                continue  # `w.data.uniform_(-1, 1).renorm_(...)` while building: no graph, no one-call equivalent
+            shown = dotted(tensor) or self.model.text(tensor)
             message = (
                 f"`{shown}.data.{method}(...)` changes the parameter where autograd cannot see it "
                 f"(its version counter does not move); "
-                + (f"use `nn.init.{INIT_FOR[method]}({shown}, ...)`" if method in INIT_FOR else f"use `{shown}.copy_(...)` under `torch.no_grad()`")
+                + (f"use `nn.init.{INIT_FOR[method]}({shown}{'' if method == 'zero_' else ', ...'})`" if method in INIT_FOR else f"use `{shown}.copy_(...)` under `torch.no_grad()`")
             )
             self.report(call, message, self._fix(call, method) if context == "build" else None)
         for assign in model.nodes(ast.Assign):
@@ -233,7 +292,7 @@ class DataMutationRule(Rule):
                     and self._is_parameter(target.value)
                     and self._context(assign) == "training"
                 ):
-                    shown = dotted(target.value) or "the parameter"
+                    shown = dotted(target.value) or self.model.text(target.value)
                     self.report(
                         assign,
                         f"`{shown}.data = ...` swaps the parameter's tensor where autograd cannot see it; "
@@ -244,26 +303,67 @@ class DataMutationRule(Rule):
 
     def _is_parameter(self, tensor: ast.expr) -> bool:
         if isinstance(tensor, ast.Attribute):
+            on_self = isinstance(tensor.value, ast.Name) and tensor.value.id == "self"
+            if on_self and self._self_stores(tensor) is not None:
+                return self._self_parameter(tensor)  # the class says what it is
             if tensor.attr in MODULE_PARAMETERS:
-                return True
-            return isinstance(tensor.value, ast.Name) and tensor.value.id == "self" and self._self_parameter(tensor)
+                return not self._a_loss(tensor.value)
+            return False
         if isinstance(tensor, ast.Name):
             return self._parameter_loop_variable(tensor)
         return False
 
-    def _self_parameter(self, attribute: ast.Attribute) -> bool:
-        """``self.<name>`` where the class stores nothing but ``nn.Parameter(...)`` under it."""
+    def _self_stores(self, attribute: ast.Attribute) -> list[ast.expr | None] | None:
+        """What the class stores under ``self.<name>`` (None for a ``register_buffer`` of that
+        name), or None when it stores nothing there."""
         cls = next((n for n in self._ancestors(attribute) if isinstance(n, ast.ClassDef)), None)
         if cls is None:
+            return None
+        values: list[ast.expr | None] = []
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(
+                    isinstance(t, ast.Attribute) and t.attr == attribute.attr and isinstance(t.value, ast.Name) and t.value.id == "self"
+                    for t in targets
+                ):
+                    values.append(node.value)
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("register_buffer", "register_parameter")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == attribute.attr
+            ):
+                values.append(None if node.func.attr == "register_buffer" else node)
+        return values or None
+
+    def _self_parameter(self, attribute: ast.Attribute) -> bool:
+        """``self.<name>`` where the class stores nothing but ``nn.Parameter(...)`` under it."""
+        values = self._self_stores(attribute) or []
+        return bool(values) and all(
+            isinstance(v, ast.Call)
+            and (
+                self.model.torch_qualified(v.func) == "torch.nn.Parameter"
+                or (isinstance(v.func, ast.Attribute) and v.func.attr == "register_parameter")
+            )
+            for v in values
+        )
+
+    def _a_loss(self, owner: ast.expr) -> bool:
+        """``owner`` is only ever a torch loss (whose ``weight`` is a buffer)."""
+        if not isinstance(owner, ast.Name):
             return False
-        stores = [
-            node
-            for node in ast.walk(cls)
-            if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Attribute) and t.attr == attribute.attr and isinstance(t.value, ast.Name) and t.value.id == "self" for t in node.targets)
-        ]
-        return bool(stores) and all(
-            isinstance(s.value, ast.Call) and self.model.torch_qualified(s.value.func) == "torch.nn.Parameter" for s in stores
+        bindings = self.model.scope(owner).resolve(owner.id)
+        values = []
+        for binding in bindings:
+            parent = self.model.parent(binding.node)
+            if not isinstance(parent, ast.Assign):
+                return False
+            values.append(parent.value)
+        return bool(values) and all(
+            isinstance(v, ast.Call) and (self.model.torch_qualified(v.func) or "").endswith("Loss") for v in values
         )
 
     def _parameter_loop_variable(self, name: ast.Name) -> bool:
@@ -272,11 +372,11 @@ class DataMutationRule(Rule):
         bindings = self.model.scope(name).resolve(name.id)
         if not bindings:
             return False
-        for binding in bindings:
-            loop = self._loop_binding(binding.node)
-            if loop is None or not any(node is loop for node in self._ancestors(name)):
-                return False
-        return True
+        loops = [self._loop_binding(binding.node) for binding in bindings]
+        if any(loop is None for loop in loops):
+            return False
+        ancestors = {id(node) for node in self._ancestors(name)}
+        return any(id(loop) in ancestors for loop in loops)
 
     def _loop_binding(self, node: ast.AST) -> ast.For | None:
         parent = self.model.parent(node)
@@ -309,7 +409,12 @@ class DataMutationRule(Rule):
         if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
             return None
         if method == "copy_":
-            if len(call.args) != 1 or call.keywords or not self._alone_on_its_line(statement):
+            if len(call.args) != 1 or call.keywords:
+                return None
+            if self._under_no_grad(call):  # already without autograd: only `.data` goes
+                tensor = call.func.value
+                return Fix([self.edit(tensor, "Attribute", replace_expression, self.model.text(tensor.value))])
+            if not self._alone_on_its_line(statement):
                 return None
             spelling = self._spell(call, "no_grad")
             if spelling is None:
@@ -344,14 +449,17 @@ class DataMutationRule(Rule):
         update: left alone)."""
         if self._while_building(node):
             return "build"
+        if self._under_no_grad(node):
+            return None  # the author switched autograd off here on purpose (an EMA update)
         function = self.model.enclosing_function(node)
-        if function is not None and function.name == "forward":
-            return "training"
-        root = function if function is not None else self.model.tree
-        for call in self.model.nodes(ast.Call, root):
-            if isinstance(call.func, ast.Attribute) and call.func.attr == "backward":
-                if function is not None or self.model.enclosing_function(call) is None:
-                    return "training"
+        if function is not None:
+            if function.name == "forward" or self._calls_backward(function):
+                return "training"
+            return None  # a helper (of forward or not): whether a graph holds the parameter then is not known
+        # module level: a script's training loop
+        for ancestor in self._ancestors(node):
+            if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)) and self._calls_backward(ancestor):
+                return "training"
         return None
 
     def _while_building(self, node: ast.AST) -> bool:
@@ -360,8 +468,16 @@ class DataMutationRule(Rule):
         function = self.model.enclosing_function(node)
         if function is None:
             return False
+        outer = function
+        while outer is not None:  # neither it nor a function around it trains
+            if outer.name == "forward" or self._calls_backward(outer):
+                return False
+            outer = self.model.enclosing_function(outer)
         name = function.name
-        if name in ("__init__", "reset_parameters") or "init" in name.lower():
+        if self._called_from_forward(name):
+            return False
+        words = name.lower().strip("_").split("_")
+        if name in ("__init__", "reset_parameters") or INIT_WORDS & set(words) or name.lower().lstrip("_").startswith("init"):
             return True
         for call in self.model.nodes(ast.Call):
             if isinstance(call.func, ast.Attribute) and call.func.attr == "apply" and len(call.args) == 1:
@@ -370,17 +486,44 @@ class DataMutationRule(Rule):
                     return True
         return False
 
+    def _calls_backward(self, root: ast.AST) -> bool:
+        return any(
+            isinstance(call.func, ast.Attribute) and call.func.attr == "backward" for call in self.model.nodes(ast.Call, root)
+        )
+
+    def _called_from_forward(self, name: str) -> bool:
+        for function in self.model.nodes(ast.FunctionDef):
+            if function.name == "forward":
+                for call in self.model.nodes(ast.Call, function):
+                    func = call.func
+                    if (isinstance(func, ast.Name) and func.id == name) or (isinstance(func, ast.Attribute) and func.attr == name):
+                        return True
+        return False
+
+    def _under_no_grad(self, node: ast.AST) -> bool:
+        """Inside ``with torch.no_grad():`` or a function decorated with ``@torch.no_grad()``."""
+        for ancestor in self._ancestors(node):
+            items = []
+            if isinstance(ancestor, (ast.With, ast.AsyncWith)):
+                items = [item.context_expr for item in ancestor.items]
+            elif isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                items = list(ancestor.decorator_list)
+            for item in items:
+                target = item.func if isinstance(item, ast.Call) else item
+                if self.model.torch_qualified(target) in ("torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"):
+                    return True
+        return False
+
     def _alone_on_its_line(self, statement: ast.stmt) -> bool:
+        """Only indentation before it on its first line (not ``else: ...``, not ``a; b``) and
+        no other statement after it on its last."""
+        first = self.model.line(statement.lineno)
+        if first[: self.model.span(statement).column].strip():
+            return False
         parent = self.model.parent(statement)
         for field in ("body", "orelse", "finalbody"):
             body = getattr(parent, field, None)
             if isinstance(body, list) and statement in body:
                 index = body.index(statement)
-                if index == 0 and statement.lineno == getattr(parent, "lineno", -1) and not isinstance(parent, ast.Module):
-                    return False  # `if x: w.data.copy_(t)`
-                if index and body[index - 1].end_lineno == statement.lineno:
-                    return False
-                if index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno:
-                    return False
-                return True
+                return not (index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno)
         return False
