@@ -1,1 +1,1 @@
-"""The training loop: TFM8xx. Changes to parameters behind autograd's back (``.data``)."""
+"""The training loop: TFM801 gradients never cleared, TFM802 changes through ``.data``, TFM803 a\nrunning total that keeps every step's graph."""

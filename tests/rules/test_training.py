@@ -1,5 +1,9 @@
 """The training-loop rules (TFM8xx) with real torch: the bug before the fix, its absence after.
 
+# -- TFM803 ----------------------------------------------------------------------------------
+A running total of the loss that keeps its graph reaches back through every step's graph: the
+number of live autograd nodes grows with the steps before the fix and stays flat after.
+
 # -- TFM801 ----------------------------------------------------------------------------------
 Without ``zero_grad()`` the gradient after two steps is the sum of both batches' gradients;
 with it, it equals a fresh gradient of the last batch.
@@ -216,3 +220,44 @@ def test_tfm801_a_parameter_named_optimizer_is_reported_without_a_fix():
     rule = next(r for r in ALL_RULES if r.code == "TFM801")
     result = transform(source, rules=[rule])
     assert [(d.line, d.fix_available) for d in result.diagnostics] == [(3, False)]
+
+
+# -- TFM803: accumulated history ------------------------------------------------------------------
+
+
+def _graph_nodes(tensor) -> int:
+    """Autograd nodes reachable from ``tensor`` (what its history keeps alive)."""
+    fn = getattr(tensor, "grad_fn", None)
+    seen, stack = set(), [fn] if fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return len(seen)
+
+
+def test_tfm803_sample_the_graph_kept_grows_with_the_steps_before_and_not_after():
+    torch.manual_seed(0)
+    data = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(40)]
+    kept = {}
+    for which in ("before", "after"):
+        module = load("TFM803", which)
+        counts = []
+        for steps in (10, 20, 40):
+            torch.manual_seed(0)
+            model = module.Regressor()
+            mean = module.train_epoch(model, data[:steps])
+            counts.append(_graph_nodes(mean))
+            kept[(which, steps)] = float(mean.detach())
+        if which == "before":
+            assert counts[0] < counts[1] < counts[2]  # one more graph per step
+            assert counts[2] >= 40
+        else:
+            assert counts == [0, 0, 0]
+    for steps in (10, 20, 40):  # the same numbers are reported
+        assert kept[("before", steps)] == pytest.approx(kept[("after", steps)], rel=1e-6)
+    # and the result keeps its type: a tensor the caller can .item()
+    module = load("TFM803", "after")
+    assert isinstance(module.train_epoch(module.Regressor(), data[:3]), torch.Tensor)
