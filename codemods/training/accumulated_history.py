@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 
+from torchfix_mod.codemods.training._loops import LOOPS, every_iteration, own_nodes
 from torchfix_mod.edits import replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
-LOOPS = (ast.For, ast.AsyncFor, ast.While)
-SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 GRAPH_USES = frozenset({"backward", "grad_fn", "requires_grad", "grad", "retain_grad", "register_hook"})
 
 
@@ -188,16 +187,9 @@ class AccumulatedHistoryRule(Rule):
             for loop in self.model.nodes(kind):
                 self._check_loop(loop)
 
-    def _own_nodes(self, root: ast.AST) -> list[ast.AST]:
-        found: list[ast.AST] = []
-        stack = list(ast.iter_child_nodes(root))
-        while stack:
-            node = stack.pop()
-            if isinstance(node, SCOPES):
-                continue
-            found.append(node)
-            stack.extend(ast.iter_child_nodes(node))
-        return found
+    @staticmethod
+    def _own_nodes(root: ast.AST) -> list[ast.AST]:
+        return own_nodes(root)
 
     def _check_loop(self, loop: ast.AST) -> None:
         nodes = self._own_nodes(loop)
@@ -244,12 +236,7 @@ class AccumulatedHistoryRule(Rule):
                 return False
         if len(call.args) > 1:
             return False
-        parent = self.model.parent(call)
-        while parent is not None and parent is not loop:
-            if isinstance(parent, (ast.If, ast.IfExp, ast.Try, ast.Match, ast.BoolOp, *LOOPS)):
-                return False
-            parent = self.model.parent(parent)
-        return parent is loop
+        return every_iteration(self.model, call, loop)
 
     @staticmethod
     def _stores_in(nodes: list[ast.AST], name: str) -> int:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from torchfix_mod.codemods.training._loops import LOOPS, every_iteration, own_nodes
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
-LOOPS = (ast.For, ast.AsyncFor, ast.While)
-FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 NOT_OPTIMIZERS = ("torch.optim.lr_scheduler.", "torch.optim.swa_utils.")
 GRAD_SCALERS = frozenset({"torch.amp.GradScaler", "torch.cuda.amp.GradScaler", "torch.amp.grad_scaler.GradScaler"})
 
@@ -240,18 +239,9 @@ class MissingZeroGradRule(Rule):
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _own_calls(self, root: ast.AST) -> list[ast.Call]:
-        """Calls in ``root`` outside nested functions, lambdas and classes."""
-        found: list[ast.Call] = []
-        stack = list(ast.iter_child_nodes(root))
-        while stack:
-            node = stack.pop()
-            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
-                continue
-            if isinstance(node, ast.Call):
-                found.append(node)
-            stack.extend(ast.iter_child_nodes(node))
-        return found
+    @staticmethod
+    def _own_calls(root: ast.AST) -> list[ast.Call]:
+        return [node for node in own_nodes(root) if isinstance(node, ast.Call)]
 
     def _check_loop(self, loop: ast.AST) -> None:
         calls = self._own_calls(loop)
@@ -390,13 +380,7 @@ class MissingZeroGradRule(Rule):
     # -- what clears, what may clear ---------------------------------------------------------
 
     def _unconditional(self, node: ast.AST, loop: ast.AST) -> bool:
-        """``node`` runs on every iteration: no ``if``/``try``/``with``-less branch between it and the loop."""
-        parent = self.model.parent(node)
-        while parent is not None and parent is not loop:
-            if isinstance(parent, (ast.If, ast.IfExp, ast.Try, ast.Match, ast.BoolOp, *LOOPS)):
-                return False
-            parent = self.model.parent(parent)
-        return parent is loop
+        return every_iteration(self.model, node, loop)
 
     def _hands_over(self, call: ast.Call, optimizer: str) -> bool:
         """The optimizer is given to a call other than the scaler's (which only steps it)."""
