@@ -65,9 +65,12 @@ class AccumulatedHistoryRule(Rule):
     later `sum(losses).backward()`, and the loop is left alone.
 
     ## Known problems
+    Files that do not import torch are not checked (`loss.backward()` of another
+    autograd library, such as micrograd, whose values have no `detach`).
     Only a loss whose `backward()` the loop calls is known to carry a graph; an
     evaluation loop's running total (no `backward()`) is not checked, and is
-    harmless under `torch.no_grad()` anyway. A total that is reset inside the
+    harmless under `torch.no_grad()` anyway. Files that do not import torch
+    are not checked (`loss.backward()` of another autograd library). A total that is reset inside the
     loop, a value other than the loss itself (`loss * n`: reported without a
     fix), and accumulation through a function call are left as they are.
     """
@@ -78,6 +81,7 @@ class AccumulatedHistoryRule(Rule):
 
     fixes = (
         FixCase(
+            "import torch\n\n\n"
             "def train(model, loader, criterion, optimizer):\n"
             "    total_loss = 0\n"
             "    losses = []\n"
@@ -89,6 +93,7 @@ class AccumulatedHistoryRule(Rule):
             "        total_loss += loss  # running sum\n"
             "        losses.append(loss)\n"
             "    return total_loss / len(loader), sum(losses)\n",
+            "import torch\n\n\n"
             "def train(model, loader, criterion, optimizer):\n"
             "    total_loss = 0\n"
             "    losses = []\n"
@@ -102,6 +107,7 @@ class AccumulatedHistoryRule(Rule):
             "    return total_loss / len(loader), sum(losses)\n",
         ),
         FixCase(
+            "import torch\n\n\n"
             "class Trainer:\n"
             "    def epoch(self, batches):\n"
             "        self.running = 0.0\n"
@@ -109,6 +115,7 @@ class AccumulatedHistoryRule(Rule):
             "            loss = self.step(batch)\n"
             "            loss.backward()\n"
             "            self.running += loss\n",
+            "import torch\n\n\n"
             "class Trainer:\n"
             "    def epoch(self, batches):\n"
             "        self.running = 0.0\n"
@@ -172,6 +179,7 @@ class AccumulatedHistoryRule(Rule):
             "    return total\n"
         ),
         KeepCase(  # an expression of the loss: reported, no fix
+            "import torch\n\n\n"
             "def train(model, loader):\n"
             "    total = 0\n"
             "    for x in loader:\n"
@@ -183,6 +191,10 @@ class AccumulatedHistoryRule(Rule):
     )
 
     def check(self) -> None:
+        from torchfix_mod.codemods.torchfix._api import imports_package
+
+        if not imports_package(self.model, "torch"):
+            return  # `loss.backward()` of another autograd library (micrograd's Value has no detach)
         for kind in LOOPS:
             for loop in self.model.nodes(kind):
                 self._check_loop(loop)
@@ -280,6 +292,17 @@ class AccumulatedHistoryRule(Rule):
         )
         fix = Fix([self.edit(value, "Name", replace_expression, f"{loss}.detach()")]) if loss else None
         self.report(node, message, fix)
+
+    def _returned(self, loop: ast.AST, held: str) -> bool:
+        """The holder leaves the function (a caller may go back through a graph that saved no
+        tensors), so the fix is not proven."""
+        function = self.model.enclosing_function(loop)
+        if function is None:
+            return False
+        return any(
+            isinstance(node, (ast.Return, ast.Yield)) and node.value is not None and any(dotted(n) == held for n in ast.walk(node.value))
+            for node in ast.walk(function)
+        )
 
     def _detached(self, value: ast.expr, losses: set[str]) -> bool:
         """Every use of the loss in ``value`` already leaves the graph (``loss.item()``, ...)."""
