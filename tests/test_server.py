@@ -155,7 +155,8 @@ class Editor:
                 raise AssertionError("the project index was never built")
             await asyncio.sleep(0.02)
 
-    async def actions(self, uri: str, line: int = 0, end_line: int | None = None, only: list[str] | None = None) -> list[lsp.CodeAction]:
+    async def listed(self, uri: str, line: int = 0, end_line: int | None = None, only: list[str] | None = None) -> list[lsp.CodeAction]:
+        """The code actions for the lines as the server lists them (edits not resolved)."""
         end = lsp.Position(line=end_line if end_line is not None else line, character=0)
         result = await self.client.text_document_code_action_async(
             lsp.CodeActionParams(
@@ -164,8 +165,12 @@ class Editor:
                 context=lsp.CodeActionContext(diagnostics=[], only=only),
             )
         )
+        return list(result or [])
+
+    async def actions(self, uri: str, line: int = 0, end_line: int | None = None, only: list[str] | None = None) -> list[lsp.CodeAction]:
+        """The code actions for the lines, each with its edit (resolved where needed)."""
         actions = []
-        for action in result or []:
+        for action in await self.listed(uri, line, end_line, only):
             if action.edit is None:  # the edit is computed when the action is picked
                 action = await self.client.code_action_resolve_async(action)
             actions.append(action)
@@ -560,13 +565,7 @@ async def test_an_action_listed_for_an_older_text_gets_no_edit(tmp_path):
     async with session(tmp_path) as editor:
         uri = editor.open("model.py")
         await editor.diagnostics(uri, lambda ds: len(ds) > 0)
-        listed = await editor.client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                text_document=lsp.TextDocumentIdentifier(uri=uri),
-                range=lsp.Range(start=lsp.Position(line=6, character=0), end=lsp.Position(line=6, character=0)),
-                context=lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        listed = await editor.listed(uri, 6)
         fix = next(a for a in listed if "fix TFM101" in a.title)
         assert fix.edit is None  # this client resolves edits when an action is picked
         editor.change(uri, "# a header line\n" + LIST_OF_LAYERS)
@@ -583,13 +582,7 @@ async def test_a_client_that_does_not_resolve_gets_the_edits_at_once(tmp_path):
     async with session(tmp_path, capabilities="emacs") as editor:
         uri = editor.open("model.py")
         await editor.diagnostics(uri, lambda ds: len(ds) > 0)
-        result = await editor.client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                text_document=lsp.TextDocumentIdentifier(uri=uri),
-                range=lsp.Range(start=lsp.Position(line=6, character=0), end=lsp.Position(line=6, character=0)),
-                context=lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        result = await editor.listed(uri, 6)
         assert result and all(a.edit is not None for a in result)
         editor.apply_edit(next(a for a in result if "fix TFM101" in a.title).edit)
         assert await editor.diagnostics(uri) == []

@@ -422,6 +422,20 @@ class SemanticModel:
             current = self.parents.get(current)
         return current
 
+    def alone_on_its_line(self, statement: ast.stmt) -> bool:
+        """Only indentation before ``statement`` on its first line (not ``else: x``, not
+        ``a; b``, not ``def f(): x``) and no statement after it on its last: a line can be put
+        before it, or a block around it, without touching another statement."""
+        if self.line(statement.lineno)[: self.span(statement).column].strip():
+            return False
+        parent = self.parents.get(statement)
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            body = getattr(parent, field, None)
+            if isinstance(body, list) and any(s is statement for s in body):
+                index = next(i for i, s in enumerate(body) if s is statement)
+                return not (index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno)
+        return parent is None or isinstance(parent, ast.Module)
+
     # -- positions --------------------------------------------------------------
     def _column(self, line: int, byte_offset: int) -> int:
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""

@@ -402,18 +402,6 @@ def _find_self_assignments(model: SemanticModel, cls: ast.ClassDef) -> Iterator[
                 yield SelfAssignment(cls, method, self_arg, assign, target)
 
 
-def _alone_on_its_line(model: SemanticModel, body: list[ast.stmt], index: int) -> bool:
-    """``body[index]`` is the only statement of its line (not ``a(); b()``) and the block is
-    indented under its header (not ``def f(self): ...``)."""
-    stmt = body[index]
-    line = model.lines[stmt.lineno - 1].encode("utf-8")
-    if line[: stmt.col_offset].strip():
-        return False
-    if index and body[index - 1].end_lineno == stmt.lineno:
-        return False
-    return not (index + 1 < len(body) and body[index + 1].lineno == stmt.end_lineno)
-
-
 def _is_super_init(model: SemanticModel, stmt: ast.stmt, self_arg: str) -> bool:
     """``super().__init__(...)``, ``super(Cls, self).__init__(...)``, or ``Base.__init__(self, ...)``
     where ``Base`` is ``nn.Module`` or an nn.Module class (a mixin's ``__init__`` does not count)."""
@@ -442,7 +430,7 @@ def statements_after_super_init(model: SemanticModel, func: ast.FunctionDef | as
         return None
     body = func.body
     for index, stmt in enumerate(body):
-        if _is_super_init(model, stmt, self_arg) and _alone_on_its_line(model, body, index):
+        if _is_super_init(model, stmt, self_arg) and model.alone_on_its_line(stmt):
             return body[index + 1 :]
     return None
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from torchfix_mod.suppress import tokenizable
 from torchfix_mod.codemods.deprecated._deprecations import AUTOCAST_GLOBALS, AUTOCAST_PARAMETERS, DEPRECATIONS, Deprecation, docs_table
+from torchfix_mod.edits import Deferred
 from torchfix_mod.rule import Fix, ImportNeed, Rule
 from torchfix_mod.semantic import Binding, SemanticModel, dotted
 from torchfix_mod.suppress import is_suppressed, noqa_codes
@@ -42,19 +43,9 @@ def documented(cls):
 # -- changes ----------------------------------------------------------------------
 
 
-class Change:
+def Change(name: str) -> Deferred:  # noqa: N802 (reads as the change it names)
     """A change function of ``_deprecated_edits``, imported only when a fix is written."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, node, *args):
-        from torchfix_mod.codemods.deprecated import _deprecated_edits
-
-        return getattr(_deprecated_edits, self.name)(node, *args)
-
-    def __repr__(self) -> str:
-        return f"Change({self.name!r})"
+    return Deferred("torchfix_mod.codemods.deprecated._deprecated_edits", name)
 
 
 # -- arguments ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from torchfix_mod.edits import Deferred
 from torchfix_mod.rule import ImportNeed
 from torchfix_mod.semantic import BUILTIN_NAMES, Span, dotted
 
@@ -25,14 +26,7 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 def change(name: str) -> Callable[..., Any]:
     """The change function ``name`` of :mod:`._api_edits`, imported when it first runs."""
-
-    def apply(node, *args):
-        from torchfix_mod.codemods.torchfix import _api_edits
-
-        return getattr(_api_edits, name)(node, *args)
-
-    apply.__name__ = apply.__qualname__ = name
-    return apply
+    return Deferred("torchfix_mod.codemods.torchfix._api_edits", name)
 
 
 def in_source_order(found: Iterable[ast.AST]) -> list:
@@ -202,7 +196,7 @@ def visible_as(model: SemanticModel, at: ast.AST, name: str, qname: str) -> bool
     return _name_qualified(model.scope(at), name) == {qname}
 
 
-def _module_spellings(model: SemanticModel) -> dict[str, str]:
+def module_spellings(model: SemanticModel) -> dict[str, str]:
     """Qualified name -> the module-level name that refers to it and nothing else, for names an
     unconditional top-level import binds; the first such name in the file wins. ``import a.b``
     also offers ``a.b`` itself (reachable as an attribute of ``a``)."""
@@ -267,7 +261,7 @@ def reference(
             qnames = model.qualified_names(prefix) if dotted(prefix) is not None else set()
             if len(qnames) == 1 and qnames & set(modules):
                 return depth, None
-    bound = _module_spellings(model)
+    bound = module_spellings(model)
     for module in modules:
         local = bound.get(f"{module}.{name}")
         if local is not None and "." not in local and visible_as(model, at, local, f"{module}.{name}"):

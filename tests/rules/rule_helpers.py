@@ -1,5 +1,6 @@
 """What the rule-family tests share: each sample's ``before.py``/``after.py`` imported as a
-module, one optimizer step, and where TorchFix is installed (for the parity tests)."""
+module, an example rewritten by one rule and executed, one optimizer step, and where TorchFix
+is installed (for the parity tests)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,24 @@ def sgd_step(model: nn.Module, loss_fn, lr: float = 0.1) -> None:
     opt.zero_grad()
     loss_fn(model).backward()
     opt.step()
+
+
+def fixed(source: str, code: str, unsafe: bool = False) -> str:
+    """``source`` after rule ``code``'s fixes alone; the rule must rewrite it."""
+    from conftest import ALL_RULES, transform
+
+    rule = next(r for r in ALL_RULES if r.code == code)
+    result = transform(source, rules=[rule], unsafe=unsafe)
+    assert not result.errors
+    assert result.new_source != source, f"{code} did not rewrite the example"
+    return result.new_source
+
+
+def run(source: str, name: str = "torchfix_mod_example") -> dict:
+    """Execute ``source`` as a module; its namespace."""
+    namespace: dict = {"__name__": name}
+    exec(compile(source, "<example>", "exec"), namespace)
+    return namespace
 
 
 def torchfix_bin() -> str | None:

@@ -73,21 +73,7 @@ import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES, transform
-from rule_helpers import torchfix_bin
-
-
-def fixed(source: str, code: str, unsafe: bool = False) -> str:
-    rule = next(r for r in ALL_RULES if r.code == code)
-    result = transform(source, rules=[rule], unsafe=unsafe)
-    assert not result.errors
-    assert result.new_source != source, f"{code} did not rewrite the example"
-    return result.new_source
-
-
-def run(source: str) -> dict:
-    namespace: dict = {"__name__": "tfm7xx_example"}
-    exec(compile(source, "<example>", "exec"), namespace)
-    return namespace
+from rule_helpers import fixed, run, torchfix_bin
 
 
 def before_after(source: str, code: str, unsafe: bool = False) -> tuple[dict, dict, str]:
