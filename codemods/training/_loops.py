@@ -1,5 +1,6 @@
-"""What the training-loop rules share about a loop: the nodes that run as part of it (not in a
-function, lambda or class defined inside it), and whether a node runs on every iteration."""
+"""What the training-loop rules share about a loop: the nodes that run as part of its body (not
+its ``else``, not a function, lambda or class defined inside it), and whether a node runs on every
+iteration."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ BRANCHES = (ast.If, ast.IfExp, ast.Try, ast.Match, ast.BoolOp, *LOOPS)
 
 
 def own_nodes(root: ast.AST) -> list[ast.AST]:
-    """The nodes under ``root`` outside the functions, lambdas and classes it defines."""
+    """The nodes under ``root`` outside the functions, lambdas and classes it defines. For a
+    loop, only its body's: the ``else`` runs once, after the last iteration, and the iterable
+    is evaluated once before the first."""
     found: list[ast.AST] = []
-    stack = list(ast.iter_child_nodes(root))
+    stack: list[ast.AST] = list(root.body) if isinstance(root, LOOPS) else list(ast.iter_child_nodes(root))
     while stack:
         node = stack.pop()
         if isinstance(node, SCOPES):
@@ -28,10 +31,12 @@ def own_nodes(root: ast.AST) -> list[ast.AST]:
 
 
 def every_iteration(model: SemanticModel, node: ast.AST, loop: ast.AST) -> bool:
-    """``node`` runs on every iteration of ``loop``: no branch, ``try`` or inner loop between."""
-    parent = model.parent(node)
+    """``node`` runs on every iteration of ``loop``: it is in the loop's body with no branch,
+    ``try`` or inner loop between."""
+    child, parent = node, model.parent(node)
     while parent is not None and parent is not loop:
         if isinstance(parent, BRANCHES):
             return False
-        parent = model.parent(parent)
-    return parent is loop
+        child, parent = parent, model.parent(parent)
+    return parent is loop and any(child is statement for statement in loop.body)
+

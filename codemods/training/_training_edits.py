@@ -29,3 +29,10 @@ def no_grad_copy(line: cst.SimpleStatementLine, no_grad: str) -> cst.With:
         body=body,
         leading_lines=line.leading_lines,
     )
+
+
+def insert_before(statement: cst.SimpleStatementLine, code: str) -> cst.FlattenSentinel:
+    """TFM801: the line ``code`` (an expression statement) just before ``statement``, at its
+    indentation; the comments above ``statement`` stay above the new line."""
+    new_line = cst.SimpleStatementLine([cst.Expr(cst.parse_expression(code))])
+    return cst.FlattenSentinel([new_line, statement])

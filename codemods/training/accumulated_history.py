@@ -9,6 +9,11 @@ from torchfix_mod.edits import replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
+DETACHING = frozenset({"item", "detach", "tolist", "data", "numpy"})
+# tensor methods whose result still carries the graph: a chain through them reads on
+KEEPS_GRAPH = frozenset({"cpu", "cuda", "to", "float", "double", "half", "mean", "sum", "squeeze", "view", "reshape", "clone", "contiguous", "abs", "sqrt", "exp", "log"})
+NUMBER_BUILTINS = frozenset({"float", "int", "bool", "str", "repr", "format"})
+NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"})
 GRAPH_USES = frozenset({"backward", "grad_fn", "requires_grad", "grad", "retain_grad", "register_hook"})
 
 
@@ -64,15 +69,24 @@ class AccumulatedHistoryRule(Rule):
     (`if with_backward: loss.backward()`), the kept losses may be meant for a
     later `sum(losses).backward()`, and the loop is left alone.
 
+    A total or list the function returns is fixed too. A caller could only go
+    back through it if no step of the loss's graph saved a tensor (a graph
+    whose `backward()` already ran raises "Trying to backward through the
+    graph a second time" otherwise), and a loss computed through a layer with
+    weights always saves one.
+
     ## Known problems
-    Files that do not import torch are not checked (`loss.backward()` of another
-    autograd library, such as micrograd, whose values have no `detach`).
-    Only a loss whose `backward()` the loop calls is known to carry a graph; an
-    evaluation loop's running total (no `backward()`) is not checked, and is
-    harmless under `torch.no_grad()` anyway. Files that do not import torch
-    are not checked (`loss.backward()` of another autograd library). A total that is reset inside the
-    loop, a value other than the loss itself (`loss * n`: reported without a
-    fix), and accumulation through a function call are left as they are.
+    Files that do not import torch are not checked (`loss.backward()` of
+    another autograd library, such as micrograd, whose values have no
+    `detach`). Only a loss whose `backward()` the loop calls (directly or as
+    `scaler.scale(loss).backward()`) is known to carry a graph; an evaluation
+    loop's running total (no `backward()`) is not checked, and is harmless
+    under `torch.no_grad()` anyway, as is `total += loss` written under
+    `torch.no_grad()`. A loss read only through `.item()`, `.detach()`,
+    `.tolist()`, `.numpy()` (after `.cpu()` or not), `float(...)` or an
+    f-string adds no graph and is not reported. A total that is reset inside
+    the loop, a value other than the loss itself (`loss * n`: reported without
+    a fix), and accumulation through a function call are left as they are.
     """
 
     code = "TFM803"
@@ -123,6 +137,34 @@ class AccumulatedHistoryRule(Rule):
             "            loss = self.step(batch)\n"
             "            loss.backward()\n"
             "            self.running += loss.detach()\n",
+        ),
+        FixCase(  # AMP: the scaled loss's backward frees the loss's graph; the loss was divided first
+            "import torch\n\n\n"
+            "def train(model, loader, optimizer, k):\n"
+            "    scaler = torch.amp.GradScaler()\n"
+            "    total = 0.0\n"
+            "    for x in loader:\n"
+            "        optimizer.zero_grad()\n"
+            "        loss = model(x).mean()\n"
+            "        loss = loss / k\n"
+            "        scaler.scale(loss).backward()\n"
+            "        scaler.step(optimizer)\n"
+            "        scaler.update()\n"
+            "        total = total + loss\n"
+            "    return total\n",
+            "import torch\n\n\n"
+            "def train(model, loader, optimizer, k):\n"
+            "    scaler = torch.amp.GradScaler()\n"
+            "    total = 0.0\n"
+            "    for x in loader:\n"
+            "        optimizer.zero_grad()\n"
+            "        loss = model(x).mean()\n"
+            "        loss = loss / k\n"
+            "        scaler.scale(loss).backward()\n"
+            "        scaler.step(optimizer)\n"
+            "        scaler.update()\n"
+            "        total = total + loss.detach()\n"
+            "    return total\n",
         ),
     )
     keeps = (
@@ -188,6 +230,38 @@ class AccumulatedHistoryRule(Rule):
             "        total += loss * len(x)\n",
             reported=True,
         ),
+        KeepCase(  # read through what leaves the graph: numbers, strings, arrays
+            "import torch\n\n\n"
+            "def train(model, loader, log):\n"
+            "    total, seen, arrays = 0.0, [], []\n"
+            "    for x in loader:\n"
+            "        loss = model(x).mean()\n"
+            "        loss.backward()\n"
+            "        total += loss.cpu().item()\n"
+            "        total += float(loss)\n"
+            "        seen.append(f\"{loss:.3f}\")\n"
+            "        arrays.append(loss.cpu().detach().numpy())\n"
+        ),
+        KeepCase(  # added under no_grad: the sum records no graph
+            "import torch\n\n\n"
+            "def train(model, loader):\n"
+            "    total = 0.0\n"
+            "    for x in loader:\n"
+            "        loss = model(x).mean()\n"
+            "        loss.backward()\n"
+            "        with torch.no_grad():\n"
+            "            total += loss\n"
+        ),
+        KeepCase(  # the loss is another value where it is added
+            "import torch\n\n\n"
+            "def train(model, loader):\n"
+            "    losses = []\n"
+            "    for x in loader:\n"
+            "        loss = model(x).mean()\n"
+            "        loss.backward()\n"
+            "        loss = torch.zeros(())\n"
+            "        losses.append(loss)\n"
+        ),
     )
 
     def check(self) -> None:
@@ -199,32 +273,34 @@ class AccumulatedHistoryRule(Rule):
             for loop in self.model.nodes(kind):
                 self._check_loop(loop)
 
-    @staticmethod
-    def _own_nodes(root: ast.AST) -> list[ast.AST]:
-        return own_nodes(root)
-
     def _check_loop(self, loop: ast.AST) -> None:
-        nodes = self._own_nodes(loop)
-        losses = {
-            n.func.value.id
-            for n in nodes
-            if isinstance(n, ast.Call)
-            and isinstance(n.func, ast.Attribute)
-            and n.func.attr == "backward"
-            and isinstance(n.func.value, ast.Name)
-            and self._frees_the_graph(n, loop)
-        }
-        # a loss bound more than once in the loop (`loss = loss.detach()` after backward) may
-        # be another value where it is added
-        losses = {name for name in losses if self._stores_in(nodes, name) <= 1}
-        if not losses:
+        nodes = own_nodes(loop)
+        backwards = {}
+        for node in nodes:
+            loss = self._backward_of(node)
+            if loss is not None and self._frees_the_graph(node, loop):
+                backwards.setdefault(loss.id, node)
+        if not backwards:
             return
         # the innermost loop reports
-        if any(isinstance(n, LOOPS) and self._check_inner(n, losses) for n in nodes):
+        if any(isinstance(n, LOOPS) and self._has_backward(n) for n in nodes):
             return
         for node in nodes:
             if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
-                self._accumulation(loop, nodes, node.target, node.value, losses, node)
+                self._accumulation(loop, nodes, node.target, node.value, backwards, node)
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.value, ast.BinOp)
+                and isinstance(node.value.op, ast.Add)
+                and dotted(node.targets[0]) is not None
+            ):
+                held = dotted(node.targets[0])  # total = total + loss, total = loss + total
+                value = node.value
+                if dotted(value.left) == held:
+                    self._accumulation(loop, nodes, node.targets[0], value.right, backwards, node)
+                elif dotted(value.right) == held:
+                    self._accumulation(loop, nodes, node.targets[0], value.left, backwards, node)
             elif (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
@@ -232,7 +308,29 @@ class AccumulatedHistoryRule(Rule):
                 and len(node.args) == 1
                 and not node.keywords
             ):
-                self._accumulation(loop, nodes, node.func.value, node.args[0], losses, node)
+                self._accumulation(loop, nodes, node.func.value, node.args[0], backwards, node)
+
+    def _backward_of(self, node: ast.AST) -> ast.Name | None:
+        """The name whose graph ``node`` backpropagates: ``loss`` in ``loss.backward()`` and in
+        ``scaler.scale(loss).backward()`` (the scaled loss shares the loss's graph)."""
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "backward"):
+            return None
+        value = node.func.value
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "scale"
+            and len(value.args) == 1
+            and not value.keywords
+        ):
+            value = value.args[0]
+        return value if isinstance(value, ast.Name) else None
+
+    def _has_backward(self, root: ast.AST) -> bool:
+        return any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
+            for n in own_nodes(root)
+        )
 
     def _frees_the_graph(self, call: ast.Call, loop: ast.AST) -> bool:
         """``backward()`` runs on every iteration and frees the graph (no ``retain_graph``):
@@ -250,32 +348,39 @@ class AccumulatedHistoryRule(Rule):
             return False
         return every_iteration(self.model, call, loop)
 
-    @staticmethod
-    def _stores_in(nodes: list[ast.AST], name: str) -> int:
-        count = 0
+    def _same_value(self, nodes: list[ast.AST], name: str, backward: ast.AST, added: ast.AST) -> bool:
+        """The ``name`` added is the value backpropagated: both run on every iteration and no
+        store of ``name`` in the loop lies between them (``loss = loss / k`` before the
+        backward is fine; ``loss = loss.detach()`` between them is another value)."""
+        low, high = sorted(((backward.lineno, backward.col_offset), (added.lineno, added.col_offset)))
         for node in nodes:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) else []
             for target in targets:
-                count += sum(1 for n in ast.walk(target) if isinstance(n, ast.Name) and n.id == name)
-        return count
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name) and n.id == name and low < (n.lineno, n.col_offset) < high:
+                        return False
+        return True
 
-    def _check_inner(self, inner: ast.AST, losses: set[str]) -> bool:
-        return any(
-            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
-            for n in self._own_nodes(inner)
-        )
-
-    def _accumulation(self, loop, nodes, holder: ast.expr, value: ast.expr, losses: set[str], node: ast.AST) -> None:
+    def _accumulation(self, loop, nodes, holder: ast.expr, value: ast.expr, backwards: dict[str, ast.AST], node: ast.AST) -> None:
         held = dotted(holder)
         if held is None:
             return
-        names = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
-        if not names & losses:
+        used = [n for n in ast.walk(value) if isinstance(n, ast.Name) and n.id in backwards]
+        if not used:
             return
-        if self._detached(value, losses):
+        if all(self._leaves_graph(n) for n in used):
             return
+        if not every_iteration(self.model, node, loop):
+            if not self._every_iteration_or_branch(node, loop):
+                return
+        if any(not self._same_value(nodes, n.id, backwards[n.id], node) for n in used):
+            return
+        if not isinstance(node, ast.Call) and self._under_no_grad(node):
+            return  # `total += loss` under no_grad: the sum records no graph
         # the holder outlives the iteration: never rebound inside the loop
         for other in nodes:
+            if other is node:
+                continue
             targets = other.targets if isinstance(other, ast.Assign) else [other.target] if isinstance(other, ast.AnnAssign) else []
             if isinstance(other, (ast.For, ast.AsyncFor, ast.comprehension)):
                 targets = [other.target]
@@ -283,37 +388,61 @@ class AccumulatedHistoryRule(Rule):
                 return
         if self._graph_read(holder, held):
             return
-        loss = value.id if isinstance(value, ast.Name) and value.id in losses else None
+        loss = value.id if isinstance(value, ast.Name) and value.id in backwards else None
         verb = "appends" if isinstance(node, ast.Call) else "adds"
-        shown = loss or "the loss"
+        name = used[0].id
+        text = self.model.text(value)
+        shown = f"`{name}`" if loss else f"`{text if len(text) <= 40 else text[:37] + '...'}`, which holds `{name}`,"
         message = (
-            f"`{held}` {verb} `{shown}` with its autograd graph on every step, so every step's graph stays "
-            f"alive and memory grows with the steps; add `{shown}.detach()` (or `{shown}.item()`)"
+            f"`{held}` {verb} {shown} with its autograd graph on every step, so every step's graph stays "
+            f"alive and memory grows with the steps; add `{name}.detach()` (or `{name}.item()`)"
         )
         fix = Fix([self.edit(value, "Name", replace_expression, f"{loss}.detach()")]) if loss else None
         self.report(node, message, fix)
 
-    def _returned(self, loop: ast.AST, held: str) -> bool:
-        """The holder leaves the function (a caller may go back through a graph that saved no
-        tensors), so the fix is not proven."""
-        function = self.model.enclosing_function(loop)
-        if function is None:
-            return False
-        return any(
-            isinstance(node, (ast.Return, ast.Yield)) and node.value is not None and any(dotted(n) == held for n in ast.walk(node.value))
-            for node in ast.walk(function)
-        )
+    def _every_iteration_or_branch(self, node: ast.AST, loop: ast.AST) -> bool:
+        """An accumulation under a branch of the loop (``if i % 10 == 0: losses.append(loss)``)
+        still keeps graphs alive, one per taken branch; inner loops and functions do not
+        count (they are another loop's business)."""
+        parent = self.model.parent(node)
+        while parent is not None and parent is not loop:
+            if isinstance(parent, LOOPS):
+                return False
+            parent = self.model.parent(parent)
+        return parent is loop
 
-    def _detached(self, value: ast.expr, losses: set[str]) -> bool:
-        """Every use of the loss in ``value`` already leaves the graph (``loss.item()``, ...)."""
-        for node in ast.walk(value):
-            if isinstance(node, ast.Name) and node.id in losses:
-                parent = self.model.parent(node)
-                if not (isinstance(parent, ast.Attribute) and parent.attr in ("item", "detach", "tolist", "data", "cpu", "numpy")):
-                    return False
-                if parent.attr == "cpu":
-                    return False  # .cpu() keeps the graph
-        return True
+    def _leaves_graph(self, name: ast.Name) -> bool:
+        """The loss is only read here through something that leaves the graph: ``loss.item()``,
+        ``loss.detach()``, ``loss.cpu().item()``, ``float(loss)``, ``f"{loss}"``, ``loss.data``."""
+        node: ast.AST = name
+        while True:
+            parent = self.model.parent(node)
+            if isinstance(parent, ast.FormattedValue):
+                return True
+            if isinstance(parent, ast.Call) and node in parent.args and isinstance(parent.func, ast.Name):
+                return parent.func.id in NUMBER_BUILTINS and self.model.scope(parent).resolve(parent.func.id) == []
+            if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                return False
+            if parent.attr in DETACHING:
+                return True
+            call = self.model.parent(parent)
+            if parent.attr in KEEPS_GRAPH and isinstance(call, ast.Call) and call.func is parent:
+                node = call  # loss.cpu(), loss.float(), loss.mean(): still the graph; look further
+                continue
+            return False
+
+    def _under_no_grad(self, node: ast.AST) -> bool:
+        for ancestor in self.model.ancestors(node):
+            items = []
+            if isinstance(ancestor, (ast.With, ast.AsyncWith)):
+                items = [item.context_expr for item in ancestor.items]
+            elif isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                items = list(ancestor.decorator_list)
+            for item in items:
+                target = item.func if isinstance(item, ast.Call) else item
+                if self.model.torch_qualified(target) in NO_GRAD:
+                    return True
+        return False
 
     def _graph_read(self, holder: ast.expr, held: str) -> bool:
         """The file reads the holder's graph: ``<holder>.backward()``, ``.grad_fn``, ... or the

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ast
-from typing import Any
 
-from torchfix_mod.codemods.torchfix._api import _module_spellings, visible_as
-from torchfix_mod.edits import replace_expression
+from torchfix_mod.codemods.torchfix._api import module_spellings, visible_as
+from torchfix_mod.edits import Deferred, replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
@@ -19,16 +18,20 @@ MAX_POSITIONAL = {"fill_": 1, "zero_": 0, "normal_": 2, "uniform_": 2}
 KEYWORDS = {"fill_": set(), "zero_": set(), "normal_": {"mean", "std"}, "uniform_": set()}
 PARAMETER_ITERATORS = {"parameters": 0, "named_parameters": 1}  # index of the parameter in each item
 MODULE_PARAMETERS = frozenset({"weight", "bias"})
+MODULE_CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.modules.container.ModuleList", "torch.nn.modules.container.Sequential"})
+# values with no module's weight: literals, arithmetic, comprehensions, strings, lambdas
+NOT_MODULES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.BinOp, ast.JoinedStr, ast.Lambda, ast.Compare)
+# methods only an nn.Module has (a tensor has none of them): called on an object, they show
+# what it is
+MODULE_METHODS = frozenset({
+    "parameters", "named_parameters", "modules", "named_modules", "children", "named_children",
+    "apply", "zero_grad", "state_dict", "load_state_dict", "register_buffer", "register_parameter",
+    "register_forward_hook", "register_forward_pre_hook", "eval", "train",
+})
 
 
-def _change(name: str):
-    def apply(node: Any, *args: Any) -> Any:
-        from torchfix_mod.codemods.training import _training_edits
-
-        return getattr(_training_edits, name)(node, *args)
-
-    apply.__name__ = apply.__qualname__ = name
-    return apply
+def _change(name: str) -> Deferred:
+    return Deferred("torchfix_mod.codemods.training._training_edits", name)
 
 
 class DataMutationRule(Rule):
@@ -182,6 +185,7 @@ class DataMutationRule(Rule):
             "def step(model, loss, opt):\n"
             "    loss.backward()\n"
             "    opt.step()\n"
+            "    model.zero_grad()\n"
             "    model.fc.weight.data.fill_(0.0)\n",
             reported=True,
         ),
@@ -196,7 +200,7 @@ class DataMutationRule(Rule):
         # `.data = t` has no one-call equivalent: reported where a graph may hold the weight
         KeepCase(
             "import torch.nn as nn\n\n\ndef train_step(model, x, w):\n"
-            "    model(x).sum().backward()\n    model.fc.weight.data = w\n",
+            "    model.train()\n    model(x).sum().backward()\n    model.fc.weight.data = w\n",
             reported=True,
         ),
         KeepCase("import torch.nn as nn\n\n\ndef init_weights(m, w):\n    m.weight.data = w\n"),
@@ -224,7 +228,7 @@ class DataMutationRule(Rule):
         # an init-named function that trains: reported, not fixed
         KeepCase(
             "import torch.nn as nn\n\n\ndef train_with_noise_init(model, x):\n"
-            "    loss = model(x).sum()\n    model.fc.weight.data.normal_(0, 0.01)\n    loss.backward()\n",
+            "    model.train()\n    loss = model(x).sum()\n    model.fc.weight.data.normal_(0, 0.01)\n    loss.backward()\n",
             reported=True,
         ),
         # weight and bias that are not parameters: a loss's weight, a registered buffer
@@ -247,19 +251,22 @@ class DataMutationRule(Rule):
         # one-line `else:` body: reported, the copy cannot take a block of its own there
         KeepCase(
             "import torch\nimport torch.nn as nn\n\n\ndef init_weights(m, t):\n"
-            "    if t is None:\n        pass\n    else: m.weight.data.copy_(t)\n",
+            "    if t is None:\n        pass\n    else: m.weight.data.copy_(t)\n\n\ndef build(net, t):\n    net.apply(lambda m: init_weights(m, t))\n",
             reported=True,
         ),
         # arguments the nn.init function does not take the same way
         KeepCase(
-            "import torch.nn as nn\n\n\ndef init_weights(m, g):\n    m.weight.data.normal_(0, 1, generator=g)\n",
+            "import torch.nn as nn\n\n\ndef init_weights(m, g):\n    if isinstance(m, nn.Linear):\n        m.weight.data.normal_(0, 1, generator=g)\n",
             reported=True,
         ),
         # no torch spelling at the top of the file
-        KeepCase("def init_weights(m):\n    m.weight.data.zero_()\n", reported=True),
+        KeepCase("def init_weights(m):\n    m.weight.data.zero_()\n\n\ndef build(net):\n    net.apply(init_weights)\n", reported=True),
+        # nothing shows the object is a module: its weight may be anything
+        KeepCase("import torch\n\n\ndef init_table(store, values):\n    store.weight.data.copy_(values)\n"),
     )
 
     def check(self) -> None:
+        self._following: set[str] = set()  # names whose module evidence is being followed (call sites)
         model = self.model
         for call in model.nodes(ast.Call):
             func = call.func
@@ -307,7 +314,7 @@ class DataMutationRule(Rule):
             if on_self and self._self_stores(tensor) is not None:
                 return self._self_parameter(tensor)  # the class says what it is
             if tensor.attr in MODULE_PARAMETERS:
-                return not self._a_loss(tensor.value)
+                return not self._a_loss(tensor.value) and self._a_module(tensor.value)
             return False
         if isinstance(tensor, ast.Name):
             return self._parameter_loop_variable(tensor)
@@ -348,6 +355,179 @@ class DataMutationRule(Rule):
                 self.model.torch_qualified(v.func) == "torch.nn.Parameter"
                 or (isinstance(v.func, ast.Attribute) and v.func.attr == "register_parameter")
             )
+            for v in values
+        )
+
+    def _a_module(self, owner: ast.expr) -> bool:
+        """The program shows ``owner`` is an nn.Module (so its ``weight`` and ``bias`` are, unless
+        stored as something else, parameters): what it is built from or iterated out of, an
+        ``isinstance`` test around the change, a function the file hands to ``.apply``, or
+        module methods called on it. A ``weight`` of an object nothing shows is left alone."""
+        text = dotted(owner)
+        if text is None:
+            if isinstance(owner, ast.Subscript):  # self.layers[0], model.blocks[i]
+                return self._a_module(owner.value) and self._container_of_modules(owner.value)
+            return False
+        if text == "self":
+            cls = self.model.enclosing_class(owner)
+            return cls is not None and self.model.is_module_class(cls)
+        if self._module_methods_called(owner, text) or self._isinstance_around(owner, text):
+            return True
+        if isinstance(owner, ast.Attribute):
+            root = owner
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id == "self" and isinstance(owner.value, ast.Name):
+                values = self._self_stores(owner)
+                if values is not None:
+                    return self._module_values(values)
+                cls = self.model.enclosing_class(owner)  # a submodule a base class sets
+                return cls is not None and self.model.is_module_class(cls)
+            return self._a_module(owner.value)  # an attribute with a weight of a module: a submodule
+        if isinstance(owner, ast.Name):
+            bindings = self.model.scope(owner).resolve(owner.id)
+            if not bindings or owner.id in self._following:
+                return False
+            self._following.add(owner.id)
+            try:
+                return all(self._binds_module(binding.node) for binding in bindings)
+            finally:
+                self._following.discard(owner.id)
+        return False
+
+    def _module_values(self, values: list[ast.expr | None]) -> bool:
+        """What the class stores under ``self.<name>`` can be a module with that ``weight``: at
+        least one store builds a module or is a value the file cannot see (a factory's result,
+        a layer of a class from elsewhere), and none is something else with a ``weight`` (a
+        registered buffer, a loss) or without one (a tensor, a number, a literal). ``None``
+        stores do not count: ``None.weight`` would raise before the change runs."""
+        seen = False
+        for value in values:
+            if value is None:
+                return False  # register_buffer(name, ...)
+            if isinstance(value, ast.Constant) and value.value is None:
+                continue
+            if self._builds_module(value):
+                seen = True
+                continue
+            if isinstance(value, NOT_MODULES) or self._a_loss_value(value):
+                return False
+            if isinstance(value, ast.Call) and (self.model.torch_qualified(value.func) or "").startswith("torch."):
+                return False  # a torch function that is not a module class: a tensor, a Parameter
+            seen = True
+        return seen
+
+    def _a_loss_value(self, value: ast.expr) -> bool:
+        return isinstance(value, ast.Call) and (self.model.torch_qualified(value.func) or "").endswith("Loss")
+
+    def _builds_module(self, value: ast.expr) -> bool:
+        return self.model.is_module_construction(value) and not (self.model.torch_qualified(value.func) or "").endswith("Loss")
+
+    def _binds_module(self, node: ast.AST) -> bool:
+        """A binding whose value is a module: an assignment of a module construction, the
+        variable of a loop over ``.modules()`` / ``.children()``, or the parameter of a
+        function the file hands to ``.apply(...)``."""
+        parent = self.model.parent(node)
+        if isinstance(parent, ast.Assign) and node in parent.targets:
+            return self._builds_module(parent.value)
+        if isinstance(parent, ast.Tuple) and len(parent.elts) == 2 and parent.elts[1] is node:
+            loop = self.model.parent(parent)
+            if isinstance(loop, ast.For) and loop.target is parent:
+                return self._iterates(loop.iter, ("named_modules", "named_children"))
+        if isinstance(parent, ast.For) and parent.target is node:
+            iterable = parent.iter
+            if isinstance(iterable, (ast.List, ast.Tuple)):  # for layer in [self.fc1, self.fc2]
+                return bool(iterable.elts) and all(self._a_module(e) for e in iterable.elts)
+            if isinstance(iterable, ast.Attribute) and dotted(iterable) is not None and dotted(iterable).startswith("self."):
+                return self._container_of_modules(iterable)  # for lin in self.lins
+            return self._iterates(iterable, ("modules", "children"))
+        if isinstance(node, ast.arg):
+            function = self.model.parent(parent)
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return False
+            positional = [*function.args.posonlyargs, *function.args.args]
+            if positional and positional[0] is node and self._applied(function.name):
+                return True
+            if any(a is node for a in positional):
+                return self._called_with_modules(function, next(i for i, a in enumerate(positional) if a is node))
+        return False
+
+    def _called_with_modules(self, function: ast.FunctionDef | ast.AsyncFunctionDef, index: int) -> bool:
+        """Every call of the function in the file (at least one) passes a module at ``index``
+        (``init_layer(self.fc)``); a method called through ``self.`` skips ``self``."""
+        is_method = self.model.enclosing_class(function) is not None and self.model.parent(function) is self.model.enclosing_class(function)
+        found = False
+        for call in self.model.nodes(ast.Call):
+            func = call.func
+            if isinstance(func, ast.Name) and func.id == function.name and not is_method:
+                position = index
+            elif is_method and isinstance(func, ast.Attribute) and func.attr == function.name and dotted(func.value) == "self":
+                position = index - 1
+            elif isinstance(func, ast.Name | ast.Attribute) and (getattr(func, "id", None) or getattr(func, "attr", None)) == function.name:
+                return False  # called another way: what it receives is not known
+            else:
+                continue
+            if position < 0 or position >= len(call.args) or any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
+                return False
+            if not self._a_module(call.args[position]):
+                return False
+            found = True
+        return found
+
+    @staticmethod
+    def _iterates(call: ast.expr, methods: tuple[str, ...]) -> bool:
+        return isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in methods
+
+    def _applied(self, name: str) -> bool:
+        """The file hands the function ``name`` to ``.apply``: by name, as ``partial(name, ...)``
+        or as ``lambda m: name(m, ...)`` (``apply`` calls it with each module)."""
+        for call in self.model.nodes(ast.Call):
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "apply" and len(call.args) == 1:
+                arg = call.args[0]
+                if isinstance(arg, ast.Lambda) and len(arg.args.args) == 1 and isinstance(arg.body, ast.Call):
+                    first = arg.body.args[0] if arg.body.args else None
+                    if isinstance(first, ast.Name) and first.id == arg.args.args[0].arg:
+                        arg = arg.body.func
+                elif isinstance(arg, ast.Call) and self.model.qualified_name(arg.func) == "functools.partial" and arg.args:
+                    arg = arg.args[0]
+                if (isinstance(arg, ast.Name) and arg.id == name) or (isinstance(arg, ast.Attribute) and arg.attr == name):
+                    return True
+        return False
+
+    def _module_methods_called(self, owner: ast.expr, text: str) -> bool:
+        """``<owner>.parameters()``, ``.modules()``, ``.apply(...)`` ... somewhere the same
+        spelling means the same object: the enclosing function (the class, for ``self.x``)."""
+        region = self.model.enclosing_class(owner) if text.startswith("self.") else self.model.enclosing_function(owner)
+        for call in self.model.nodes(ast.Call, region if region is not None else self.model.tree):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in MODULE_METHODS and dotted(func.value) == text:
+                return True
+        return False
+
+    def _isinstance_around(self, owner: ast.expr, text: str) -> bool:
+        """An ``if isinstance(<owner>, <module class>)`` (or a tuple of them) the change is in."""
+        for ancestor in self._ancestors(owner):
+            if not isinstance(ancestor, ast.If):
+                continue
+            for test in ast.walk(ancestor.test):
+                if (
+                    isinstance(test, ast.Call)
+                    and isinstance(test.func, ast.Name)
+                    and test.func.id == "isinstance"
+                    and len(test.args) == 2
+                    and dotted(test.args[0]) == text
+                ):
+                    classes = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
+                    if classes and all(self.model.is_module_class_expr(c) for c in classes):
+                        return True
+        return False
+
+    def _container_of_modules(self, owner: ast.expr) -> bool:
+        """``self.<name>`` is only ever a module container (``nn.ModuleList``, ``nn.Sequential``):
+        its items are modules."""
+        values = self._self_stores(owner) if isinstance(owner, ast.Attribute) else None
+        return bool(values) and all(
+            v is not None and (self.model.torch_qualified(v.func) if isinstance(v, ast.Call) else None) in MODULE_CONTAINERS
             for v in values
         )
 
@@ -414,7 +594,7 @@ class DataMutationRule(Rule):
             if self._under_no_grad(call):  # already without autograd: only `.data` goes
                 tensor = call.func.value
                 return Fix([self.edit(tensor, "Attribute", replace_expression, self.model.text(tensor.value))])
-            if not self._alone_on_its_line(statement):
+            if not self.model.alone_on_its_line(statement):
                 return None
             spelling = self._spell(call, "no_grad")
             if spelling is None:
@@ -430,7 +610,7 @@ class DataMutationRule(Rule):
     def _spell(self, at: ast.AST, path: str) -> str | None:
         """``torch.<path>`` as the file can spell it at ``at`` through a top-level import of
         ``torch.nn.init``, ``torch.nn`` or ``torch``."""
-        spellings = _module_spellings(self.model)
+        spellings = module_spellings(self.model)
         parts = f"torch.{path}".split(".")
         for cut in range(len(parts) - 1, 0, -1):
             module = ".".join(parts[:cut])
@@ -479,12 +659,7 @@ class DataMutationRule(Rule):
         words = name.lower().strip("_").split("_")
         if name in ("__init__", "reset_parameters") or INIT_WORDS & set(words) or name.lower().lstrip("_").startswith("init"):
             return True
-        for call in self.model.nodes(ast.Call):
-            if isinstance(call.func, ast.Attribute) and call.func.attr == "apply" and len(call.args) == 1:
-                arg = call.args[0]
-                if (isinstance(arg, ast.Name) and arg.id == name) or (isinstance(arg, ast.Attribute) and arg.attr == name):
-                    return True
-        return False
+        return self._applied(name)
 
     def _calls_backward(self, root: ast.AST) -> bool:
         return any(
@@ -512,18 +687,4 @@ class DataMutationRule(Rule):
                 target = item.func if isinstance(item, ast.Call) else item
                 if self.model.torch_qualified(target) in ("torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"):
                     return True
-        return False
-
-    def _alone_on_its_line(self, statement: ast.stmt) -> bool:
-        """Only indentation before it on its first line (not ``else: ...``, not ``a; b``) and
-        no other statement after it on its last."""
-        first = self.model.line(statement.lineno)
-        if first[: self.model.span(statement).column].strip():
-            return False
-        parent = self.model.parent(statement)
-        for field in ("body", "orelse", "finalbody"):
-            body = getattr(parent, field, None)
-            if isinstance(body, list) and statement in body:
-                index = body.index(statement)
-                return not (index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno)
         return False

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import ast
-from typing import Any
-
 from torchfix_mod.codemods.training._loops import LOOPS, every_iteration, own_nodes
+from torchfix_mod.edits import Deferred
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
 
 NOT_OPTIMIZERS = ("torch.optim.lr_scheduler.", "torch.optim.swa_utils.")
+NOT_OPTIMIZER_WORDS = ("sched", "scaler", "ema", "swa", "warmup", "lr_", "profiler", "pbar", "progress")
+STEP_HOOKS = frozenset({"register_step_pre_hook", "register_step_post_hook", "register_optimizer_step_pre_hook", "register_optimizer_step_post_hook"})
+INSERT_BEFORE = Deferred("torchfix_mod.codemods.training._training_edits", "insert_before")
 GRAD_SCALERS = frozenset({"torch.amp.GradScaler", "torch.cuda.amp.GradScaler", "torch.amp.grad_scaler.GradScaler"})
-
-
-def _change(name: str):
-    def apply(node: Any, *args: Any) -> Any:
-        import libcst as cst
-
-        if name == "insert_before":
-            (code,) = args
-            new_line = cst.SimpleStatementLine([cst.Expr(cst.parse_expression(code))])
-            return cst.FlattenSentinel([new_line, node])
-        raise ValueError(name)
-
-    apply.__name__ = apply.__qualname__ = name
-    return apply
 
 
 class MissingZeroGradRule(Rule):
@@ -74,19 +62,30 @@ class MissingZeroGradRule(Rule):
     parameter called `optimizer`); the fix could raise if it were something
     else.
 
+    Reported without a fix as well: a loop stepping two optimizers (a GAN's
+    generator and discriminator), where which `zero_grad()` goes before which
+    `backward()` is the author's call; an optimizer made anew on each
+    iteration over the model's parameters (the gradients still add up on the
+    parameters, but an inserted line could run before the optimizer exists).
+
     ## Known problems
     Left alone, as gradient accumulation or manual gradient handling written on
     purpose, or code the analysis cannot follow:
-    - loops that make a new optimizer on each iteration (over tensors made in
-      the iteration: no gradient carries over, as in a per-step latent
+    - loops that make a new optimizer on each iteration over tensors made in
+      the iteration (no gradient carries over, as in a per-step latent
       optimisation);
     - loops whose `step()` is under a condition (accumulation over k batches);
     - loops that call `torch.autograd.grad`, or `step(closure)` (LBFGS-style,
       the closure clears);
-    - loops that hand the optimizer to another function (it may clear there);
-    - loops where more than one object gets `.step()` and none is known to be
-      the optimizer;
-    - files that clear gradients anywhere for that optimizer or any model.
+    - optimizers other code can reach before the loop ends: given to a
+      function or object that is not torch's (a callback, a trainer), or, for
+      `self.opt`, when the class hands `self` to one;
+    - loops where another unknown object gets `.step()` and no optimizer is
+      proven (a scheduler known by name, such as `scheduler`, does not count);
+    - gradients cleared anywhere in the enclosing function, in the class (for
+      `self` optimizers) or in a function of the file the loop calls, and files
+      that take `zero_grad` without calling it (`clear = opt.zero_grad`,
+      `functools.partial`, `getattr`) or register optimizer step hooks.
     """
 
     code = "TFM801"
@@ -207,11 +206,11 @@ class MissingZeroGradRule(Rule):
             "        hooks.after_step(optimizer)\n"
         ),
         KeepCase(  # two things get .step(), neither known to be the optimizer
-            "def train(model, loader, opt_a, sched):\n"
+            "def train(model, loader, opt_a, agent):\n"
             "    for x in loader:\n"
             "        model(x).sum().backward()\n"
             "        opt_a.step()\n"
-            "        sched.step()\n"
+            "        agent.step()\n"
         ),
         KeepCase(  # a new optimizer over a new tensor on each iteration (diffusers' pix2pix-zero)
             "import torch\n\n\n"
@@ -228,6 +227,82 @@ class MissingZeroGradRule(Rule):
             "    for x in loader:\n"
             "        model(x).sum().backward()\n"
             "        optimizer.step()\n",
+            reported=True,
+        ),
+        KeepCase(  # an alias of zero_grad clears
+            "import torch\n\n\n"
+            "def train(model, loader):\n"
+            "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "    clear = optimizer.zero_grad\n"
+            "    for x in loader:\n"
+            "        clear()\n"
+            "        model(x).sum().backward()\n"
+            "        optimizer.step()\n"
+        ),
+        KeepCase(  # a step hook clears
+            "import torch\n\n\n"
+            "def train(model, loader):\n"
+            "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "    optimizer.register_step_post_hook(lambda opt, args, kwargs: opt.zero_grad())\n"
+            "    for x in loader:\n"
+            "        model(x).sum().backward()\n"
+            "        optimizer.step()\n"
+        ),
+        KeepCase(  # a callback that holds the trainer may clear its optimizer
+            "import torch\n\n\n"
+            "class Trainer:\n"
+            "    def __init__(self, model, callbacks):\n"
+            "        self.opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "        self.model = model\n"
+            "        self.callbacks = callbacks\n"
+            "        self.callbacks.attach(self)\n\n"
+            "    def fit(self, loader):\n"
+            "        for x in loader:\n"
+            "            self.model(x).sum().backward()\n"
+            "            self.opt.step()\n"
+            "            self.callbacks.on_step_end()\n"
+        ),
+        KeepCase(  # the else of a loop runs once, after the loop: not a training loop
+            "import torch\n\n\n"
+            "def finish(model, loader, x):\n"
+            "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "    for batch in loader:\n"
+            "        optimizer.zero_grad()\n"
+            "        model(batch).sum().backward()\n"
+            "    else:\n"
+            "        optimizer.step()\n"
+        ),
+        KeepCase(  # two optimizers (a GAN): reported, no fix
+            "import torch\n\n\n"
+            "def train(gen, disc, loader):\n"
+            "    opt_g = torch.optim.Adam(gen.parameters())\n"
+            "    opt_d = torch.optim.Adam(disc.parameters())\n"
+            "    for x in loader:\n"
+            "        d_loss = disc(x).mean() - disc(gen(x).detach()).mean()\n"
+            "        d_loss.backward()\n"
+            "        opt_d.step()\n"
+            "        g_loss = -disc(gen(x)).mean()\n"
+            "        g_loss.backward()\n"
+            "        opt_g.step()\n",
+            reported=True,
+        ),
+        KeepCase(  # an optimizer over the model made on each iteration: reported, no fix
+            "import torch\n\n\n"
+            "def train(model, loader):\n"
+            "    for x in loader:\n"
+            "        loss = model(x).sum()\n"
+            "        loss.backward()\n"
+            "        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "        optimizer.step()\n",
+            reported=True,
+        ),
+        KeepCase(  # an optimizer from a factory and a scheduler: reported, no fix
+            "def train(model, loader, cfg, scheduler):\n"
+            "    optimizer = build_optimizer(cfg, model)\n"
+            "    for x in loader:\n"
+            "        model(x).sum().backward()\n"
+            "        optimizer.step()\n"
+            "        scheduler.step()\n",
             reported=True,
         ),
     )
@@ -256,28 +331,41 @@ class MissingZeroGradRule(Rule):
                 return
         if any(self.model.torch_qualified(c.func) in ("torch.autograd.grad", "torch.autograd.backward") for c in calls):
             return
-        optimizer, proven = self._optimizer(steps)
-        if optimizer is None:
+        optimizers, proven = self._optimizers(steps)
+        if not optimizers:
             return
-        step = next(c for c in steps if self._is_step_of(c, optimizer))
-        if self._receiver_text(step) == optimizer and (step.args or step.keywords):
-            return  # step(closure): the closure clears
-        if not self._unconditional(step, loop):
-            return
-        if self._made_in(loop, step):
-            return  # a new optimizer (over new tensors) on each iteration: nothing carries over
-        for call in calls:
-            if self._hands_over(call, optimizer):
+        per_iteration = False
+        for optimizer in optimizers:
+            step = next(c for c in steps if self._is_step_of(c, optimizer))
+            if self._receiver_text(step) == optimizer and (step.args or step.keywords):
+                return  # step(closure): the closure clears
+            if not self._unconditional(step, loop):
                 return
-        if self._cleared(loop, calls, optimizer):
+            made = self._made_in(loop, step)
+            if made == "new tensors":
+                return  # a new optimizer over tensors made in the iteration: nothing carries over
+            per_iteration = per_iteration or made == "model"
+            if self._escapes(loop, optimizer):
+                return
+        if self._cleared(loop, calls, optimizers):
             return
         backward = backwards[0]
-        message = (
-            f"this loop calls `backward()` and `{optimizer}.step()` but never clears the gradients: "
-            f"they add up across steps, so each step uses the sum of all past gradients; "
-            f"call `{optimizer}.zero_grad()` before `backward()`"
-        )
-        fix = self._fix(backward, backwards, loop, optimizer) if proven else None
+        if len(optimizers) == 1:
+            (optimizer,) = optimizers
+            message = (
+                f"this loop calls `backward()` and `{optimizer}.step()` but never clears the gradients: "
+                f"they add up across steps, so each step uses the sum of all past gradients; "
+                f"call `{optimizer}.zero_grad()` before `backward()`"
+            )
+        else:
+            shown = ", ".join(f"`{o}`" for o in optimizers)
+            message = (
+                f"this loop calls `backward()` and steps {shown} but never clears the gradients: "
+                f"they add up across steps; call each optimizer's `zero_grad()` before its `backward()`"
+            )
+        fix = None
+        if proven and len(optimizers) == 1 and not per_iteration:
+            fix = self._fix(backward, backwards, loop, optimizers[0])
         self.report(backward, message, fix)
 
     @staticmethod
@@ -293,45 +381,95 @@ class MissingZeroGradRule(Rule):
             return True
         return bool(call.args) and dotted(call.args[0]) == optimizer and self._is_scaler(call.func.value)
 
-    def _made_in(self, loop: ast.AST, step: ast.Call) -> bool:
-        """The optimizer is (re)made inside the loop: some store of it lies in the loop."""
+    def _made_in(self, loop: ast.AST, step: ast.Call) -> str | None:
+        """Whether the optimizer is (re)made inside the loop: "new tensors" when it is made over
+        names the loop binds (a per-step latent optimisation: no gradient carries over),
+        "model" when over tensors from outside the loop (gradients still add up on them, but
+        an inserted ``zero_grad()`` could run before the optimizer exists), None when not."""
         receiver = step.args[0] if self._is_scaler(step.func.value) and step.args else step.func.value
         values = self._stores(receiver) or []
         inside = {id(n) for n in ast.walk(loop)}
-        return any(id(value) in inside for value in values)
+        made = [value for value in values if id(value) in inside]
+        if not made:
+            return None
+        bound = {
+            n.id
+            for node in own_nodes(loop)
+            for target in self._targets(node)
+            for n in ast.walk(target)
+            if isinstance(n, ast.Name)
+        }
+        bound.discard(dotted(receiver) or "")
+        for value in made:
+            arguments = [*value.args, *(k.value for k in value.keywords)] if isinstance(value, ast.Call) else [value]
+            if any(isinstance(n, ast.Name) and n.id in bound for a in arguments for n in ast.walk(a)):
+                return "new tensors"
+        return "model"
 
-    # -- which object is the optimizer -------------------------------------------------------
+    @staticmethod
+    def _targets(node: ast.AST) -> list[ast.expr]:
+        if isinstance(node, ast.Assign):
+            return list(node.targets)
+        if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
+            return [node.target]
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            return [node.target]
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            return [item.optional_vars for item in node.items if item.optional_vars is not None]
+        return []
 
-    def _optimizer(self, steps: list[ast.Call]) -> tuple[str | None, bool]:
-        """The spelling of the loop's optimizer and whether it is proven one; (None, False)
-        when it cannot be told apart."""
+    # -- which objects are the optimizers ----------------------------------------------------
+
+    def _optimizers(self, steps: list[ast.Call]) -> tuple[list[str], bool]:
+        """The spellings of the loop's optimizers, in the order they step, and whether every
+        one is proven a ``torch.optim`` optimizer; ([], False) when they cannot be told apart
+        from the other things that get ``.step()``."""
         proven: list[str] = []
         named: list[str] = []
         others: list[str] = []
         for call in steps:
             receiver = call.func.value
-            text = dotted(receiver)
-            if text is None:
+            if dotted(receiver) is None:
                 continue
             if self._is_scaler(receiver):
                 if len(call.args) == 1 and dotted(call.args[0]) is not None:
-                    arg = call.args[0]
-                    (proven if self._made_by_torch_optim(arg) is not False else named).append(dotted(arg))
-                continue
-            made = self._made_by_torch_optim(receiver)
-            if made is True:
+                    receiver = call.args[0]
+                    if self._kind(receiver) != "optimizer":
+                        named.append(dotted(receiver))  # what a GradScaler steps is an optimizer
+                        continue
+                else:
+                    continue
+            text = dotted(receiver)
+            kind = self._kind(receiver)
+            if kind == "optimizer":
                 proven.append(text)
-            elif made is None and "optim" in text.rsplit(".", 1)[-1].lower():
-                named.append(text)
-            elif made is None:
-                others.append(text)
-        found = set(proven) or set(named)
-        if len(found) != 1:
-            return None, False
-        if not proven and others:
-            return None, False  # another thing gets .step() too; which is the optimizer?
-        (optimizer,) = found
-        return optimizer, bool(proven)
+            elif kind == "unknown":
+                (named if self._optimizer_name(text) else others).append(text)
+        found = list(dict.fromkeys(proven + named))
+        if not found or (others and not proven):
+            return [], False  # another unknown thing gets .step() too: which is the optimizer?
+        return found, not named
+
+    def _kind(self, expr: ast.expr) -> str:
+        """"optimizer": only ever set to a ``torch.optim`` optimizer; "other": only to torch
+        objects that are not one (a scheduler, a module), or named as a scheduler, scaler or
+        averaged model; "unknown": anything else (a parameter, a factory's result)."""
+        last = (dotted(expr) or "").rsplit(".", 1)[-1].lower()
+        values = self._stores(expr)
+        if values:
+            qnames = [self.model.torch_qualified(v.func) if isinstance(v, ast.Call) else None for v in values]
+            if all(q is not None and q.startswith("torch.optim.") and not q.startswith(NOT_OPTIMIZERS) for q in qnames):
+                return "optimizer"
+            if all(q is not None and not (q.startswith("torch.optim.") and not q.startswith(NOT_OPTIMIZERS)) for q in qnames):
+                return "other"
+        if any(word in last for word in NOT_OPTIMIZER_WORDS):
+            return "other"
+        return "unknown"
+
+    @staticmethod
+    def _optimizer_name(text: str) -> bool:
+        last = text.rsplit(".", 1)[-1].lower()
+        return "optim" in last or last in ("opt", "op") or last.startswith("opt_") or last.endswith("_opt")
 
     def _stores(self, expr: ast.expr) -> list[ast.expr] | None:
         """What is ever assigned to ``expr`` (a name, or ``self.x`` in its class); None when
@@ -360,17 +498,6 @@ class MissingZeroGradRule(Rule):
             return values or None
         return None
 
-    def _made_by_torch_optim(self, expr: ast.expr) -> bool | None:
-        """True: only ever a ``torch.optim`` optimizer; False: something else; None: unknown."""
-        values = self._stores(expr)
-        if values is None:
-            return None
-        for value in values:
-            qname = self.model.torch_qualified(value.func) if isinstance(value, ast.Call) else None
-            if qname is None or not qname.startswith("torch.optim.") or qname.startswith(NOT_OPTIMIZERS):
-                return False
-        return True
-
     def _is_scaler(self, expr: ast.expr) -> bool:
         values = self._stores(expr)
         return bool(values) and all(
@@ -382,12 +509,38 @@ class MissingZeroGradRule(Rule):
     def _unconditional(self, node: ast.AST, loop: ast.AST) -> bool:
         return every_iteration(self.model, node, loop)
 
-    def _hands_over(self, call: ast.Call, optimizer: str) -> bool:
-        """The optimizer is given to a call other than the scaler's (which only steps it)."""
-        if isinstance(call.func, ast.Attribute) and self._is_scaler(call.func.value):
-            return False
-        values = [*call.args, *(k.value for k in call.keywords)]
-        return any(dotted(v) == optimizer for v in values)
+    def _escapes(self, loop: ast.AST, optimizer: str) -> bool:
+        """Other code can reach the optimizer, and may clear it: the optimizer, or the object
+        holding it (``self`` for ``self.opt``), is given to a call that is not torch's (a
+        scheduler, the scaler's ``step``), in the function around the loop before the loop
+        ends or, for an attribute of ``self``, anywhere in the class
+        (``self.callbacks = Callbacks(self)``)."""
+        holder = optimizer.split(".", 1)[0] if "." in optimizer else None
+        function = self.model.enclosing_function(loop)
+        regions: list[ast.AST] = [function if function is not None else self.model.tree]
+        cls_region = None
+        if holder == "self":
+            cls_region = self.model.enclosing_class(loop)
+            if cls_region is not None:
+                regions = [cls_region]
+        for region in regions:
+            for call in self.model.nodes(ast.Call, region):
+                if region is not cls_region and call.lineno > loop.end_lineno:
+                    continue  # after the loop: it cannot clear during it
+                if isinstance(call.func, ast.Attribute) and self._is_scaler(call.func.value):
+                    continue
+                qname = self.model.torch_qualified(call.func)
+                if qname is not None and qname.startswith("torch."):
+                    continue
+                for value in [*call.args, *(k.value for k in call.keywords)]:
+                    if isinstance(value, ast.Starred):
+                        value = value.value
+                    text = dotted(value)
+                    if text is not None and (text == optimizer or text == holder):
+                        if text == "self" and isinstance(call.func, ast.Name) and call.func.id == "super":
+                            continue
+                        return True
+        return False
 
     def _clears(self, root: ast.AST) -> bool:
         for node in ast.walk(root):
@@ -402,6 +555,19 @@ class MissingZeroGradRule(Rule):
                     return True
         return False
 
+    def _may_clear_elsewhere(self) -> bool:
+        """The file takes ``zero_grad`` other than by calling it (``clear = opt.zero_grad``,
+        ``partial(opt.zero_grad, ...)``, ``getattr(opt, "zero_grad")``) or registers an
+        optimizer step hook: gradients may be cleared where the analysis does not look."""
+        for node in self.model.nodes(ast.Attribute):
+            if node.attr == "zero_grad":
+                parent = self.model.parent(node)
+                if not (isinstance(parent, ast.Call) and parent.func is node):
+                    return True
+            elif node.attr in STEP_HOOKS:
+                return True
+        return any(isinstance(n.value, str) and n.value == "zero_grad" for n in self.model.nodes(ast.Constant))
+
     @staticmethod
     def _through_grad(expr: ast.expr) -> bool:
         while isinstance(expr, ast.Attribute):
@@ -410,11 +576,13 @@ class MissingZeroGradRule(Rule):
             expr = expr.value
         return False
 
-    def _cleared(self, loop: ast.AST, calls: list[ast.Call], optimizer: str) -> bool:
+    def _cleared(self, loop: ast.AST, calls: list[ast.Call], optimizers: list[str]) -> bool:
+        if self._may_clear_elsewhere():
+            return True
         function = self.model.enclosing_function(loop)
         if self._clears(function if function is not None else self.model.tree):
             return True
-        if optimizer.startswith("self."):
+        if any(optimizer.startswith("self.") for optimizer in optimizers):
             cls = self.model.enclosing_class(loop)
             if cls is not None and self._clears(cls):
                 return True
@@ -439,26 +607,17 @@ class MissingZeroGradRule(Rule):
     # -- the fix ------------------------------------------------------------------------------
 
     def _fix(self, backward: ast.Call, backwards: list[ast.Call], loop: ast.AST, optimizer: str) -> Fix | None:
+        """``<optimizer>.zero_grad()`` on a line of its own just before the loop's one backward
+        statement, which runs on every iteration and has its line to itself."""
         if len(backwards) != 1:
             return None
-        statement = self.model.parent(backward)
-        while statement is not None and not isinstance(statement, ast.stmt):
-            statement = self.model.parent(statement)
-        if not isinstance(statement, ast.Expr):
+        statement = self.model.statement(backward)
+        if not isinstance(statement, ast.Expr) or not self._unconditional(statement, loop):
             return None
-        parent = self.model.parent(statement)
-        body = next((getattr(parent, f) for f in ("body", "orelse") if statement in getattr(parent, f, [])), None)
-        if body is None or not self._unconditional(statement, loop) and parent is not loop:
-            return None
-        index = body.index(statement)
-        if (index and body[index - 1].end_lineno == statement.lineno) or (
-            index + 1 < len(body) and body[index + 1].lineno == statement.end_lineno
-        ):
-            return None  # `a; loss.backward()`
-        if index == 0 and statement.lineno == parent.lineno:
-            return None  # `for x in xs: loss.backward()`
+        if not self.model.alone_on_its_line(statement):
+            return None  # `a; loss.backward()`, `for x in xs: loss.backward()`
         call = f"{optimizer}.zero_grad({self._style()})"
-        return Fix([self.edit(statement, "SimpleStatementLine", _change("insert_before"), call)])
+        return Fix([self.edit(statement, "SimpleStatementLine", INSERT_BEFORE, call)])
 
     def _style(self) -> str:
         """The file's own ``zero_grad`` argument, if it writes one."""

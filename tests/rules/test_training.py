@@ -21,21 +21,7 @@ import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES, transform
-from rule_helpers import build, load
-
-
-def fixed(source: str, code: str) -> str:
-    rule = next(r for r in ALL_RULES if r.code == code)
-    result = transform(source, rules=[rule])
-    assert not result.errors
-    assert result.new_source != source, f"{code} did not rewrite the example"
-    return result.new_source
-
-
-def run(source: str) -> dict:
-    namespace: dict = {"__name__": "tfm8xx_example"}
-    exec(compile(source, "<example>", "exec"), namespace)
-    return namespace
+from rule_helpers import build, fixed, load, run
 
 
 # -- TFM802: .data mutation -> nn.init / torch.no_grad() ---------------------------------------
@@ -261,3 +247,46 @@ def test_tfm803_sample_the_graph_kept_grows_with_the_steps_before_and_not_after(
     # and the result keeps its type: a tensor the caller can .item()
     module = load("TFM803", "after")
     assert isinstance(module.train_epoch(module.Regressor(), data[:3]), torch.Tensor)
+
+
+AMP_LOOP = """import torch
+import torch.nn as nn
+
+
+def train(model, batches, k=2):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu")
+    total = torch.zeros(())
+    for x, y in batches:
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = nn.functional.mse_loss(model(x).float(), y)
+        loss = loss / k
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total = total + loss
+    return total
+"""
+
+
+def test_tfm803_scaled_backward_and_a_rebound_loss_the_fix_keeps_the_numbers_and_drops_the_graphs():
+    after = fixed(AMP_LOOP, "TFM803")
+    assert "total = total + loss.detach()" in after
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(12)]
+    results = {}
+    for which, source in (("before", AMP_LOOP), ("after", after)):
+        namespace = run(source)
+        counts = []
+        for steps in (3, 12):
+            torch.manual_seed(0)
+            total = namespace["train"](nn.Linear(4, 1), batches[:steps])
+            counts.append(_graph_nodes(total))
+            results[(which, steps)] = float(total.detach())
+        if which == "before":
+            assert counts[0] < counts[1]
+        else:
+            assert counts == [0, 0]
+    for steps in (3, 12):
+        assert results[("before", steps)] == pytest.approx(results[("after", steps)], rel=1e-6)
