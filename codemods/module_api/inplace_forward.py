@@ -523,17 +523,24 @@ def forward_keeps_input(model: SemanticModel, cls: ast.ClassDef) -> bool:
     return False
 
 
-def returns_kept_result(model: SemanticModel, cls: ast.ClassDef, depth: int = 0) -> bool:
+def returns_kept_result(model: SemanticModel, cls: ast.ClassDef, depth: int = 0, construction: ast.Call | None = None) -> bool:
     """An nn.Module class of the file whose ``forward`` ends every path in an op whose backward
     keeps its output (``return F.relu(x)``, ``return self.act(x)`` with ``self.act = nn.ReLU()``):
-    updating what it returns in place breaks backward, as for the op itself."""
+    updating what it returns in place breaks backward, as for the op itself. Given the
+    ``construction`` of the instance, the paths its constant arguments rule out do not count
+    (``if self.activation == "relu": return F.relu(x)`` built with ``activation="relu"``)."""
     if depth > 2 or not model.is_module_class(cls):
         return False
     forward = next((m for m in class_methods(cls) if m.name == "forward"), None)
     if forward is None:
         return False
     self_arg = self_name(forward)
-    returns = [node for node in model.nodes(ast.Return, forward) if model.enclosing_function(node) is forward]
+    settings = constructed_settings(model, cls, construction) if construction is not None else {}
+    returns = [
+        node
+        for node in model.nodes(ast.Return, forward)
+        if model.enclosing_function(node) is forward and _reachable(model, node, forward, self_arg, settings)
+    ]
     if not returns:
         return False
     for ret in returns:
@@ -563,7 +570,96 @@ def _kept_module_construction(model: SemanticModel, value: ast.expr, depth: int)
     if qnames and all(q.startswith("torch.nn.") and q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES for q in qnames):
         return True
     classes = model.local_classes(value.func)
-    return bool(classes) and len(classes) == 1 and returns_kept_result(model, classes[0], depth + 1)
+    return bool(classes) and len(classes) == 1 and returns_kept_result(model, classes[0], depth + 1, value)
+
+
+_UNKNOWN = object()
+
+
+def constructed_settings(model: SemanticModel, cls: ast.ClassDef, construction: ast.Call) -> dict[str, object]:
+    """``self.<attr>`` -> the constant an instance built by ``construction`` holds there, for
+    attributes the class (alone, no bases of the file) sets exactly once, in ``__init__``, to
+    one of its parameters, which the construction passes as a literal or leaves at a literal
+    default."""
+    if model.class_family_up(cls) != [cls] or any(isinstance(a, ast.Starred) for a in construction.args):
+        return {}
+    if any(k.arg is None for k in construction.keywords):
+        return {}
+    init = next((m for m in class_methods(cls) if m.name == "__init__"), None)
+    if init is None:
+        return {}
+    positional = [*init.args.posonlyargs, *init.args.args][1:]
+    defaults: dict[str, ast.expr] = {}
+    for param, default in zip(positional[len(positional) - len(init.args.defaults) :], init.args.defaults):
+        defaults[param.arg] = default
+    for param, default in zip(init.args.kwonlyargs, init.args.kw_defaults):
+        if default is not None:
+            defaults[param.arg] = default
+    given: dict[str, ast.expr] = {}
+    for param, arg in zip(positional, construction.args):
+        given[param.arg] = arg
+    for keyword in construction.keywords:
+        given[keyword.arg] = keyword.value
+    self_arg = self_name(init)
+    stores: dict[str, list[ast.expr]] = {}
+    for site in self_assignments(model, cls):
+        stores.setdefault(site.attr, []).append(site.value if site.method is init else None)
+    written: dict[str, int] = {}
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            written[node.attr] = written.get(node.attr, 0) + 1
+    settings: dict[str, object] = {}
+    for attr, values in stores.items():
+        if len(values) != 1 or written.get(attr) != 1 or not isinstance(values[0], ast.Name) or values[0].id == self_arg:
+            continue
+        name = values[0].id
+        chosen = given.get(name, defaults.get(name))
+        if isinstance(chosen, ast.Constant):
+            settings[attr] = chosen.value
+    return settings
+
+
+def _evaluate(test: ast.expr, self_arg: str | None, settings: dict[str, object]) -> object:
+    """The value of a branch test on the constructed settings, or ``_UNKNOWN``."""
+    if isinstance(test, ast.Attribute) and isinstance(test.value, ast.Name) and test.value.id == self_arg:
+        return settings.get(test.attr, _UNKNOWN)
+    if isinstance(test, ast.Constant):
+        return test.value
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        value = _evaluate(test.operand, self_arg, settings)
+        return _UNKNOWN if value is _UNKNOWN else not value
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        left = _evaluate(test.left, self_arg, settings)
+        right = _evaluate(test.comparators[0], self_arg, settings)
+        if left is _UNKNOWN or right is _UNKNOWN:
+            return _UNKNOWN
+        op = test.ops[0]
+        if isinstance(op, ast.Eq):
+            return left == right
+        if isinstance(op, ast.NotEq):
+            return left != right
+        if isinstance(op, ast.Is):
+            return left is right
+        if isinstance(op, ast.IsNot):
+            return left is not right
+    return _UNKNOWN
+
+
+def _reachable(model: SemanticModel, node: ast.AST, forward: ast.AST, self_arg: str | None, settings: dict[str, object]) -> bool:
+    """No ``if`` between ``node`` and ``forward`` takes, on the constructed settings, the other
+    branch."""
+    if not settings:
+        return True
+    child, parent = node, model.parent(node)
+    while parent is not None and parent is not forward:
+        if isinstance(parent, ast.If):
+            value = _evaluate(parent.test, self_arg, settings)
+            if value is not _UNKNOWN:
+                in_body = any(child is stmt for stmt in parent.body)
+                if bool(value) != in_body:
+                    return False
+        child, parent = parent, model.parent(parent)
+    return True
 
 
 def non_tensor_value(value: ast.expr, model: SemanticModel) -> bool:
@@ -832,6 +928,21 @@ RES_PATH = (
 )
 
 
+# the same with the activation chosen by a constructor argument (multiresunet's Conv2d_batchnorm):
+# the instance built with activation="relu" ends in relu, the one built with "none" does not
+CHOSEN_ACTIVATION = (
+    "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+    "class ConvBn(nn.Module):\n    def __init__(self, c, activation='relu'):\n        super().__init__()\n"
+    "        self.activation = activation\n"
+    "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.bn = nn.BatchNorm2d(c)\n"
+    "    def forward(self, x):\n        x = self.bn(self.conv(x))\n"
+    "        if self.activation == 'relu':\n            return F.relu(x)\n        else:\n            return x\n\n"
+    "class ResPath(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+    "        self.short = ConvBn(c, activation='none')\n        self.body = ConvBn(c, activation='relu')\n"
+    "    def forward(self, x):\n        shortcut = self.short(x)\n        x = self.body(x)\n"
+    "        x += shortcut\n        return F.relu(x)\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1082,6 +1193,13 @@ class InplaceForwardRule(Rule):
             OWN_STATE,
             OWN_STATE.replace("g *= self.scale", "g = g * self.scale").replace("k += self.shift", "k = k + self.shift"),
         ),
+        # the activation is chosen by the constructor argument: the body built with "relu"
+        # keeps its output
+        FixCase(
+            CHOSEN_ACTIVATION,
+            CHOSEN_ACTIVATION.replace("        x += shortcut\n", "        x = x + shortcut\n"),
+            unsafe=True,
+        ),
     )
     keeps = (
         # a layer of the file that sums its input before anything keeps it (speechbrain's
@@ -1191,6 +1309,9 @@ class InplaceForwardRule(Rule):
             "            offset += 1\n"
             "        return x\n"
         ),
+        # built with activation="none", the layer returns the batch norm's output, which
+        # nothing keeps: the in-place sum is fine
+        KeepCase(CHOSEN_ACTIVATION.replace("self.body = ConvBn(c, activation='relu')", "self.body = ConvBn(c, activation='none')")),
     )
 
 
@@ -1262,7 +1383,7 @@ class _ForwardAnalysis:
                 )
                 if not is_kept and isinstance(value, ast.Call):
                     classes = self.model.local_classes(value.func)
-                    is_kept = bool(classes) and len(classes) == 1 and returns_kept_result(self.model, classes[0])
+                    is_kept = bool(classes) and len(classes) == 1 and returns_kept_result(self.model, classes[0], construction=value)
                 kept[target.attr] = kept.get(target.attr, True) and is_kept
         return {name for name, ok in kept.items() if ok}
 

@@ -417,15 +417,17 @@ def test_tfm402_own_forward_called_from_another_method_runs_hooks_only_after_the
     assert fired == {"before": [], "after": ["Loss"]}
 
 
-def test_tfm201_a_layer_of_the_file_ending_in_relu_keeps_its_output_and_the_sum_breaks_backward():
+@pytest.mark.parametrize("chosen", [False, True], ids=["always-relu", "relu-by-argument"])
+def test_tfm201_a_layer_of_the_file_ending_in_relu_keeps_its_output_and_the_sum_breaks_backward(chosen: bool):
     """multiresunet's residual path added the shortcut in place to the output of a conv-bn
-    layer whose forward ends in F.relu: relu's backward needs that output, so backward()
-    raised. The out-of-place sum (offered as an unsafe fix) trains."""
+    layer whose forward ends in F.relu (there: only when built with activation="relu"): relu's
+    backward needs that output, so backward() raised. The out-of-place sum (offered as an
+    unsafe fix) trains."""
     from conftest import ALL_RULES
     from torchfix_mod.engine import Settings, transform_source
 
     rule = next(r for r in ALL_RULES if r.code == "TFM201")
-    case = next(c for c in rule.fixes if "class ResPath" in c.before)
+    case = next(c for c in rule.fixes if "class ResPath" in c.before and ("self.activation" in c.before) == chosen)
     assert transform_source(case.before, Settings(rules=(rule,), unsafe_fixes=True)).new_source == case.after
     x = torch.randn(2, 3, 5, 5)
     for which, source in (("before", case.before), ("after", case.after)):
@@ -438,6 +440,22 @@ def test_tfm201_a_layer_of_the_file_ending_in_relu_keeps_its_output_and_the_sum_
                 out.sum().backward()
         else:
             out.sum().backward()
+
+
+def test_tfm201_a_layer_built_without_its_activation_keeps_nothing_and_the_in_place_sum_trains():
+    """The same layer built with activation="none" returns the batch norm's output, which
+    backward does not need: the in-place sum is left alone, and backward() succeeds."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.keeps if "class ResPath" in c.source and "self.activation" in c.source)
+    result = transform_source(case.source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == case.source and not result.diagnostics
+    namespace: dict = {"__name__": "tfm201_no_activation"}
+    exec(compile(case.source, "keep.py", "exec"), namespace)
+    out = namespace["ResPath"](3)(torch.randn(2, 3, 5, 5))
+    out.sum().backward()
 
 
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
