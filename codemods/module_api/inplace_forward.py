@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
@@ -103,6 +103,9 @@ class NameState:
     # (`torch.ones(2, 4, dtype=torch.float64)`, `h.double()`, `self.scale`, or computed from such):
     # `x += value` casts back to x's dtype, `x = x + value` promotes
     own_dtype: bool = False
+    # other names bound to this very tensor by `alias = name` and not rebound since: an in-place
+    # update would show through them (`path = x; path = block(path)` leaves none)
+    aliases: frozenset[str] = frozenset()
 
 
 State = dict[str, NameState]
@@ -120,6 +123,7 @@ def merge(*states: State) -> State:
             any(p.saved for p in present),
             any(p.aliased for p in present),
             any(p.own_dtype for p in present),
+            frozenset().union(*(p.aliases for p in present)),
         )
     return merged
 
@@ -943,6 +947,20 @@ CHOSEN_ACTIVATION = (
     "        x += shortcut\n        return F.relu(x)\n"
 )
 
+# refinenet's chained residual pooling: `path = x` names the relu output a second time, then is
+# rebound to each block's output; the relu output itself is updated in place
+CHAINED_POOL = (
+    "import torch.nn as nn\n\nclass ChainedPool(nn.Module):\n"
+    "    def __init__(self, feats):\n        super().__init__()\n"
+    "        self.relu = nn.ReLU(inplace=True)\n"
+    "        self.blocks = nn.ModuleList(\n"
+    "            nn.Sequential(nn.MaxPool2d(5, stride=1, padding=2), nn.Conv2d(feats, feats, 3, padding=1, bias=False))\n"
+    "            for _ in range(3)\n        )\n\n"
+    "    def forward(self, x):\n        x = self.relu(x)\n        path = x\n"
+    "        for block in self.blocks:\n            path = block(path)\n            x += path\n"
+    "        return x\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1200,6 +1218,8 @@ class InplaceForwardRule(Rule):
             CHOSEN_ACTIVATION.replace("        x += shortcut\n", "        x = x + shortcut\n"),
             unsafe=True,
         ),
+        # an alias made by `path = x` and rebound before the update sees nothing of it
+        FixCase(CHAINED_POOL, CHAINED_POOL.replace("            x += path\n", "            x = x + path\n")),
     )
     keeps = (
         # a layer of the file that sums its input before anything keeps it (speechbrain's
@@ -1312,6 +1332,16 @@ class InplaceForwardRule(Rule):
         # built with activation="none", the layer returns the batch norm's output, which
         # nothing keeps: the in-place sum is fine
         KeepCase(CHOSEN_ACTIVATION.replace("self.body = ConvBn(c, activation='relu')", "self.body = ConvBn(c, activation='none')")),
+        # an alias still read after the update: backward fails all the same, but the
+        # out-of-place op would leave `path` with the old values: reported, no fix
+        KeepCase(
+            "import torch.nn as nn\n\nclass Kept(nn.Module):\n"
+            "    def __init__(self, c):\n        super().__init__()\n"
+            "        self.relu = nn.ReLU()\n        self.block = nn.Conv2d(c, c, 3, padding=1)\n\n"
+            "    def forward(self, x):\n        x = self.relu(x)\n        path = x\n"
+            "        y = self.block(x)\n        x += y\n        return x, path\n",
+            reported=True,
+        ),
     )
 
 
@@ -1344,7 +1374,7 @@ class _ForwardAnalysis:
         self.cls = cls
         self.func = func
         self.self_arg = self_arg
-        self.decisions: dict[ast.AugAssign, tuple[str, bool] | None] = {}  # (reason, fix unsafe)
+        self.decisions: dict[ast.AugAssign, tuple[str, bool, bool] | None] = {}  # (reason, fix unsafe, fixable)
         self.kept_attributes = self._result_kept_attributes()
         self.input_free = self._input_free_attributes()
         self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
@@ -1408,8 +1438,9 @@ class _ForwardAnalysis:
         for aug, decision in self.decisions.items():
             if decision is None:
                 continue
-            reason, unsafe = decision
-            self.rule.report(aug, reason, Fix([self.rule.edit(aug, "AugAssign", out_of_place)], unsafe=unsafe))
+            reason, unsafe, fixable = decision
+            fix = Fix([self.rule.edit(aug, "AugAssign", out_of_place)], unsafe=unsafe) if fixable else None
+            self.rule.report(aug, reason, fix)
 
     def _range_arguments(self) -> set[str]:
         """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
@@ -1461,6 +1492,21 @@ class _ForwardAnalysis:
             if stmt.finalbody:
                 result = self.block(stmt.finalbody, result, no_grad)
             return result
+        if (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Name)
+            and stmt.value.id in state
+            and all(isinstance(t, ast.Name) for t in stmt.targets)
+        ):
+            source = stmt.value.id  # `path = x`: both names hold one tensor until one is rebound
+            own_dtype = state[source].own_dtype
+            for target in stmt.targets:
+                if target.id == source:
+                    continue
+                self.bind_targets(target, state, ALIAS, own_dtype)
+                old = state[source]
+                state[source] = replace(old, aliases=old.aliases | {target.id})
+            return state
         if isinstance(stmt, ast.Assign):
             own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
             self.read(stmt.value, state, alias=True)
@@ -1532,12 +1578,20 @@ class _ForwardAnalysis:
         unsafe = current.own_dtype or value_own_dtype
         if unsafe:
             reason += f" (unsafe fix: `{name} = {name} op y` may promote the dtype that the in-place op keeps)"
-        self.decisions[aug] = (reason, unsafe)
+        # another name still holds the tensor (`path = x`, read later): the out-of-place op would
+        # leave it with the old values; backward still fails, so the finding stands, unfixed
+        fixable = not current.aliases
+        if not fixable:
+            shown = ", ".join(f"`{a}`" for a in sorted(current.aliases))
+            reason += f" (no fix: {shown} holds the same tensor and would keep the old values)"
+        self.decisions[aug] = (reason, unsafe, fixable)
         state[name] = NameState(frozenset({FRESH}), own_dtype=unsafe)
 
     def reason(self, name: str, current: NameState) -> str | None:
         if not current.kinds <= TENSOR_KINDS or current.aliased:
             return None  # an alias would see the in-place update: rewriting changes its value
+        if current.aliases and not (KEPT in current.kinds or current.saved):
+            return None  # the update may be meant for the alias too
         if KEPT in current.kinds:
             return (
                 f"in-place update of `{name}`, the result of an op whose backward needs its output "
@@ -1570,7 +1624,11 @@ class _ForwardAnalysis:
         for name, aliased in uses.found.items():
             if name in state:
                 old = state[name]
-                state[name] = NameState(old.kinds, old.saved or name in uses.saved, old.aliased or aliased, old.own_dtype)
+                state[name] = replace(old, saved=old.saved or name in uses.saved, aliased=old.aliased or aliased)
+        if uses.saved:  # an op that keeps `path` keeps the tensor `x` holds too (`path = x`)
+            for name, old in list(state.items()):
+                if not old.saved and old.aliases & set(uses.saved):
+                    state[name] = replace(old, saved=True)
         for walrus in self.model.nodes(ast.NamedExpr, node):
             for target in self.model.nodes(ast.Name, walrus.target):
                 state[target.id] = NameState(frozenset({UNKNOWN}), True, True, True)
@@ -1584,6 +1642,9 @@ class _ForwardAnalysis:
 
     def bind_targets(self, target: ast.expr, state: State, kind: str, own_dtype: bool) -> None:
         if isinstance(target, ast.Name):
+            for name, old in list(state.items()):
+                if target.id in old.aliases:  # the alias now names another value
+                    state[name] = replace(old, aliases=old.aliases - {target.id})
             state[target.id] = NameState(frozenset({kind}), own_dtype=own_dtype)
         elif isinstance(target, (ast.Tuple, ast.List)):
             for element in target.elts:

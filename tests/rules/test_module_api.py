@@ -458,6 +458,38 @@ def test_tfm201_a_layer_built_without_its_activation_keeps_nothing_and_the_in_pl
     out.sum().backward()
 
 
+def test_tfm201_an_alias_rebound_before_the_update_chained_pooling_trains_after_the_fix():
+    """refinenet's chained residual pooling (thomasjpfan/pytorch_refinenet,
+    pytorch_refinenet/blocks.py, 8a0bef0, line 79) named the in-place relu's output `path` too,
+    then rebound `path` to each block's output and added it to `x` in place: relu's backward
+    needs its output, so backward() raised. The alias no longer holds the tensor when it is
+    updated, so the out-of-place sum is safe: the same outputs, and backward() succeeds."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.fixes if "class ChainedPool" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    x = torch.randn(2, 3, 8, 8)
+    outputs = {}
+    for which, source in (("before", case.before), ("after", case.after)):
+        namespace: dict = {"__name__": f"tfm201_pool_{which}"}
+        exec(compile(source, f"{which}.py", "exec"), namespace)
+        torch.manual_seed(0)
+        pool = namespace["ChainedPool"](3)
+        with torch.no_grad():
+            outputs[which] = pool(x.clone())
+        features = x.clone().requires_grad_()
+        out = pool(features * 1.0)  # what an earlier layer hands over: a tensor in the graph
+        if which == "before":
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+        else:
+            out.sum().backward()
+            assert all(p.grad is not None for p in pool.parameters()) and features.grad is not None
+    assert torch.equal(outputs["before"], outputs["after"])
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
