@@ -314,10 +314,13 @@ class Uses:
     Each node is visited with whether its value may be aliased and whether it may be kept by
     what consumes it."""
 
-    def __init__(self, model: SemanticModel, self_arg: str, input_free: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, model: SemanticModel, self_arg: str, input_free: frozenset[str] = frozenset(), methods: frozenset[str] = frozenset()
+    ) -> None:
         self.model = model
         self.self_arg = self_arg
         self.input_free = input_free  # submodule attributes whose forward keeps no input for backward
+        self.methods = methods  # the class's own methods: helpers, not layers
         self.found: dict[str, bool] = {}  # name -> read through a possible alias
         self.saved: set[str] = set()
 
@@ -364,7 +367,7 @@ class Uses:
             for element in subscript_elements(self.model, node):
                 self.index(element)
         elif isinstance(node, ast.Call):
-            self.call(node, kept)
+            self.call(node, kept, alias)
         elif isinstance(node, ast.Lambda):
             self.visit(node.body, True, True)
         elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
@@ -444,7 +447,10 @@ class Uses:
         if not (metadata and len(parts) == 2):
             self.dotted(parts[:-1], True, kept and not metadata)
 
-    def call(self, node: ast.Call, kept: bool) -> None:
+    def call(self, node: ast.Call, kept: bool, result_alias: bool = True) -> None:
+        """``result_alias``: whether the call's result may be aliased (stored, returned); a view
+        (``h.transpose(1, 2)``) aliases ``h`` only then: handed straight to a layer, only the
+        layer holds it, and what the layer keeps is ``kept``."""
         func = node.func
         args = [arg.value for arg in call_args(node)]
         if isinstance(func, ast.Attribute) and _name_of(func.value) is not None and func.attr in METADATA_METHODS:
@@ -462,7 +468,7 @@ class Uses:
             alias = not shorts <= PURE_OPS
             op = next(iter(shorts)) if len(shorts) == 1 else None
             if op in PASS_THROUGH_OPS and args:  # `torch.reshape(h, ...)` is `h` for what follows
-                self.visit(args[0], alias, kept)
+                self.visit(args[0], alias and result_alias, kept)
                 for arg in args[1:]:
                     self.visit(arg, alias, False)
                 return
@@ -472,6 +478,10 @@ class Uses:
         if isinstance(func, ast.Attribute):
             receiver, op = func.value, func.attr
             if isinstance(receiver, ast.Name) and receiver.id == self.self_arg:
+                if op in self.methods:  # a helper of the class: it may store what it gets
+                    for arg in args:
+                        self.visit(arg, True, False)
+                    return
                 keeps = op not in self.input_free
                 for arg in args:  # a submodule call computes a new tensor, and may keep its input
                     self.visit(arg, False, keeps)
@@ -483,7 +493,7 @@ class Uses:
                 receiver_kept, args_kept = kept, False
             else:
                 receiver_kept = args_kept = op not in INPUT_FREE_OPS
-            self.visit(receiver, alias, receiver_kept)
+            self.visit(receiver, alias and (result_alias or op not in PASS_THROUGH_OPS), receiver_kept)
             for arg in args:
                 self.visit(arg, alias, args_kept)
             return
@@ -961,6 +971,18 @@ CHAINED_POOL = (
     "        return x\n"
 )
 
+# wav2vec-style positional convolution: `x = features` names the tensor twice, a view of it goes
+# to a convolution (which keeps its input for the weight gradient), then `x += x_conv`; the base
+# class comes from a package the run cannot read, the layers it stores show it is a module
+POSITIONAL_CONV = (
+    "import torch.nn as nn\nfrom fairseq.models import BaseFairseqModel\n\n"
+    "class Encoder(BaseFairseqModel):\n    def __init__(self, c):\n        super().__init__()\n"
+    "        self.dropout_input = nn.Dropout(0.1)\n        self.pos_conv = nn.Conv1d(c, c, 3, padding=1)\n\n"
+    "    def forward(self, features):\n        features = self.dropout_input(features)\n        x = features\n"
+    "        x_conv = self.pos_conv(x.transpose(1, 2))\n        x_conv = x_conv.transpose(1, 2)\n"
+    "        x += x_conv\n        return x, features\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1342,18 +1364,37 @@ class InplaceForwardRule(Rule):
             "        y = self.block(x)\n        x += y\n        return x, path\n",
             reported=True,
         ),
+        # a view handed to a layer that keeps it, under a second name still returned: reported
+        # (backward fails), no fix (`features` would keep the old values)
+        KeepCase(POSITIONAL_CONV, reported=True),
     )
 
 
     def check(self) -> None:
         model = self.model
         for cls, is_module in model.module_classes.items():
-            if not is_module:
+            if not (is_module or self._module_from_elsewhere(cls)):
                 continue
             for method in class_methods(cls):
                 self_arg = self_name(method)
                 if method.name == "forward" and self_arg is not None and not self._no_grad_decorated(method):
                     _ForwardAnalysis(self, cls, method, self_arg).run()
+
+    def _module_from_elsewhere(self, cls: ast.ClassDef) -> bool:
+        """A class whose base comes from another package the run cannot read (fairseq's
+        ``BaseFairseqModel``) but which shows it is a module: its ``__init__`` stores torch
+        layers on ``self`` and it defines ``forward``."""
+        bases = self.model.base_classes(cls)
+        if not bases or any(not isinstance(b, str) or b == "?" or b.startswith(("torch.", "builtins.")) for b in bases):
+            return False
+        methods = {m.name: m for m in class_methods(cls)}
+        init = methods.get("__init__")
+        if "forward" not in methods or init is None:
+            return False
+        return any(
+            site.method is init and self.model.is_module_construction(site.value)
+            for site in self_assignments(self.model, cls)
+        )
 
     def _no_grad_decorated(self, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         for deco in func.decorator_list:
@@ -1378,6 +1419,7 @@ class _ForwardAnalysis:
         self.kept_attributes = self._result_kept_attributes()
         self.input_free = self._input_free_attributes()
         self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
+        self.method_names = frozenset(self.methods)
 
     def _input_free_attributes(self) -> frozenset[str]:
         """Attributes every ``self.x = ...`` of the class sets to a layer of the file whose
@@ -1499,13 +1541,15 @@ class _ForwardAnalysis:
             and all(isinstance(t, ast.Name) for t in stmt.targets)
         ):
             source = stmt.value.id  # `path = x`: both names hold one tensor until one is rebound
-            own_dtype = state[source].own_dtype
             for target in stmt.targets:
                 if target.id == source:
                     continue
-                self.bind_targets(target, state, ALIAS, own_dtype)
-                old = state[source]
-                state[source] = replace(old, aliases=old.aliases | {target.id})
+                self.bind_targets(target, state, ALIAS, state[source].own_dtype)
+                group = state[source].aliases | {source}
+                for name in group:  # every name of the tensor now has the new one as an alias too
+                    old = state[name]
+                    state[name] = replace(old, aliases=old.aliases | {target.id})
+                state[target.id] = replace(state[source], aliases=group)  # what it holds, it is
             return state
         if isinstance(stmt, ast.Assign):
             own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
@@ -1576,7 +1620,7 @@ class _ForwardAnalysis:
         # `+=` keeps the target's dtype, `x + value` promotes: the fix is safe only where neither
         # side may hold a dtype of its own (a float16 target and a float32 value promote too)
         unsafe = current.own_dtype or value_own_dtype
-        if unsafe:
+        if unsafe and not current.aliases:
             reason += f" (unsafe fix: `{name} = {name} op y` may promote the dtype that the in-place op keeps)"
         # another name still holds the tensor (`path = x`, read later): the out-of-place op would
         # leave it with the old values; backward still fails, so the finding stands, unfixed
@@ -1613,7 +1657,7 @@ class _ForwardAnalysis:
     def read(self, node: ast.AST | None, state: State, alias: bool = False) -> None:
         if node is None:
             return
-        uses = Uses(self.model, self.self_arg, self.input_free)
+        uses = Uses(self.model, self.self_arg, self.input_free, self.method_names)
         if isinstance(node, ast.stmt):  # `return h`, `print(h)`, `assert h.all()`
             uses.statement(node, alias)
         else:
@@ -1636,7 +1680,7 @@ class _ForwardAnalysis:
     def read_target_base(self, target: ast.expr, state: State) -> None:
         if isinstance(target, ast.Subscript):
             for element in subscript_elements(self.model, target):
-                uses = Uses(self.model, self.self_arg, self.input_free)
+                uses = Uses(self.model, self.self_arg, self.input_free, self.method_names)
                 uses.index(element)
                 self._update(uses, element, state)
 

@@ -490,6 +490,41 @@ def test_tfm201_an_alias_rebound_before_the_update_chained_pooling_trains_after_
     assert torch.equal(outputs["before"], outputs["after"])
 
 
+def test_tfm201_a_view_kept_by_a_layer_then_updated_through_a_second_name_fails_backward():
+    """jasonppy/word-discovery models/audio_encoder.py (e2beb6a, line 484): `x = features`, a
+    transposed view of x goes to the positional convolution, which keeps it, then `x += x_conv`.
+    The finding is reported without a fix; the replica shows the backward failure it names."""
+    import sys
+    import types
+
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.keeps if "class Encoder(BaseFairseqModel)" in c.source)
+    result = transform_source(case.source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == case.source
+    assert [(d.line, d.fix_available) for d in result.diagnostics] == [(15, False)]
+    fairseq = types.ModuleType("fairseq")
+    fairseq.models = types.ModuleType("fairseq.models")
+    fairseq.models.BaseFairseqModel = nn.Module  # what the real base class is
+    saved = {name: sys.modules.get(name) for name in ("fairseq", "fairseq.models")}
+    sys.modules.update({"fairseq": fairseq, "fairseq.models": fairseq.models})
+    try:
+        namespace: dict = {"__name__": "tfm201_positional_conv"}
+        exec(compile(case.source, "keep.py", "exec"), namespace)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    encoder = namespace["Encoder"](4)
+    out, _ = encoder(torch.randn(2, 6, 4, requires_grad=True))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
