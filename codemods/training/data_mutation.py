@@ -18,6 +18,10 @@ MAX_POSITIONAL = {"fill_": 1, "zero_": 0, "normal_": 2, "uniform_": 2}
 KEYWORDS = {"fill_": set(), "zero_": set(), "normal_": {"mean", "std"}, "uniform_": set()}
 PARAMETER_ITERATORS = {"parameters": 0, "named_parameters": 1}  # index of the parameter in each item
 MODULE_PARAMETERS = frozenset({"weight", "bias"})
+REPARAMETRIZATIONS = frozenset({"weight_norm", "spectral_norm", "register_parametrization", "orthogonal"})
+# packages whose model classes initialise weights with torch.nn.init patched (transformers'
+# PreTrainedModel: guard_torch_init_functions, no_init_weights)
+INIT_PATCHING_PACKAGES = frozenset({"transformers"})
 MODULE_CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.modules.container.ModuleList", "torch.nn.modules.container.Sequential"})
 # values with no module's weight: literals, arithmetic, comprehensions, strings, lambdas
 NOT_MODULES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.BinOp, ast.JoinedStr, ast.Lambda, ast.Compare)
@@ -261,6 +265,21 @@ class DataMutationRule(Rule):
         ),
         # no torch spelling at the top of the file
         KeepCase("def init_weights(m):\n    m.weight.data.zero_()\n\n\ndef build(net):\n    net.apply(init_weights)\n", reported=True),
+        # the file wraps layers in weight_norm: a layer reached through .apply may have a computed
+        # weight (recomputed from weight_g and weight_v on each forward), not a parameter
+        KeepCase(
+            "import torch.nn as nn\nfrom torch.nn.utils import weight_norm\n\n\n"
+            "def init_weights(m):\n    if isinstance(m, nn.Conv1d):\n        m.weight.data.normal_(0.0, 0.01)\n\n\n"
+            "def build(c):\n    net = nn.Sequential(weight_norm(nn.Conv1d(c, c, 3)))\n    net.apply(init_weights)\n    return net\n"
+        ),
+        # transformers runs _init_weights with torch.nn.init replaced (loaded weights are skipped):
+        # nn.init would not always write what .data.normal_ writes; reported, no fix
+        KeepCase(
+            "import torch.nn as nn\nfrom transformers import PreTrainedModel\n\n\n"
+            "class Model(PreTrainedModel):\n    def _init_weights(self, module):\n"
+            "        if isinstance(module, nn.Linear):\n            module.weight.data.normal_(mean=0.0, std=0.02)\n",
+            reported=True,
+        ),
         # nothing shows the object is a module: its weight may be anything
         KeepCase("import torch\n\n\ndef init_table(store, values):\n    store.weight.data.copy_(values)\n"),
     )
@@ -290,7 +309,10 @@ class DataMutationRule(Rule):
                 f"(its version counter does not move); "
                 + (f"use `nn.init.{INIT_FOR[method]}({shown}{'' if method == 'zero_' else ', ...'})`" if method in INIT_FOR else f"use `{shown}.copy_(...)` under `torch.no_grad()`")
             )
-            self.report(call, message, self._fix(call, method) if context == "build" else None)
+            fix = self._fix(call, method) if context == "build" else None
+            if fix is not None and method in INIT_FOR and self._patched_init(call):
+                fix = None
+            self.report(call, message, fix)
         for assign in model.nodes(ast.Assign):
             for target in assign.targets:
                 if (
@@ -314,11 +336,93 @@ class DataMutationRule(Rule):
             if on_self and self._self_stores(tensor) is not None:
                 return self._self_parameter(tensor)  # the class says what it is
             if tensor.attr in MODULE_PARAMETERS:
-                return not self._a_loss(tensor.value) and self._a_module(tensor.value)
+                if self._a_loss(tensor.value) or not self._a_module(tensor.value):
+                    return False
+                # where the file reparametrizes weights (weight_norm, spectral_norm, ...), a layer
+                # reached through .apply, .modules() or an argument may hold a computed `weight`,
+                # recomputed from weight_g/weight_v on every forward: not a parameter
+                wrapped = self._reparametrized_classes()
+                if not wrapped or self._built_here(tensor.value):
+                    return True
+                tested = self._isinstance_classes(tensor.value)
+                return "*" not in wrapped and bool(tested) and not tested & wrapped
             return False
         if isinstance(tensor, ast.Name):
             return self._parameter_loop_variable(tensor)
         return False
+
+    def _reparametrized_classes(self) -> frozenset[str]:
+        """The qualified classes of the layers the file wraps so that their ``weight`` is
+        computed (``weight_norm``, ``spectral_norm``, ``register_parametrization``,
+        ``torch.nn.utils.parametrizations``): from the construction wrapped, or from what the
+        class stores under the ``self.<name>`` wrapped; "*" when the wrapped layer is not known."""
+        memo = self.model.memo.get("tfm802.reparametrized")
+        if memo is None:
+            found: set[str] = set()
+            for call in self.model.nodes(ast.Call):
+                text = dotted(call.func) or ""
+                qname = self.model.torch_qualified(call.func) or ""
+                if not (text.rsplit(".", 1)[-1] in REPARAMETRIZATIONS or qname.startswith("torch.nn.utils.parametrizations.")):
+                    continue
+                wrapped = call.args[0] if call.args else None
+                values = [wrapped]
+                if isinstance(wrapped, ast.Attribute) and isinstance(wrapped.value, ast.Name) and wrapped.value.id == "self":
+                    values = [v for v in (self._self_stores(wrapped) or [None]) if v is not wrapped and v is not call]
+                for value in values or [None]:
+                    value_q = self.model.torch_qualified(value.func) if isinstance(value, ast.Call) else None
+                    if value is call:
+                        continue
+                    found.add(value_q if value_q and self._builds_module(value) else "*")
+            memo = frozenset(found)
+            self.model.memo["tfm802.reparametrized"] = memo
+        return memo
+
+    def _isinstance_classes(self, owner: ast.expr) -> set[str]:
+        """The torch classes an ``if isinstance(<owner>, ...)`` around the change tests for
+        (all of them known), or an empty set."""
+        text = dotted(owner)
+        child: ast.AST = owner
+        for ancestor in self._ancestors(owner):
+            inside = isinstance(ancestor, ast.If) and any(child is stmt for stmt in ancestor.body)
+            child = ancestor
+            if not inside:
+                continue
+            test = ancestor.test
+            if (
+                isinstance(test, ast.Call)
+                and isinstance(test.func, ast.Name)
+                and test.func.id == "isinstance"
+                and len(test.args) == 2
+                and dotted(test.args[0]) == text
+            ):
+                classes = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
+                qnames = {self.model.torch_qualified(c) for c in classes}
+                if None in qnames:
+                    return set()
+                return qnames
+        return set()
+
+    def _built_here(self, owner: ast.expr) -> bool:
+        """``self.<name>`` that the class only ever sets to a module it constructs (so no
+        wrapper stands between it and its parameters)."""
+        if not (isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self"):
+            return False
+        values = self._self_stores(owner)
+        return bool(values) and all(v is not None and self._builds_module(v) for v in values)
+
+    def _patched_init(self, node: ast.AST) -> str | None:
+        """Why ``nn.init`` may not do here what the tensor method does: the class derives from
+        transformers' model classes, whose loading runs weight initialisation with the
+        ``torch.nn.init`` functions replaced (they skip weights loaded from a checkpoint, or do
+        nothing under ``no_init_weights``), while ``.data.normal_`` always writes."""
+        cls = self.model.enclosing_class(node)
+        while cls is not None:
+            for member in self.model.class_family_up(cls):
+                for base in self.model.base_classes(member):
+                    if isinstance(base, str) and base.split(".", 1)[0] in INIT_PATCHING_PACKAGES:
+                        return f"`{base}` runs initialisation with `torch.nn.init` replaced"
+            cls = self.model.enclosing_class(cls)
+        return None
 
     def _self_stores(self, attribute: ast.Attribute) -> list[ast.expr | None] | None:
         """What the class stores under ``self.<name>`` (None for a ``register_buffer`` of that
@@ -505,11 +609,17 @@ class DataMutationRule(Rule):
         return False
 
     def _isinstance_around(self, owner: ast.expr, text: str) -> bool:
-        """An ``if isinstance(<owner>, <module class>)`` (or a tuple of them) the change is in."""
+        """An ``if isinstance(<owner>, <module class>)`` (or a tuple of them) whose body the
+        change is in."""
+        child: ast.AST = owner
         for ancestor in self._ancestors(owner):
-            if not isinstance(ancestor, ast.If):
+            inside = isinstance(ancestor, ast.If) and any(child is stmt for stmt in ancestor.body)
+            child = ancestor
+            if not inside:
                 continue
-            for test in ast.walk(ancestor.test):
+            test_node = ancestor.test
+            conjuncts = test_node.values if isinstance(test_node, ast.BoolOp) and isinstance(test_node.op, ast.And) else [test_node]
+            for test in conjuncts:  # what holds in the body: the test, or each part of an `and`
                 if (
                     isinstance(test, ast.Call)
                     and isinstance(test.func, ast.Name)
