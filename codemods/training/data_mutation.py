@@ -107,6 +107,20 @@ class DataMutationRule(Rule):
     norm into a convolution or an EMA update, where no graph holds the
     parameter; `.data` of anything not known to be a parameter (a
     `PackedSequence`'s `.data` is a plain tensor field); and reads of `.data`.
+    A `weight` or `bias` is a parameter only where the program shows its owner
+    is a module (built from a module class, a `.modules()`/`.children()` loop
+    variable, an `.apply` target, an `isinstance` test, module methods called
+    on it, the arguments at every call site of the function). In a file that
+    wraps layers in `weight_norm`, `spectral_norm` or parametrizations, a layer
+    reached that way may have a computed `weight` (recomputed on every
+    forward, not a parameter): it counts only under an `isinstance` test for a
+    class the file does not wrap.
+
+    Reported without a fix in subclasses of transformers' model classes:
+    transformers runs weight initialisation with the `torch.nn.init` functions
+    replaced (they skip weights loaded from a checkpoint, or do nothing under
+    `no_init_weights`), so `nn.init.normal_` would not always write what
+    `.data.normal_` writes there.
     """
 
     code = "TFM802"
