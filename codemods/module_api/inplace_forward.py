@@ -34,7 +34,6 @@ TORCH_VIEW_FUNCTIONS = frozenset(
         "view_as_complex", "flatten", "unflatten", "diagonal", "t", "as_strided", "movedim", "moveaxis",
         "swapaxes", "swapdims", "split", "chunk", "unbind", "detach", "real", "imag", "broadcast_to",
         "atleast_1d", "atleast_2d", "atleast_3d", "tensor_split", "hsplit", "vsplit", "dsplit", "expand",
-        "index_select", "take", "narrow_copy",
     }
 )
 # Reads that autograd never saves.
@@ -151,6 +150,10 @@ INPUT_FREE_OPS = frozenset(
         "clone", "dropout", "masked_fill", "where", "gather", "sigmoid", "tanh", "relu", "softmax",
         "log_softmax", "exp", "exp2", "expm1", "sqrt", "rsqrt", "reciprocal", "cumprod", "cumsum", "zeros_like",
         "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+        # no gradient at all (integers, booleans), or a backward that keeps only the indices
+        "argmin", "argmax", "argsort", "isnan", "isinf", "isfinite", "isneginf", "isposinf", "isclose",
+        "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "logical_xor",
+        "nonzero", "count_nonzero", "sign", "index_select", "take", "take_along_dim",
     }
 )
 # Ops whose result is (or may be) their receiver or a view of it: what happens to the result
@@ -983,6 +986,16 @@ POSITIONAL_CONV = (
     "        x += x_conv\n        return x, features\n"
 )
 
+# a spatial attention map (RK-Net's USAM, which overrides __call__): the relu output's border is
+# zeroed by slice assignment, but relu's backward needs that output
+BORDER_ZEROED = (
+    "import torch.nn as nn\n\nclass Attention(nn.Module):\n"
+    "    def __init__(self):\n        super().__init__()\n"
+    "        self.conv = nn.Conv2d(1, 1, 3, padding=1)\n        self.relu = nn.ReLU()\n\n"
+    "    def __call__(self, x):\n        att = self.relu(self.conv(x.sum(1, keepdim=True)))\n"
+    "        att[:, :, 0, :] = 0\n        att[:, :, -1, :] = 0\n        return x + att * x\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1367,6 +1380,11 @@ class InplaceForwardRule(Rule):
         # a view handed to a layer that keeps it, under a second name still returned: reported
         # (backward fails), no fix (`features` would keep the old values)
         KeepCase(POSITIONAL_CONV, reported=True),
+        # writing into a kept tensor by index: reported once, no fix (where to copy is the
+        # author's call); a module whose __call__ replaces forward is read as its forward
+        KeepCase(BORDER_ZEROED, reported=True),
+        # the same writes into a tensor nothing keeps: fine
+        KeepCase(BORDER_ZEROED.replace("self.relu(self.conv(x.sum(1, keepdim=True)))", "self.conv(x.sum(1, keepdim=True)) + 1")),
     )
 
 
@@ -1375,9 +1393,12 @@ class InplaceForwardRule(Rule):
         for cls, is_module in model.module_classes.items():
             if not (is_module or self._module_from_elsewhere(cls)):
                 continue
-            for method in class_methods(cls):
+            methods = list(class_methods(cls))
+            # a module that overrides __call__ and has no forward runs __call__ in its place
+            runs = "forward" if any(m.name == "forward" for m in methods) else "__call__"
+            for method in methods:
                 self_arg = self_name(method)
-                if method.name == "forward" and self_arg is not None and not self._no_grad_decorated(method):
+                if method.name == runs and self_arg is not None and not self._no_grad_decorated(method):
                     _ForwardAnalysis(self, cls, method, self_arg).run()
 
     def _module_from_elsewhere(self, cls: ast.ClassDef) -> bool:
@@ -1556,6 +1577,7 @@ class _ForwardAnalysis:
             self.read(stmt.value, state, alias=True)
             kind = self.classify(stmt.value, state)
             for target in stmt.targets:
+                self.indexed_write(stmt, target, state, no_grad)
                 self.bind_targets(target, state, kind, own_dtype)
             return state
         if isinstance(stmt, ast.AnnAssign):
@@ -1630,6 +1652,33 @@ class _ForwardAnalysis:
             reason += f" (no fix: {shown} holds the same tensor and would keep the old values)"
         self.decisions[aug] = (reason, unsafe, fixable)
         state[name] = NameState(frozenset({FRESH}), own_dtype=unsafe)
+
+    def indexed_write(self, stmt: ast.stmt, target: ast.expr, state: State, no_grad: bool) -> None:
+        """``h[...] = v`` writes into ``h`` in place. Where autograd keeps ``h`` (the result of
+        relu, sigmoid, ...; or handed to a layer that keeps its input), backward() fails; the
+        rewrite (``h = h.clone()`` before the first write) is the author's call: reported, no
+        fix. The caller's tensor written through an argument may be a buffer meant to be
+        filled (a cache), so that is left alone."""
+        if no_grad or not isinstance(target, ast.Subscript) or not isinstance(target.value, ast.Name):
+            return
+        name = target.value.id
+        current = state.get(name)
+        if current is None or stmt in self.decisions or not current.kinds <= TENSOR_KINDS or current.aliased:
+            return
+        if KEPT in current.kinds:
+            why = "the result of an op whose backward needs its output (sigmoid, tanh, exp, relu, softmax, ...)"
+        elif current.saved:
+            why = "after it was passed to an op that may keep it for backward (a layer, `*`, `@`, ...)"
+        else:
+            return
+        self.decisions[stmt] = (
+            f"in-place write into `{name}[...]`, {why}: backward() fails; write into a copy "
+            f"(`{name} = {name}.clone()` before the first write) or build the tensor out of place",
+            False,
+            False,
+        )
+        # one finding for the tensor: the writes after this one change what is already changed
+        state[name] = replace(current, kinds=frozenset({FRESH}), saved=False)
 
     def reason(self, name: str, current: NameState) -> str | None:
         if not current.kinds <= TENSOR_KINDS or current.aliased:

@@ -525,6 +525,30 @@ def test_tfm201_a_view_kept_by_a_layer_then_updated_through_a_second_name_fails_
         out.sum().backward()
 
 
+def test_tfm201_writing_by_index_into_a_relu_output_fails_backward():
+    """AggMan96/RK-Net model.py (4eb0253, line 37): USAM's __call__ zeroes the border of a relu
+    output by slice assignment; relu's backward needs that output. Reported once, without a fix;
+    the replica shows the failure, and the same writes into a tensor nothing keeps train."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    kept, free = [c.source for c in rule.keeps if "class Attention" in c.source]
+    result = transform_source(kept, Settings(rules=(rule,), unsafe_fixes=True))
+    assert [(d.line, d.fix_available) for d in result.diagnostics] == [(11, False)]
+    assert not transform_source(free, Settings(rules=(rule,), unsafe_fixes=True)).diagnostics
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    for source, fails in ((kept, True), (free, False)):
+        namespace: dict = {"__name__": "tfm201_border"}
+        exec(compile(source, "keep.py", "exec"), namespace)
+        out = namespace["Attention"]()(x)
+        if fails:
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+        else:
+            out.sum().backward()
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
