@@ -582,6 +582,64 @@ class ContainerUses:
             isinstance(n.ctx, ast.Load) and isinstance(model.parent(n), ast.Call) and model.parent(n).func is n for n in reads
         )
 
+    def _passes_through_function(self, call: ast.AST, arg: ast.AST) -> bool:
+        """``to_device(self.layers[i])(h)``: the element is handed to a function of this file that
+        keeps nothing of it (it only calls it, calls its methods, or returns it, as
+        ``def to_device(m): return m.cuda()``), and what the call gives back is only called or
+        dropped: the same object is used, as a layer, whatever holds it."""
+        model = self.model
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            return False
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
+            return False
+        functions = model.local_functions(call.func)
+        if not functions or len(functions) != 1:
+            return False
+        func = functions[0]
+        if func.decorator_list or model.enclosing_class(func) is not None or isinstance(func, ast.AsyncFunctionDef):
+            return False
+        params = func.args.posonlyargs + func.args.args
+        if arg in call.args:
+            index = call.args.index(arg)
+            if index >= len(params):
+                return False
+            name = params[index].arg
+        else:
+            name = next((kw.arg for kw in call.keywords if kw.value is arg), None)
+            if name is None or name not in [p.arg for p in params + func.args.kwonlyargs]:
+                return False
+        scope = model.inner_scope(func)
+        if scope is None or len(scope.bindings.get(name, [])) != 1:
+            return False  # rebound in the function
+        returned = False
+        reads = [n for n in model.nodes(ast.Name, func) if n.id == name and isinstance(n.ctx, ast.Load)]
+        for read in reads:
+            if model.scope(read) is not scope:
+                return False  # read from a nested function or comprehension: out of sight
+            parent = model.parent(read)
+            if isinstance(parent, ast.Call) and parent.func is read:
+                continue
+            value: ast.AST = read
+            if isinstance(parent, ast.Attribute) and parent.value is read:
+                method_call = model.parent(parent)
+                if not (isinstance(method_call, ast.Call) and method_call.func is parent):
+                    return False  # an attribute read: its parameters may be stored elsewhere
+                if any(n.id == name for a in method_call.args for n in model.nodes(ast.Name, a)):
+                    return False
+                value = method_call
+            holder = model.parent(value)
+            if isinstance(holder, ast.Return):
+                returned = True
+            elif not isinstance(holder, ast.Expr):
+                return False
+        if not reads:
+            return False
+        if returned:
+            outer = model.parent(call)
+            if not (isinstance(outer, ast.Expr) or (isinstance(outer, ast.Call) and outer.func is call)):
+                return False  # what it gives back is kept or handed on
+        return True
+
     def _spread(self, expr: ast.AST) -> bool:
         """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
         kind, _, arg = cst_parent(self.model, expr)
@@ -597,7 +655,11 @@ class ContainerUses:
             return Verdict.ELSEWHERE
         # an element handed to other code or stored under another name gets registered there too
         if kind in ("Arg", "Element", "DictElement") and (self.holds_modules or kind != "Arg"):
-            if not (kind == "Arg" and (is_iterating_builtin(model, holder) or self._only_called_by_method(holder, sub))):
+            if not (kind == "Arg" and (
+                is_iterating_builtin(model, holder)
+                or self._only_called_by_method(holder, sub)
+                or self._passes_through_function(holder, sub)
+            )):
                 self.reason = "an element is handed to other code"
                 return Verdict.ELSEWHERE
         if kind == "Assign":

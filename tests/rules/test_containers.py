@@ -392,3 +392,62 @@ def test_tfm101_layers_a_helper_method_calls_are_trained_only_after_the_fix():
             out.sum().backward()
             assert encoder.bridge[0].weight.grad is not None
     assert counts == {"before": 0, "after": 4}
+
+
+# -- TFM102: layers in a dict keyed 'name%d' % i, run through a device helper -----------------
+
+# modelled on xiaxin1998/COTREC model.py (commit 5a4884746329bca804b1f9c508b37498812ba355,
+# lines 15-35: ItemConv keeps nn.Linear weights in a dict keyed 'weight_item%d' % (i) and runs each
+# through trans_to_cuda(...) in forward); a small replica, not the original code
+ITEM_CONV = '''
+import torch
+import torch.nn as nn
+
+
+def on_device(variable):
+    if torch.cuda.is_available():
+        return variable.cuda()
+    return variable
+
+
+class ItemConv(nn.Module):
+    def __init__(self, layers, size=4):
+        super().__init__()
+        self.layers = layers
+        self.w_item = {}
+        for i in range(self.layers):
+            self.w_item['weight_item%d' % (i)] = nn.Linear(size, size, bias=False)
+
+    def forward(self, h):
+        for i in range(self.layers):
+            h = torch.tanh(on_device(self.w_item['weight_item%d' % (i)])(h))
+        return h
+'''
+
+
+def test_tfm102_percent_keyed_layers_run_through_a_helper_are_trained_only_after_the_fix():
+    from rule_helpers import fixed, run
+
+    after_source = fixed(ITEM_CONV, "TFM102")
+    assert "self.w_item = nn.ModuleDict()" in after_source
+    models = {}
+    for which, source in (("before", ITEM_CONV), ("after", after_source)):
+        torch.manual_seed(0)
+        models[which] = run(source, f"tfm102_itemconv_{which}")["ItemConv"](2)
+    before, after = models["before"], models["after"]
+    h = torch.randn(3, 4)
+    assert torch.equal(before(h), after(h))  # same layers, same output
+    assert n_params(before) == 0 and n_params(after) == 2 * 16
+    assert set(after.state_dict()) == {"w_item.weight_item0.weight", "w_item.weight_item1.weight"}
+    assert before.state_dict() == {}
+    after.to(torch.float64)
+    assert after.w_item["weight_item0"].weight.dtype == torch.float64
+    before.to(torch.float64)
+    assert before.w_item["weight_item0"].weight.dtype == torch.float32
+    for model in (before, after):
+        weights = [model.w_item[k].weight for k in ("weight_item0", "weight_item1")]
+        old = snapshot(weights)
+        if list(model.parameters()):
+            sgd_step(model, lambda m: m(torch.randn(3, 4, dtype=torch.float64)).pow(2).sum())
+        moved = [not torch.equal(o, w.detach()) for o, w in zip(old, weights)]
+        assert all(moved) if model is after else not any(moved)
