@@ -324,6 +324,36 @@ def _binding_done(model: SemanticModel, binding) -> tuple[int, int]:
     return (holder.end_lineno or holder.lineno, holder.end_col_offset or 0)
 
 
+def element_alias_reads(model: SemanticModel, assign: ast.AST) -> list[ast.Name] | None:
+    """``layer = self.layers[i]`` in a function, where ``layer`` has no other binding and every
+    read of it calls it (``layer(h)``) or one of its methods (``layer.forward(h)``), the result
+    not stored on an object (returning it is as returning ``self.layers[i]``): the reads, or None when the element may be kept
+    or handed on under that name."""
+    if not (isinstance(assign, ast.Assign) and len(assign.targets) == 1 and isinstance(assign.targets[0], ast.Name)):
+        return None
+    name = assign.targets[0]
+    scope = model.scope(name)
+    if scope.kind == "module" or len(scope.bindings.get(name.id, [])) != 1:
+        return None
+    home = model.enclosing_function(assign)
+    reads = local_references(model, scope, name.id)
+    for read in reads:
+        if model.enclosing_function(read) is not home:
+            return None
+        parent = model.parent(read)
+        if isinstance(parent, ast.Call) and parent.func is read:
+            continue
+        call = model.parent(parent)
+        if not (isinstance(parent, ast.Attribute) and parent.value is read and isinstance(call, ast.Call) and call.func is parent):
+            return None
+        holder = model.parent(call)
+        if isinstance(holder, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and not all(
+            isinstance(t, ast.Name) for t in getattr(holder, "targets", [getattr(holder, "target", None)])
+        ):
+            return None  # a method's result (``layer.cuda()`` is the layer) stored on an object
+    return reads
+
+
 def module_valued_local(model: SemanticModel, expr: ast.AST, is_element: Callable[[ast.AST], bool]) -> bool:
     """``expr`` is a local name bound only to module constructions and used nowhere else but as
     the receiver of attribute reads (``layer.weight``)."""
@@ -662,9 +692,11 @@ class ContainerUses:
             )):
                 self.reason = "an element is handed to other code"
                 return Verdict.ELSEWHERE
-        if kind == "Assign":
+        if kind == "Assign" and element_alias_reads(model, holder) is None:
             self.reason = "an element is stored under another name"
             return Verdict.ELSEWHERE
+        if kind == "Assign":
+            return Verdict.OK  # a local name for the element, only run or asked for its methods
         parts = subscript_elements(model, sub)
         sliced = any(isinstance(part, ast.Slice) for part in parts)
         if kind == "BinaryOperation" and sliced:
@@ -882,6 +914,10 @@ class ContainerRule(Rule):
                 holder = model.parent(parent)
                 if isinstance(holder, ast.Call) and holder.func is parent:
                     return True
+            if isinstance(parent, ast.Subscript) and parent.value is use:
+                reads = element_alias_reads(model, model.parent(parent))
+                if reads and any(_runs(model, read) for read in reads):
+                    return True
             loop = parent
             if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in ("enumerate", "zip", "reversed"):
                 loop = model.parent(parent)
@@ -949,6 +985,18 @@ class ContainerRule(Rule):
             unsafe=unsafe,
         )
         self.report(site.assign, message, fix, (f"{site.attr}.*",))
+
+
+def _runs(model: SemanticModel, name: ast.Name) -> bool:
+    """``name(h)`` or ``name.forward(h)``: the value is run as a layer."""
+    parent = model.parent(name)
+    if isinstance(parent, ast.Call) and parent.func is name:
+        return True
+    call = model.parent(parent)
+    return (
+        isinstance(parent, ast.Attribute) and parent.attr == "forward"
+        and isinstance(call, ast.Call) and call.func is parent
+    )
 
 
 # -- the change (LibCST) -------------------------------------------------------------

@@ -185,6 +185,27 @@ class ModuleListRule(ContainerRule):
                 "        return self._bottle(self.bridge[0], h)\n"
             ),
         ),
+        # an element given a local name that is only run
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+                "    def forward(self, h, i=0):\n"
+                "        stage = self.stages[i]\n"
+                "        return stage.forward(h) + stage(h)\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.stages = nn.ModuleList([nn.Linear(4, 4) for _ in range(n)])\n"
+                "    def forward(self, h, i=0):\n"
+                "        stage = self.stages[i]\n"
+                "        return stage.forward(h) + stage(h)\n"
+            ),
+        ),
     )
     keeps = (
         # registered by name already: converting would add a second set of state_dict keys
@@ -301,6 +322,27 @@ class ModuleListRule(ContainerRule):
             "        self.schedules = [Warmup(i) for i in range(n)]\n"
             "    def forward(self, x):\n        return x * len(self.schedules)\n",
         ),
+    )
+
+    keeps += (
+        # the local name for an element is stored: it may be registered there
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+            "        first = self.stages[0]\n"
+            "        self.head = first\n"
+        )),
+        # a method result kept on self (`.cuda()` gives the layer back)
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+            "        first = self.stages[0]\n"
+            "        self.head = first.float()\n"
+        )),
     )
 
     def check_site(self, site: SelfAssignment) -> None:

@@ -451,3 +451,71 @@ def test_tfm102_percent_keyed_layers_run_through_a_helper_are_trained_only_after
             sgd_step(model, lambda m: m(torch.randn(3, 4, dtype=torch.float64)).pow(2).sum())
         moved = [not torch.equal(o, w.detach()) for o, w in zip(old, weights)]
         assert all(moved) if model is after else not any(moved)
+
+
+# -- TFM101: a list of layers of another file, run through a local name, moved by a hand-written to()
+
+# modelled on plenoptic-org/plenoptic src/plenoptic/simulate/models/portilla_simoncelli.py
+# (commit d918a420156f70ee5cb9bede4b1cddfd36f61e4c, lines 90-100 and 1181-1220: per-scale pyramid
+# modules of another file kept in a list, run as `pyr = self.pyrs[i]; pyr.forward(x)`, and a
+# hand-written to() that rebuilds the list); a small replica, not the original code
+PYRAMIDS = '''
+import torch
+import torch.nn as nn
+from pyramid_replica import Pyramid
+
+
+class Stats(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.pyrs = [Pyramid(i + 1) for i in range(n)]
+
+    def forward(self, x, scale=0):
+        pyr = self.pyrs[scale]
+        return pyr.forward(x)
+
+    def to(self, *args, **kwargs):
+        self.pyrs = [pyr.to(*args, **kwargs) for pyr in self.pyrs]
+        return super().to(*args, **kwargs)
+'''
+
+
+class _Pyramid(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.register_buffer("filt", torch.ones(size))
+
+    def forward(self, x):
+        return x * self.filt.sum()
+
+
+def test_tfm101_layers_of_another_file_moved_by_a_handwritten_to_are_reported_not_wrapped(monkeypatch):
+    """The pyramids are run as layers (through a local name), so the list is reported; the
+    class's own to() assigns a new list to the attribute, which an nn.ModuleList would refuse
+    (TypeError), so no fix is offered."""
+    import sys
+    import types
+
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    replica = types.ModuleType("pyramid_replica")
+    replica.Pyramid = _Pyramid
+    monkeypatch.setitem(sys.modules, "pyramid_replica", replica)
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(PYRAMIDS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == PYRAMIDS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "assigned more than once" in finding.message
+
+    from rule_helpers import run
+
+    before = run(PYRAMIDS, "tfm101_pyramids_before")["Stats"](2)
+    before.double()  # the bug: .double()/.half()/.cuda() do not reach the pyramids
+    assert before.pyrs[0].filt.dtype == torch.float32
+    assert "pyrs.0.filt" not in before.state_dict()
+    naive = run(PYRAMIDS.replace("self.pyrs = [Pyramid", "self.pyrs = nn.ModuleList([Pyramid").replace(
+        "range(n)]", "range(n)])"), "tfm101_pyramids_naive")["Stats"](2)
+    assert "pyrs.0.filt" in naive.state_dict()
+    with pytest.raises(TypeError):
+        naive.to(torch.float64)  # the hand-written to() assigns a list over the registered container
