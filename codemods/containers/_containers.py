@@ -855,18 +855,20 @@ class ContainerRule(Rule):
     _elements: list | tuple = ()
     _unknown: list | tuple = ()
     _lenient: bool = False
+    # why an element accepted as the container's kind still keeps the fix away (first one wins)
+    _doubts: list | tuple = ()
 
     def check(self) -> None:
         for cls, is_module in self.model.module_classes.items():
             if is_module:
                 for site in self_assignments(self.model, cls):
-                    self._elements, self._unknown, self._lenient = [], [], False
+                    self._elements, self._unknown, self._lenient, self._doubts = [], [], False, []
                     before = len(self.findings)
                     self.check_site(site)
                     if len(self.findings) == before and self.holds_modules:
                         # again, taking instances of classes defined elsewhere for layers: reported
                         # (never fixed) where the class runs them as layers
-                        self._elements, self._unknown, self._lenient = [], [], True
+                        self._elements, self._unknown, self._lenient, self._doubts = [], [], True, []
                         self.check_site(site)
                         self._lenient = False
 
@@ -969,6 +971,9 @@ class ContainerRule(Rule):
         if self._unknown:
             self.report(site.assign, f"{message} (not fixed: their class is defined where the analysis cannot "
                         f"see; nn.{self.container} raises TypeError on anything that is not an nn.Module)")
+            return
+        if self._doubts:
+            self.report(site.assign, f"{message} (not fixed: {self._doubts[0]})")
             return
         if self.only_opaque_layers():
             self.report(site.assign, f"{message} (not fixed: no layer certainly holds a parameter, and registering "

@@ -519,3 +519,53 @@ def test_tfm101_layers_of_another_file_moved_by_a_handwritten_to_are_reported_no
     assert "pyrs.0.filt" in naive.state_dict()
     with pytest.raises(TypeError):
         naive.to(torch.float64)  # the hand-written to() assigns a list over the registered container
+
+
+# -- TFM103: parameters moved with .to() as they are appended -----------------------------
+
+# modelled on sh-lee-prml/BigVGAN models_bigvgan.py (commit 37e49f36e50134de45b407bf2c6b1a61cea09329,
+# lines 99-107: Generator.alphas = [] filled with nn.Parameter(torch.ones(1, ch, 1)).to(rank));
+# a small replica, not the original code
+ALPHAS = '''
+import torch
+import torch.nn as nn
+
+
+class Snake(nn.Module):
+    def __init__(self, n, dtype=torch.float32):
+        super().__init__()
+        self.alphas = []
+        for i in range(n):
+            self.alphas.append(nn.Parameter(torch.ones(1, 4, 1)).to(dtype))
+
+    def forward(self, x):
+        for a in self.alphas:
+            x = x + (1 / a) * torch.sin(a * x) ** 2
+        return x
+'''
+
+
+def test_tfm103_parameters_moved_as_they_are_appended_are_reported_not_wrapped():
+    """The alphas are never registered (no optimizer of model.parameters() trains them), so the
+    list is reported; `.to()` gives the parameter back on its own device and dtype but a plain
+    tensor copy on another one, which nn.ParameterList would turn into a new, detached parameter:
+    no fix is offered."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM103")
+    result = transform_source(ALPHAS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == ALPHAS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "plain tensor" in finding.message
+
+    snake = run(ALPHAS, "tfm103_alphas_before")["Snake"](2)
+    assert list(snake.parameters()) == [] and snake.state_dict() == {}  # the bug
+    assert all(isinstance(a, nn.Parameter) for a in snake.alphas)  # same dtype: the parameters
+    cast = run(ALPHAS, "tfm103_alphas_cast")["Snake"](2, torch.float64)
+    assert not any(isinstance(a, nn.Parameter) for a in cast.alphas)  # another dtype: plain copies
+    assert all(a.grad_fn is not None for a in cast.alphas)
+    naive = run(ALPHAS.replace("self.alphas = []", "self.alphas = nn.ParameterList()"), "tfm103_alphas_naive")
+    wrapped = naive["Snake"](2, torch.float64)
+    assert all(isinstance(a, nn.Parameter) and a.grad_fn is None for a in wrapped.alphas)
