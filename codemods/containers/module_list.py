@@ -9,6 +9,7 @@ from torchfix_mod.codemods.containers._containers import (
     ContainerUses,
     SelfAssignment,
     call_args,
+    declared_modules,
     local_references,
     start,
 )
@@ -325,6 +326,41 @@ class ModuleListRule(ContainerRule):
     )
 
     keeps += (
+        # modules the caller hands in, declared as such and run here: reported, not wrapped (a
+        # caller may pass plain callables, which nn.ModuleList refuses)
+        KeepCase(
+            "from typing import Tuple\nfrom torch import Tensor, nn\n\n"
+            "class MultiInput(nn.Module):\n    def __init__(self, *modules: nn.Module) -> None:\n        super().__init__()\n"
+            "        self.modules_list = modules\n"
+            "    def forward(self, *inputs: Tuple[Tensor]) -> Tensor:\n        x = self.modules_list[0](*inputs)\n"
+            "        for module in self.modules_list[1:]:\n            x = module(x)\n        return x\n",
+            reported=True,
+        ),
+        KeepCase(_case(
+            "class Shape(nn.Module):\n    def sdf(self, q):\n        return q\n\n"
+            "class Difference(Shape):\n    def __init__(self, base: Shape, *subtract: Shape):\n        super().__init__()\n"
+            "        self.base = base\n        self.subtract = list(subtract)\n"
+            "    def sdf(self, q):\n        d = self.subtract[0].sdf(q)\n        for s in self.subtract[1:]:\n"
+            "            d = torch.minimum(d, s.sdf(q))\n        return torch.maximum(self.base.sdf(q), -d)\n"
+        ), reported=True),
+        # appended after an isinstance test, or from a function of the file that checks it
+        KeepCase(_case(
+            "def build(spec):\n    layer = spec()\n    if not isinstance(layer, nn.Module):\n        raise ValueError(spec)\n    return layer\n\n"
+            "class Merge(nn.Module):\n    def __init__(self, layers):\n        super().__init__()\n        self.layers = []\n"
+            "        for layer in layers:\n            if isinstance(layer, nn.Module):\n                self.layers.append(layer)\n"
+            "            else:\n                self.layers.append(build(layer))\n"
+            "    def forward(self, x):\n        return torch.cat([layer(x) for layer in self.layers], -1)\n"
+        ), reported=True),
+        # handed in and kept, never used here: nothing shows they should train with this module
+        KeepCase(_case(
+            "class Holder(nn.Module):\n    def __init__(self, *models: nn.Module):\n        super().__init__()\n"
+            "        self.models = list(models)\n    def forward(self, x):\n        return x * len(self.models)\n"
+        )),
+        # a parameter without a declaration: may be anything callable
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *fns):\n        super().__init__()\n"
+            "        self.fns = fns\n    def forward(self, x):\n        for f in self.fns:\n            x = f(x)\n        return x\n"
+        )),
         # the local name for an element is stored: it may be registered there
         KeepCase(_case(
             "class Net(nn.Module):\n"
@@ -364,6 +400,10 @@ class ModuleListRule(ContainerRule):
             if not self._filled_with_modules(site, uses):
                 return
             self.conclude(site, uses, message, "empty")
+        elif self._lenient and self.holds_modules and self._handed_in(value):
+            # `self.layers = layers` / `list(layers)` of parameters declared to hold modules
+            self.from_outside(value)
+            self.conclude(site, uses, message, "call")
         elif isinstance(value, ast.Name):
             verdict = self._local_list(site, value)
             if verdict is None:
@@ -372,6 +412,17 @@ class ModuleListRule(ContainerRule):
                 self.conclude(site, uses, message, "call")
             else:
                 self.report(site.assign, f"{message} (not fixed: the local list `{value.id}` is used elsewhere)")
+
+    def _handed_in(self, value: ast.expr) -> bool:
+        """``layers``, ``list(layers)`` or ``tuple(layers)`` of a parameter declared to hold
+        nn.Modules (``*layers: nn.Module``, ``layers: List[nn.Module]``)."""
+        if (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("list", "tuple")
+            and self.model.qualified_names(value.func) == {f"builtins.{value.func.id}"}
+            and len(value.args) == 1 and not value.keywords
+        ):
+            value = value.args[0]
+        return declared_modules(self.model, value)
 
     def _filled_with_modules(self, site: SelfAssignment, uses: ContainerUses) -> bool:
         """``self.x = []`` followed in the same method by appends of modules."""
