@@ -569,3 +569,55 @@ def test_tfm103_parameters_moved_as_they_are_appended_are_reported_not_wrapped()
     naive = run(ALPHAS.replace("self.alphas = []", "self.alphas = nn.ParameterList()"), "tfm103_alphas_naive")
     wrapped = naive["Snake"](2, torch.float64)
     assert all(isinstance(a, nn.Parameter) and a.grad_fn is None for a in wrapped.alphas)
+
+
+# -- TFM101: modules handed in as *varargs and kept as a tuple or list --------------------
+
+# modelled on facebookresearch/fairscale fairscale/experimental/nn/distributed_pipeline/graph.py
+# (commit 1cc4c8370bb5b59dc7bae37575032494c09f365e, lines 16-29: `def __init__(self, *modules:
+# nn.Module)` stores `self.modules_list = modules` and runs them in forward); a small replica,
+# not the original code
+MULTI_INPUT = '''
+import torch
+from torch import nn
+
+
+class MultiInput(nn.Module):
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__()
+        self.modules_list = modules
+
+    def forward(self, *inputs):
+        x = self.modules_list[0](*inputs)
+        for module in self.modules_list[1:]:
+            x = module(x)
+        return x
+'''
+
+
+def test_tfm101_modules_handed_in_as_varargs_are_reported_not_wrapped():
+    """The stage's modules are missing from parameters() (the bug); the finding comes without a
+    fix because the annotation does not bind callers: one passing a plain function works today
+    and would get a TypeError from nn.ModuleList."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(MULTI_INPUT, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == MULTI_INPUT
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "come from the caller" in finding.message
+
+    stage = run(MULTI_INPUT, "tfm101_multi_before")["MultiInput"](nn.Bilinear(2, 3, 4), nn.Linear(4, 1))
+    out = stage(torch.ones(5, 2), torch.ones(5, 3))
+    assert out.shape == (5, 1)
+    assert list(stage.parameters()) == [] and stage.state_dict() == {}  # the bug
+    stage.to(torch.float64)
+    assert stage.modules_list[1].weight.dtype == torch.float32
+    naive_source = MULTI_INPUT.replace("self.modules_list = modules", "self.modules_list = nn.ModuleList(modules)")
+    naive = run(naive_source, "tfm101_multi_naive")["MultiInput"]
+    assert len(list(naive(nn.Linear(2, 2)).parameters())) == 2  # what the wrap would register
+    run(MULTI_INPUT, "tfm101_multi_fn")["MultiInput"](torch.relu, torch.tanh)(torch.ones(2))  # works today
+    with pytest.raises(TypeError):
+        naive(torch.relu, torch.tanh)
