@@ -186,7 +186,7 @@ class ModuleDictRule(ContainerRule):
     `train`, `training`, `forward`, `parameters`, `state_dict`, ...: these raise
     `KeyError` at construction; an int key raises `TypeError`). Keys proven so
     are string literals, loop variables over a list or tuple of such literals,
-    and f-strings or `str(i)` built from constant text and ints (a `range` loop
+    and f-strings, `'text%d' % i` or `str(i)` built from constant text and ints (a `range` loop
     variable, an `enumerate` index, `len(...)`), checked against every attribute
     name (`f"t{i}"` gives `t0`, `t1`, ..., never `to`).
 

@@ -65,7 +65,11 @@ class ModuleListRule(ContainerRule):
     what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
     `clear`, `copy`, `pop()` without an index, `insert` at a computed or
     negative index, `other + self.layers`, `==`), lists assigned more than once,
-    lists assigned before `nn.Module.__init__` runs, and lists whose layers
+    lists assigned before `nn.Module.__init__` runs, modules the caller hands
+    in that the program declares or checks are modules (`*layers: nn.Module`,
+    `List[nn.Module]`, an `isinstance` test, a function of the file that
+    returns only checked modules) and runs or calls methods of (a caller may
+    pass plain callables, which `nn.ModuleList` refuses), and lists whose layers
     certainly hold no parameter but may hold buffers or what the analysis cannot
     see (a class of the file wrapping another library's transform): registering
     them trains nothing, adds state_dict keys that a strict load of an existing
@@ -385,7 +389,7 @@ class ModuleListRule(ContainerRule):
         value = site.value
         uses = self.uses(site)
         message = (
-            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, ast.Tuple) else 'list'}: "
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if self._is_tuple(value) else 'list'}: "
             f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
         if isinstance(value, (ast.List, ast.Tuple)) and value.elts:
@@ -412,6 +416,19 @@ class ModuleListRule(ContainerRule):
                 self.conclude(site, uses, message, "call")
             else:
                 self.report(site.assign, f"{message} (not fixed: the local list `{value.id}` is used elsewhere)")
+
+    def _is_tuple(self, value: ast.expr) -> bool:
+        """A tuple literal, ``tuple(...)``, or the ``*args`` tuple itself."""
+        if isinstance(value, ast.Tuple):
+            return True
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            return self.model.qualified_names(value.func) == {"builtins.tuple"}
+        if isinstance(value, ast.Name):
+            bindings = self.model.scope(value).resolve(value.id)
+            scope_node = bindings[0].scope.node if len(bindings) == 1 else None
+            args = getattr(scope_node, "args", None)
+            return bool(args) and bindings[0].node is args.vararg
+        return False
 
     def _handed_in(self, value: ast.expr) -> bool:
         """``layers``, ``list(layers)`` or ``tuple(layers)`` of a parameter declared to hold

@@ -48,7 +48,9 @@ class ParameterListRule(ModuleListRule):
     Left alone: lists of parameters collected from other modules
     (`[m.weight for m in ...]`, `list(self.parameters())`), which are
     registered already. Reported without a fix: lists using `insert` or `pop`
-    (`nn.ParameterList` has neither) or other list-only methods.
+    (`nn.ParameterList` has neither) or other list-only methods, and lists of
+    `nn.Parameter(...).to(...)` (on another device or dtype that is a plain
+    tensor copy, which `nn.ParameterList` would make a new parameter).
     """
 
     code = "TFM103"
