@@ -621,3 +621,73 @@ def test_tfm101_modules_handed_in_as_varargs_are_reported_not_wrapped():
     run(MULTI_INPUT, "tfm101_multi_fn")["MultiInput"](torch.relu, torch.tanh)(torch.ones(2))  # works today
     with pytest.raises(TypeError):
         naive(torch.relu, torch.tanh)
+
+
+# -- TFM101: layers appended after an isinstance test or from a checking factory ----------
+
+# modelled on asyml/texar-pytorch texar/core/layers.py (commit e72a966f93d11f6fcf033dae53b11c9b9f1103a0,
+# lines 466-510 and 636-660: get_layer raises unless its result is an nn.Module; MergeLayer starts
+# self._layers as None, then fills [] with isinstance-checked layers or get_layer(...) results, and a
+# property returns it); a small replica, not the original code
+MERGE = '''
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+
+def get_layer(spec):
+    if isinstance(spec, dict):
+        layer = nn.Sequential()
+        for i, size in enumerate(spec["sizes"]):
+            layer.add_module(str(i), nn.Linear(size, size))
+    else:
+        layer = spec
+    if not isinstance(layer, nn.Module):
+        raise ValueError("layer must be an nn.Module")
+    return layer
+
+
+class Merge(nn.Module):
+    def __init__(self, layers: Optional[list] = None):
+        super().__init__()
+        self._layers: Optional[List[nn.Module]] = None
+        if layers is not None:
+            self._layers = []
+            for layer in layers:
+                if isinstance(layer, nn.Module):
+                    self._layers.append(layer)
+                else:
+                    self._layers.append(get_layer(layer))
+
+    def forward(self, x):
+        return torch.cat([layer(x) for layer in self._layers], dim=-1)
+
+    @property
+    def layers(self):
+        return self._layers
+'''
+
+
+def test_tfm101_checked_layers_appended_to_a_none_started_list_are_reported():
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(MERGE, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == MERGE
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "_layers" in finding.message
+
+    merge = run(MERGE, "tfm101_merge_before")["Merge"]([nn.Linear(3, 2), {"sizes": [3]}])
+    assert merge(torch.ones(4, 3)).shape == (4, 5)
+    assert list(merge.parameters()) == [] and merge.state_dict() == {}  # the bug
+    merge.to(torch.float64)
+    assert merge.layers[0].weight.dtype == torch.float32
+    naive = run(MERGE.replace("self._layers = []", "self._layers = nn.ModuleList()"), "tfm101_merge_naive")["Merge"](
+        [nn.Linear(3, 2), {"sizes": [3]}]
+    )
+    assert len(list(naive.parameters())) == 4  # what registering them gives
+    naive.to(torch.float64)
+    assert naive.layers[0].weight.dtype == torch.float64
