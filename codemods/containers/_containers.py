@@ -324,6 +324,243 @@ def _binding_done(model: SemanticModel, binding) -> tuple[int, int]:
     return (holder.end_lineno or holder.lineno, holder.end_col_offset or 0)
 
 
+def element_alias_reads(model: SemanticModel, assign: ast.AST) -> list[ast.Name] | None:
+    """``layer = self.layers[i]`` in a function, where ``layer`` has no other binding and every
+    read of it calls it (``layer(h)``) or one of its methods (``layer.forward(h)``), the result
+    not stored on an object (returning it is as returning ``self.layers[i]``): the reads, or None when the element may be kept
+    or handed on under that name."""
+    if not (isinstance(assign, ast.Assign) and len(assign.targets) == 1 and isinstance(assign.targets[0], ast.Name)):
+        return None
+    name = assign.targets[0]
+    scope = model.scope(name)
+    if scope.kind == "module" or len(scope.bindings.get(name.id, [])) != 1:
+        return None
+    home = model.enclosing_function(assign)
+    reads = local_references(model, scope, name.id)
+    for read in reads:
+        if model.enclosing_function(read) is not home:
+            return None
+        parent = model.parent(read)
+        if isinstance(parent, ast.Call) and parent.func is read:
+            continue
+        call = model.parent(parent)
+        if not (isinstance(parent, ast.Attribute) and parent.value is read and isinstance(call, ast.Call) and call.func is parent):
+            return None
+        holder = model.parent(call)
+        if isinstance(holder, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and not all(
+            isinstance(t, ast.Name) for t in getattr(holder, "targets", [getattr(holder, "target", None)])
+        ):
+            return None  # a method's result (``layer.cuda()`` is the layer) stored on an object
+    return reads
+
+
+_SEQUENCE_TYPES = frozenset(
+    f"{module}.{name}" for module in ("typing", "collections.abc") for name in ("List", "Sequence", "Tuple", "Iterable", "Collection")
+) | {"builtins.list", "builtins.tuple", "typing.Optional"}
+
+
+def _declares_modules(model: SemanticModel, annotation: ast.AST | None, sequence: bool) -> bool:
+    """``annotation`` names an nn.Module class (``sequence``: a list, tuple or sequence of them,
+    ``Optional[...]`` allowed)."""
+    if annotation is None:
+        return False
+    if isinstance(annotation, ast.Subscript):
+        qnames = model.qualified_names(annotation.value)
+        if not qnames or not qnames <= _SEQUENCE_TYPES:
+            return False
+        if qnames == {"typing.Optional"}:
+            return _declares_modules(model, annotation.slice, sequence)
+        if not sequence:
+            return False
+        parts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        if len(parts) == 2 and isinstance(parts[1], ast.Constant) and parts[1].value is Ellipsis:
+            parts = parts[:1]
+        return bool(parts) and all(_declares_modules(model, part, False) for part in parts)
+    return not sequence and model.is_module_class_expr(annotation)
+
+
+def _only_param(model: SemanticModel, name: ast.Name) -> tuple[ast.arg, ast.arguments] | None:
+    """The parameter ``name`` reads, when it is its only binding."""
+    bindings = model.scope(name).resolve(name.id)
+    if len(bindings) != 1 or bindings[0].kind != "param" or not isinstance(bindings[0].node, ast.arg):
+        return None
+    arg = bindings[0].node
+    func = bindings[0].scope.node
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return None
+    return arg, func.args
+
+
+def declared_modules(model: SemanticModel, expr: ast.AST) -> bool:
+    """``expr`` is a parameter declared to hold nn.Modules: ``*layers: nn.Module`` or
+    ``layers: List[nn.Module]``."""
+    if not isinstance(expr, ast.Name):
+        return False
+    found = _only_param(model, expr)
+    if found is None:
+        return False
+    arg, args = found
+    if arg is args.vararg:
+        return _declares_modules(model, arg.annotation, False)
+    if arg is args.kwarg:
+        return False
+    return _declares_modules(model, arg.annotation, True)
+
+
+def declared_module_element(model: SemanticModel, expr: ast.AST) -> bool:
+    """``expr`` is the loop variable of ``for layer in layers`` over parameters declared to hold
+    nn.Modules, or a name tested with ``isinstance(name, nn.Module)`` around it."""
+    if not isinstance(expr, ast.Name):
+        return False
+    if _isinstance_guarded(model, expr):
+        return True
+    bindings = model.scope(expr).resolve(expr.id)
+    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+        return False
+    target = bindings[0].node
+    loop = model.parent(target)
+    return (
+        isinstance(loop, (ast.For, ast.comprehension)) and loop.target is target and declared_modules(model, loop.iter)
+    )
+
+
+def _isinstance_test(model: SemanticModel, test: ast.AST, name: str) -> bool:
+    """``isinstance(name, C)`` with C (or every class of a tuple C) an nn.Module class."""
+    if not (
+        isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "isinstance"
+        and model.qualified_names(test.func) == {"builtins.isinstance"} and len(test.args) == 2 and not test.keywords
+    ):
+        return False
+    subject, classes = test.args
+    if not (isinstance(subject, ast.Name) and subject.id == name):
+        return False
+    parts = classes.elts if isinstance(classes, ast.Tuple) else [classes]
+    return bool(parts) and all(model.is_module_class_expr(part) for part in parts)
+
+
+def _assigned_between(model: SemanticModel, name: str, after: ast.AST, before: ast.AST, within: ast.AST) -> bool:
+    return any(
+        isinstance(n.ctx, ast.Store) and n.id == name and start(after) < start(n) < start(before)
+        for n in model.nodes(ast.Name, within)
+    )
+
+
+def _isinstance_guarded(model: SemanticModel, name: ast.Name) -> bool:
+    """``name`` is read in the body of ``if isinstance(name, nn.Module):``, or after a
+    ``if not isinstance(name, nn.Module): raise ...`` of its function, not rebound in between."""
+    child: ast.AST = name
+    func = model.enclosing_function(name)
+    for anc in model.ancestors(name):
+        if anc is func:
+            break
+        if isinstance(anc, ast.If) and any(child is stmt for stmt in anc.body) and _isinstance_test(model, anc.test, name.id):
+            return not _assigned_between(model, name.id, anc, name, anc)
+        child = anc
+    if func is None:
+        return False
+    statement = model.statement(name)
+    for stmt in func.body:
+        if start(stmt) >= start(statement):
+            break
+        if (
+            isinstance(stmt, ast.If) and not stmt.orelse
+            and isinstance(stmt.test, ast.UnaryOp) and isinstance(stmt.test.op, ast.Not)
+            and _isinstance_test(model, stmt.test.operand, name.id)
+            and stmt.body and isinstance(stmt.body[-1], ast.Raise)
+            and not _assigned_between(model, name.id, stmt, name, func)
+        ):
+            return True
+    return False
+
+
+def proven_module(model: SemanticModel, expr: ast.AST) -> bool:
+    """A call of a function of this file whose every ``return`` gives an nn.Module: a module
+    construction, or a name the function has tested with ``isinstance(x, nn.Module)``."""
+    if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name)):
+        return False
+    functions = model.local_functions(expr.func)
+    if not functions or len(functions) != 1:
+        return False
+    func = functions[0]
+    if func.decorator_list or isinstance(func, ast.AsyncFunctionDef) or model.enclosing_class(func) is not None:
+        return False
+    returns = [r for r in model.nodes(ast.Return, func) if model.enclosing_function(r) is func]
+    if not returns or not isinstance(func.body[-1], (ast.Return, ast.Raise)):
+        return False  # it may end without a return: None
+    if any(model.enclosing_function(n) is func for kind in (ast.Yield, ast.YieldFrom) for n in model.nodes(kind, func)):
+        return False
+    return all(
+        r.value is not None and (model.is_module_construction(r.value) or (
+            isinstance(r.value, ast.Name) and _isinstance_guarded(model, r.value)
+        ))
+        for r in returns
+    )
+
+
+def _property_of(model: SemanticModel, ret: ast.Return) -> bool:
+    """``ret`` is the whole body (past a docstring) of a ``@property`` getter."""
+    func = model.parent(ret)
+    if not isinstance(func, ast.FunctionDef) or len(func.decorator_list) != 1:
+        return False
+    if model.qualified_names(func.decorator_list[0]) != {"builtins.property"}:
+        return False
+    body = func.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return body == [ret]
+
+
+def registering_calls(model: SemanticModel) -> str:
+    """Where the file registers modules by name: "" nowhere, "fresh" only by
+    ``add_module``/``register_module`` on a local of a function outside any class bound only to a
+    module construction there, "anywhere" otherwise (``self.add_module``, ``setattr``, ...)."""
+    key = "container_registering_calls"
+    if key in model.memo:
+        return model.memo[key]
+    found = ""
+    if model.called & REGISTERING_CALLS:
+        for call in model.nodes(ast.Call):
+            func = call.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if name not in REGISTERING_CALLS:
+                continue
+            if not (name in ("add_module", "register_module") and isinstance(func, ast.Attribute) and _fresh_local(model, func.value)):
+                found = "anywhere"
+                break
+            found = "fresh"
+    model.memo[key] = found
+    return found
+
+
+def _fresh_local(model: SemanticModel, receiver: ast.AST) -> bool:
+    """``receiver`` is a local of a function outside any class whose value there is a module
+    construction: the last binding before it, in a block around it, assigns one, and no binding
+    in a loop around both can come back to it."""
+    if not isinstance(receiver, ast.Name):
+        return False
+    func = model.enclosing_function(receiver)
+    if func is None or model.enclosing_class(func) is not None:
+        return False
+    scope = model.scope(receiver)
+    if model.inner_scope(func) is not scope:
+        return False
+    bindings = sorted(scope.bindings.get(receiver.id, []), key=lambda b: start(b.node))
+    earlier = [b for b in bindings if start(b.node) < start(receiver)]
+    if not earlier:
+        return False
+    node = earlier[-1].node
+    holder = model.parent(node)
+    if not (isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is node
+            and model.is_module_construction(holder.value)):
+        return False
+    around = set(model.ancestors(receiver))
+    if model.parent(holder) not in around:
+        return False  # assigned in a branch or loop the use may not follow
+    loops = [a for a in around if isinstance(a, (ast.For, ast.While, ast.AsyncFor))]
+    later = [b for b in bindings if start(b.node) > start(receiver)]
+    return not any(set(model.ancestors(b.node)) & set(loops) for b in later)
+
+
 def module_valued_local(model: SemanticModel, expr: ast.AST, is_element: Callable[[ast.AST], bool]) -> bool:
     """``expr`` is a local name bound only to module constructions and used nowhere else but as
     the receiver of attribute reads (``layer.weight``)."""
@@ -550,6 +787,8 @@ class ContainerUses:
             return self._fail("it is concatenated with values not known to be nn.Modules")
         if kind == "Expr":
             return Verdict.OK
+        if kind == "Return" and _property_of(model, parent):
+            return Verdict.OK  # read through a property: as reading the attribute itself
         if kind in ("Return", "Assign", "Element", "DictElement", "Yield", "Lambda", "StarredElement"):
             self.reason = "it is handed to other code"
             return Verdict.ELSEWHERE
@@ -582,6 +821,64 @@ class ContainerUses:
             isinstance(n.ctx, ast.Load) and isinstance(model.parent(n), ast.Call) and model.parent(n).func is n for n in reads
         )
 
+    def _passes_through_function(self, call: ast.AST, arg: ast.AST) -> bool:
+        """``to_device(self.layers[i])(h)``: the element is handed to a function of this file that
+        keeps nothing of it (it only calls it, calls its methods, or returns it, as
+        ``def to_device(m): return m.cuda()``), and what the call gives back is only called or
+        dropped: the same object is used, as a layer, whatever holds it."""
+        model = self.model
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            return False
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
+            return False
+        functions = model.local_functions(call.func)
+        if not functions or len(functions) != 1:
+            return False
+        func = functions[0]
+        if func.decorator_list or model.enclosing_class(func) is not None or isinstance(func, ast.AsyncFunctionDef):
+            return False
+        params = func.args.posonlyargs + func.args.args
+        if arg in call.args:
+            index = call.args.index(arg)
+            if index >= len(params):
+                return False
+            name = params[index].arg
+        else:
+            name = next((kw.arg for kw in call.keywords if kw.value is arg), None)
+            if name is None or name not in [p.arg for p in params + func.args.kwonlyargs]:
+                return False
+        scope = model.inner_scope(func)
+        if scope is None or len(scope.bindings.get(name, [])) != 1:
+            return False  # rebound in the function
+        returned = False
+        reads = [n for n in model.nodes(ast.Name, func) if n.id == name and isinstance(n.ctx, ast.Load)]
+        for read in reads:
+            if model.scope(read) is not scope:
+                return False  # read from a nested function or comprehension: out of sight
+            parent = model.parent(read)
+            if isinstance(parent, ast.Call) and parent.func is read:
+                continue
+            value: ast.AST = read
+            if isinstance(parent, ast.Attribute) and parent.value is read:
+                method_call = model.parent(parent)
+                if not (isinstance(method_call, ast.Call) and method_call.func is parent):
+                    return False  # an attribute read: its parameters may be stored elsewhere
+                if any(n.id == name for a in method_call.args for n in model.nodes(ast.Name, a)):
+                    return False
+                value = method_call
+            holder = model.parent(value)
+            if isinstance(holder, ast.Return):
+                returned = True
+            elif not isinstance(holder, ast.Expr):
+                return False
+        if not reads:
+            return False
+        if returned:
+            outer = model.parent(call)
+            if not (isinstance(outer, ast.Expr) or (isinstance(outer, ast.Call) and outer.func is call)):
+                return False  # what it gives back is kept or handed on
+        return True
+
     def _spread(self, expr: ast.AST) -> bool:
         """``*expr`` handed to a call (``nn.Sequential(*self.layers[1:])``) registers the modules there."""
         kind, _, arg = cst_parent(self.model, expr)
@@ -597,12 +894,18 @@ class ContainerUses:
             return Verdict.ELSEWHERE
         # an element handed to other code or stored under another name gets registered there too
         if kind in ("Arg", "Element", "DictElement") and (self.holds_modules or kind != "Arg"):
-            if not (kind == "Arg" and (is_iterating_builtin(model, holder) or self._only_called_by_method(holder, sub))):
+            if not (kind == "Arg" and (
+                is_iterating_builtin(model, holder)
+                or self._only_called_by_method(holder, sub)
+                or self._passes_through_function(holder, sub)
+            )):
                 self.reason = "an element is handed to other code"
                 return Verdict.ELSEWHERE
-        if kind == "Assign":
+        if kind == "Assign" and element_alias_reads(model, holder) is None:
             self.reason = "an element is stored under another name"
             return Verdict.ELSEWHERE
+        if kind == "Assign":
+            return Verdict.OK  # a local name for the element, only run or asked for its methods
         parts = subscript_elements(model, sub)
         sliced = any(isinstance(part, ast.Slice) for part in parts)
         if kind == "BinaryOperation" and sliced:
@@ -761,18 +1064,22 @@ class ContainerRule(Rule):
     _elements: list | tuple = ()
     _unknown: list | tuple = ()
     _lenient: bool = False
+    # why an element accepted as the container's kind still keeps the fix away (first one wins)
+    _doubts: list | tuple = ()
+    # values the caller hands in that the program shows are modules (second pass only)
+    _outside: list | tuple = ()
 
     def check(self) -> None:
         for cls, is_module in self.model.module_classes.items():
             if is_module:
                 for site in self_assignments(self.model, cls):
-                    self._elements, self._unknown, self._lenient = [], [], False
+                    self._elements, self._unknown, self._lenient, self._doubts, self._outside = [], [], False, [], []
                     before = len(self.findings)
                     self.check_site(site)
                     if len(self.findings) == before and self.holds_modules:
                         # again, taking instances of classes defined elsewhere for layers: reported
                         # (never fixed) where the class runs them as layers
-                        self._elements, self._unknown, self._lenient = [], [], True
+                        self._elements, self._unknown, self._lenient, self._doubts, self._outside = [], [], True, [], []
                         self.check_site(site)
                         self._lenient = False
 
@@ -788,7 +1095,16 @@ class ContainerRule(Rule):
         elif self._lenient and self._unknown_class_instance(expr):
             self._unknown.append(expr)
             return True
+        elif self._lenient and (proven_module(self.model, expr) or declared_module_element(self.model, expr)):
+            self.from_outside(expr)
+            return True
         return found
+
+    def from_outside(self, expr: ast.AST) -> None:
+        """``expr`` is a module the program proves or declares, built or chosen by other code."""
+        self._outside.append(expr)
+        self._doubts.append("the modules come from the caller: nn.ModuleList raises TypeError on anything that is "
+                            "not an nn.Module, and a caller may keep them out of training on purpose")
 
     def _unknown_class_instance(self, expr: ast.AST) -> bool:
         """A call of a class imported from code the run does not hold (``LayerNormLSTMCell(...)``):
@@ -808,10 +1124,19 @@ class ContainerRule(Rule):
             return False
         return not model.local_classes(func)
 
-    def _run_as_layers(self, site: SelfAssignment) -> bool:
+    def _run_as_layers(self, site: SelfAssignment, methods: bool = False) -> bool:
         """The class calls the container's elements on values: ``self.x[i](h)``, or a loop over
-        ``self.x`` (or ``zip``/``enumerate`` of it) that calls its loop variable."""
+        ``self.x`` (or a slice of it, or ``zip``/``enumerate`` of it) that calls its loop
+        variable. With ``methods``, calling one of an element's methods (``self.x[0].encode(h)``,
+        ``obj.encode(h)`` in the loop) counts too."""
         model = self.model
+
+        def runs(call: ast.Call, names: set[str]) -> bool:
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in names:
+                return True
+            return methods and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in names
+
         for use in model.attributes.get(site.attr, ()):
             if use is site.target or not isinstance(use.value, ast.Name):
                 continue
@@ -820,6 +1145,15 @@ class ContainerRule(Rule):
                 holder = model.parent(parent)
                 if isinstance(holder, ast.Call) and holder.func is parent:
                     return True
+                if methods and isinstance(holder, ast.Attribute) and holder.value is parent:
+                    call = model.parent(holder)
+                    if isinstance(call, ast.Call) and call.func is holder:
+                        return True
+                reads = element_alias_reads(model, holder)
+                if reads and any(_runs(model, read) for read in reads):
+                    return True
+                if isinstance(parent.slice, ast.Slice):
+                    use, parent = parent, holder  # a loop over a slice of it
             loop = parent
             if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in ("enumerate", "zip", "reversed"):
                 loop = model.parent(parent)
@@ -829,7 +1163,7 @@ class ContainerRule(Rule):
                 body = loop.body if isinstance(loop, ast.For) else [model.parent(loop)]
                 for stmt in body:
                     for call in model.nodes(ast.Call, stmt):
-                        if isinstance(call.func, ast.Name) and call.func.id in names:
+                        if runs(call, names):
                             return True
         return False
 
@@ -855,13 +1189,20 @@ class ContainerRule(Rule):
         model = self.model
         if self._unknown and not self._run_as_layers(site):
             return  # instances of a class defined elsewhere, not run as layers here: no evidence
+        if self._outside and not self._run_as_layers(site, methods=True):
+            return  # modules handed in and kept, not used here: perhaps kept apart on purpose
         verdict = uses.check(site.attr)
         if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
             return  # registered by the code it is handed to, or not a container of modules
-        if model.called & REGISTERING_CALLS or model.customizes_attribute_access(site.cls):
+        registering = registering_calls(model)
+        if registering == "anywhere" or model.customizes_attribute_access(site.cls):
             # modules may be registered by name elsewhere (add_module/setattr), or the
             # attribute reached through __getattr__/__dict__: converting could break either
             return
+        if registering == "fresh":
+            # only into a container a function of the file builds (`seq = nn.Sequential();
+            # seq.add_module(...)`): the finding stands, a wrap could name a module twice
+            self._doubts.append("the file registers modules by name into a container it builds, which may hold these")
         if verdict == Verdict.UNSUPPORTED:
             self.report(site.assign, f"{message} (not fixed: {uses.reason})")
             return
@@ -871,6 +1212,9 @@ class ContainerRule(Rule):
         if self._unknown:
             self.report(site.assign, f"{message} (not fixed: their class is defined where the analysis cannot "
                         f"see; nn.{self.container} raises TypeError on anything that is not an nn.Module)")
+            return
+        if self._doubts:
+            self.report(site.assign, f"{message} (not fixed: {self._doubts[0]})")
             return
         if self.only_opaque_layers():
             self.report(site.assign, f"{message} (not fixed: no layer certainly holds a parameter, and registering "
@@ -887,6 +1231,18 @@ class ContainerRule(Rule):
             unsafe=unsafe,
         )
         self.report(site.assign, message, fix, (f"{site.attr}.*",))
+
+
+def _runs(model: SemanticModel, name: ast.Name) -> bool:
+    """``name(h)`` or ``name.forward(h)``: the value is run as a layer."""
+    parent = model.parent(name)
+    if isinstance(parent, ast.Call) and parent.func is name:
+        return True
+    call = model.parent(parent)
+    return (
+        isinstance(parent, ast.Attribute) and parent.attr == "forward"
+        and isinstance(call, ast.Call) and call.func is parent
+    )
 
 
 # -- the change (LibCST) -------------------------------------------------------------

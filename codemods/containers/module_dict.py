@@ -87,6 +87,37 @@ def _is_int(model, node: ast.expr) -> bool:
     return False
 
 
+_PERCENT = re.compile(r"%(?:%|([dis]))")
+
+
+def _percent_parts(model, key: ast.BinOp) -> list[ast.expr] | None:
+    """``'layer%d' % i`` (or ``'%s_%d' % (i, j)``) as constant text and int parts, when the
+    format is a string literal whose only conversions are plain ``%d``/``%i``/``%s`` and every
+    value formatted is certainly an int; None otherwise."""
+    fmt = key.left
+    if not (isinstance(fmt, ast.Constant) and isinstance(fmt.value, str)):
+        return None
+    values = key.right.elts if isinstance(key.right, ast.Tuple) else [key.right]
+    if any(isinstance(v, ast.Starred) or not _is_int(model, v) for v in values):
+        return None
+    parts: list[ast.expr] = []
+    text, at, used = fmt.value, 0, 0
+    for match in _PERCENT.finditer(text):
+        parts.append(ast.Constant(text[at:match.start()]))
+        at = match.end()
+        if match.group(1) is None:
+            parts.append(ast.Constant("%"))
+            continue
+        if used >= len(values):
+            return None
+        parts.append(values[used])
+        used += 1
+    parts.append(ast.Constant(text[at:]))
+    if used != len(values) or "%" in "".join(p.value for p in parts if isinstance(p, ast.Constant) and p.value != "%"):
+        return None  # a conversion with flags, width or another type, or values left over
+    return [p for p in parts if not (isinstance(p, ast.Constant) and p.value == "")]
+
+
 def computed_key_problem(model, key: ast.expr, reserved: frozenset[str] = MODULE_DICT_ATTRIBUTES) -> str | None:
     """Why a computed key may be refused by ``nn.ModuleDict`` at construction (an int, a name
     with ``.``, an attribute of the container), or None when every value it can take is a
@@ -104,6 +135,10 @@ def computed_key_problem(model, key: ast.expr, reserved: frozenset[str] = MODULE
         parts = [key.args[0]]
     elif isinstance(key, ast.JoinedStr):
         parts = key.values
+    elif isinstance(key, ast.BinOp) and isinstance(key.op, ast.Mod):
+        parts = _percent_parts(model, key)
+        if parts is None:
+            return _COMPUTED
     else:
         return _COMPUTED
     pattern = ""
@@ -151,7 +186,7 @@ class ModuleDictRule(ContainerRule):
     `train`, `training`, `forward`, `parameters`, `state_dict`, ...: these raise
     `KeyError` at construction; an int key raises `TypeError`). Keys proven so
     are string literals, loop variables over a list or tuple of such literals,
-    and f-strings or `str(i)` built from constant text and ints (a `range` loop
+    and f-strings, `'text%d' % i` or `str(i)` built from constant text and ints (a `range` loop
     variable, an `enumerate` index, `len(...)`), checked against every attribute
     name (`f"t{i}"` gives `t0`, `t1`, ..., never `to`).
 
@@ -194,6 +229,20 @@ class ModuleDictRule(ContainerRule):
             _init("self.stages = {str(i): nn.Linear(4, 4) for i, _ in enumerate(names)}"),
             _init("self.stages = nn.ModuleDict({str(i): nn.Linear(4, 4) for i, _ in enumerate(names)})"),
         ),
+        # `%`-formatted int keys, and layers handed to a function of the file that only moves
+        # them and gives them back to be called (COTREC's item convolution)
+        FixCase(
+            "import torch\nimport torch.nn as nn\n\n"
+            "def on_device(m):\n    if torch.cuda.is_available():\n        return m.cuda()\n    return m\n\n"
+            "class Conv(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n        self.n = n\n"
+            "        self.w = {}\n        for i in range(n):\n            self.w['weight%d' % (i)] = nn.Linear(4, 4, bias=False)\n"
+            "    def forward(self, h):\n        for i in range(self.n):\n            h = on_device(self.w['weight%d' % i])(h)\n        return h\n",
+            "import torch\nimport torch.nn as nn\n\n"
+            "def on_device(m):\n    if torch.cuda.is_available():\n        return m.cuda()\n    return m\n\n"
+            "class Conv(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n        self.n = n\n"
+            "        self.w = nn.ModuleDict()\n        for i in range(n):\n            self.w['weight%d' % (i)] = nn.Linear(4, 4, bias=False)\n"
+            "    def forward(self, h):\n        for i in range(self.n):\n            h = on_device(self.w['weight%d' % i])(h)\n        return h\n",
+        ),
     )
     keeps = (
         KeepCase(_init("self.heads = {0: nn.Linear(4, 4), 1: nn.Linear(4, 4)}"), reported=True),
@@ -210,6 +259,15 @@ class ModuleDictRule(ContainerRule):
         KeepCase(_init("self.heads = {'cls': nn.Linear(4, 4)}", "self.seq = nn.Sequential(*self.heads.values())")),
         KeepCase(_init("self.heads = {'cls': nn.Linear(4, 4)}", "self.both = nn.ModuleDict(self.heads)")),
         KeepCase(_init("self.lookup = {}", "self.lookup['x'] = names")),
+        # `%5d` pads with spaces, `%r` quotes: no proven key
+        KeepCase(_init("self.heads = {}", "for i in range(3):", "    self.heads['h%5d' % i] = nn.Linear(4, 4)"), reported=True),
+        KeepCase(_init("self.heads = {'h%s' % n: nn.Linear(4, 4) for n in names}"), reported=True),
+        # a function that keeps what it is handed: it may register it elsewhere
+        KeepCase(
+            "import torch.nn as nn\n\nKEPT = []\n\ndef keep(m):\n    KEPT.append(m)\n    return m\n\n"
+            "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.heads = {'a': nn.Linear(4, 4)}\n    def forward(self, h):\n        return keep(self.heads['a'])(h)\n"
+        ),
     )
 
     def literal_wrap(self, value: ast.expr) -> str:

@@ -9,6 +9,7 @@ from torchfix_mod.codemods.containers._containers import (
     ContainerUses,
     SelfAssignment,
     call_args,
+    declared_modules,
     local_references,
     start,
 )
@@ -64,7 +65,11 @@ class ModuleListRule(ContainerRule):
     what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
     `clear`, `copy`, `pop()` without an index, `insert` at a computed or
     negative index, `other + self.layers`, `==`), lists assigned more than once,
-    lists assigned before `nn.Module.__init__` runs, and lists whose layers
+    lists assigned before `nn.Module.__init__` runs, modules the caller hands
+    in that the program declares or checks are modules (`*layers: nn.Module`,
+    `List[nn.Module]`, an `isinstance` test, a function of the file that
+    returns only checked modules) and runs or calls methods of (a caller may
+    pass plain callables, which `nn.ModuleList` refuses), and lists whose layers
     certainly hold no parameter but may hold buffers or what the analysis cannot
     see (a class of the file wrapping another library's transform): registering
     them trains nothing, adds state_dict keys that a strict load of an existing
@@ -185,6 +190,27 @@ class ModuleListRule(ContainerRule):
                 "        return self._bottle(self.bridge[0], h)\n"
             ),
         ),
+        # an element given a local name that is only run
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+                "    def forward(self, h, i=0):\n"
+                "        stage = self.stages[i]\n"
+                "        return stage.forward(h) + stage(h)\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self, n):\n"
+                "        super().__init__()\n"
+                "        self.stages = nn.ModuleList([nn.Linear(4, 4) for _ in range(n)])\n"
+                "    def forward(self, h, i=0):\n"
+                "        stage = self.stages[i]\n"
+                "        return stage.forward(h) + stage(h)\n"
+            ),
+        ),
     )
     keeps = (
         # registered by name already: converting would add a second set of state_dict keys
@@ -303,11 +329,67 @@ class ModuleListRule(ContainerRule):
         ),
     )
 
+    keeps += (
+        # modules the caller hands in, declared as such and run here: reported, not wrapped (a
+        # caller may pass plain callables, which nn.ModuleList refuses)
+        KeepCase(
+            "from typing import Tuple\nfrom torch import Tensor, nn\n\n"
+            "class MultiInput(nn.Module):\n    def __init__(self, *modules: nn.Module) -> None:\n        super().__init__()\n"
+            "        self.modules_list = modules\n"
+            "    def forward(self, *inputs: Tuple[Tensor]) -> Tensor:\n        x = self.modules_list[0](*inputs)\n"
+            "        for module in self.modules_list[1:]:\n            x = module(x)\n        return x\n",
+            reported=True,
+        ),
+        KeepCase(_case(
+            "class Shape(nn.Module):\n    def sdf(self, q):\n        return q\n\n"
+            "class Difference(Shape):\n    def __init__(self, base: Shape, *subtract: Shape):\n        super().__init__()\n"
+            "        self.base = base\n        self.subtract = list(subtract)\n"
+            "    def sdf(self, q):\n        d = self.subtract[0].sdf(q)\n        for s in self.subtract[1:]:\n"
+            "            d = torch.minimum(d, s.sdf(q))\n        return torch.maximum(self.base.sdf(q), -d)\n"
+        ), reported=True),
+        # appended after an isinstance test, or from a function of the file that checks it
+        KeepCase(_case(
+            "def build(spec):\n    layer = spec()\n    if not isinstance(layer, nn.Module):\n        raise ValueError(spec)\n    return layer\n\n"
+            "class Merge(nn.Module):\n    def __init__(self, layers):\n        super().__init__()\n        self.layers = []\n"
+            "        for layer in layers:\n            if isinstance(layer, nn.Module):\n                self.layers.append(layer)\n"
+            "            else:\n                self.layers.append(build(layer))\n"
+            "    def forward(self, x):\n        return torch.cat([layer(x) for layer in self.layers], -1)\n"
+        ), reported=True),
+        # handed in and kept, never used here: nothing shows they should train with this module
+        KeepCase(_case(
+            "class Holder(nn.Module):\n    def __init__(self, *models: nn.Module):\n        super().__init__()\n"
+            "        self.models = list(models)\n    def forward(self, x):\n        return x * len(self.models)\n"
+        )),
+        # a parameter without a declaration: may be anything callable
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *fns):\n        super().__init__()\n"
+            "        self.fns = fns\n    def forward(self, x):\n        for f in self.fns:\n            x = f(x)\n        return x\n"
+        )),
+        # the local name for an element is stored: it may be registered there
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+            "        first = self.stages[0]\n"
+            "        self.head = first\n"
+        )),
+        # a method result kept on self (`.cuda()` gives the layer back)
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self, n):\n"
+            "        super().__init__()\n"
+            "        self.stages = [nn.Linear(4, 4) for _ in range(n)]\n"
+            "        first = self.stages[0]\n"
+            "        self.head = first.float()\n"
+        )),
+    )
+
     def check_site(self, site: SelfAssignment) -> None:
         value = site.value
         uses = self.uses(site)
         message = (
-            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if isinstance(value, ast.Tuple) else 'list'}: "
+            f"`{site.self_arg}.{site.attr}` keeps {self.noun} in a Python {'tuple' if self._is_tuple(value) else 'list'}: "
             f"PyTorch does not register them (missing from parameters(), state_dict(), .to()); use nn.{self.container}"
         )
         if isinstance(value, (ast.List, ast.Tuple)) and value.elts:
@@ -322,6 +404,10 @@ class ModuleListRule(ContainerRule):
             if not self._filled_with_modules(site, uses):
                 return
             self.conclude(site, uses, message, "empty")
+        elif self._lenient and self.holds_modules and self._handed_in(value):
+            # `self.layers = layers` / `list(layers)` of parameters declared to hold modules
+            self.from_outside(value)
+            self.conclude(site, uses, message, "call")
         elif isinstance(value, ast.Name):
             verdict = self._local_list(site, value)
             if verdict is None:
@@ -330,6 +416,30 @@ class ModuleListRule(ContainerRule):
                 self.conclude(site, uses, message, "call")
             else:
                 self.report(site.assign, f"{message} (not fixed: the local list `{value.id}` is used elsewhere)")
+
+    def _is_tuple(self, value: ast.expr) -> bool:
+        """A tuple literal, ``tuple(...)``, or the ``*args`` tuple itself."""
+        if isinstance(value, ast.Tuple):
+            return True
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            return self.model.qualified_names(value.func) == {"builtins.tuple"}
+        if isinstance(value, ast.Name):
+            bindings = self.model.scope(value).resolve(value.id)
+            scope_node = bindings[0].scope.node if len(bindings) == 1 else None
+            args = getattr(scope_node, "args", None)
+            return bool(args) and bindings[0].node is args.vararg
+        return False
+
+    def _handed_in(self, value: ast.expr) -> bool:
+        """``layers``, ``list(layers)`` or ``tuple(layers)`` of a parameter declared to hold
+        nn.Modules (``*layers: nn.Module``, ``layers: List[nn.Module]``)."""
+        if (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("list", "tuple")
+            and self.model.qualified_names(value.func) == {f"builtins.{value.func.id}"}
+            and len(value.args) == 1 and not value.keywords
+        ):
+            value = value.args[0]
+        return declared_modules(self.model, value)
 
     def _filled_with_modules(self, site: SelfAssignment, uses: ContainerUses) -> bool:
         """``self.x = []`` followed in the same method by appends of modules."""

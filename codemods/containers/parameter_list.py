@@ -8,6 +8,9 @@ from torchfix_mod.codemods.containers.module_list import ModuleListRule
 from torchfix_mod.project import PARAMETER_CLASSES
 from torchfix_mod.rule import FixCase, KeepCase
 
+# Tensor methods that give the tensor back, or a copy moved or cast
+MOVES = frozenset({"to", "cuda", "cpu", "double", "float", "half", "bfloat16"})
+
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
 
@@ -45,7 +48,9 @@ class ParameterListRule(ModuleListRule):
     Left alone: lists of parameters collected from other modules
     (`[m.weight for m in ...]`, `list(self.parameters())`), which are
     registered already. Reported without a fix: lists using `insert` or `pop`
-    (`nn.ParameterList` has neither) or other list-only methods.
+    (`nn.ParameterList` has neither) or other list-only methods, and lists of
+    `nn.Parameter(...).to(...)` (on another device or dtype that is a plain
+    tensor copy, which `nn.ParameterList` would make a new parameter).
     """
 
     code = "TFM103"
@@ -76,10 +81,20 @@ class ParameterListRule(ModuleListRule):
         KeepCase(_init("self.all = list(self.parameters())")),
         KeepCase(_init("self.ws = [nn.Parameter(torch.ones(1))]", "self.ws.insert(0, nn.Parameter(torch.ones(1)))"), reported=True),
         KeepCase(_init("self.layers = [nn.Linear(2, 2)]")),
+        # on another device `.to()` gives a plain tensor copied from the parameter (BigVGAN's alphas)
+        KeepCase(_init("self.alphas = []", "for i in range(n):", "    self.alphas.append(nn.Parameter(torch.ones(1, 4, 1)).to(0))"), reported=True),
+        KeepCase(_init("self.alphas = [nn.Parameter(torch.ones(4)).to('cpu') for _ in range(n)]"), reported=True),
     )
 
     def is_element(self, expr: ast.AST) -> bool:
         if not isinstance(expr, ast.Call):
             return False
-        qnames = self.model.qualified_names(expr.func)
+        func = expr.func
+        if isinstance(func, ast.Attribute) and func.attr in MOVES and self.is_element(func.value):
+            # `nn.Parameter(t).to(device)`: the parameter itself on its own device, a plain
+            # (non-leaf) tensor copied from it on another; unregistered either way
+            self._doubts.append(f"`.{func.attr}()` of a new nn.Parameter gives a plain tensor when it moves or casts it, "
+                                "which nn.ParameterList would make a new parameter")
+            return True
+        qnames = self.model.qualified_names(func)
         return bool(qnames) and qnames <= PARAMETER_CLASSES

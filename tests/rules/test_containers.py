@@ -392,3 +392,302 @@ def test_tfm101_layers_a_helper_method_calls_are_trained_only_after_the_fix():
             out.sum().backward()
             assert encoder.bridge[0].weight.grad is not None
     assert counts == {"before": 0, "after": 4}
+
+
+# -- TFM102: layers in a dict keyed 'name%d' % i, run through a device helper -----------------
+
+# modelled on xiaxin1998/COTREC model.py (commit 5a4884746329bca804b1f9c508b37498812ba355,
+# lines 15-35: ItemConv keeps nn.Linear weights in a dict keyed 'weight_item%d' % (i) and runs each
+# through trans_to_cuda(...) in forward); a small replica, not the original code
+ITEM_CONV = '''
+import torch
+import torch.nn as nn
+
+
+def on_device(variable):
+    if torch.cuda.is_available():
+        return variable.cuda()
+    return variable
+
+
+class ItemConv(nn.Module):
+    def __init__(self, layers, size=4):
+        super().__init__()
+        self.layers = layers
+        self.w_item = {}
+        for i in range(self.layers):
+            self.w_item['weight_item%d' % (i)] = nn.Linear(size, size, bias=False)
+
+    def forward(self, h):
+        for i in range(self.layers):
+            h = torch.tanh(on_device(self.w_item['weight_item%d' % (i)])(h))
+        return h
+'''
+
+
+def test_tfm102_percent_keyed_layers_run_through_a_helper_are_trained_only_after_the_fix():
+    from rule_helpers import fixed, run
+
+    after_source = fixed(ITEM_CONV, "TFM102")
+    assert "self.w_item = nn.ModuleDict()" in after_source
+    models = {}
+    for which, source in (("before", ITEM_CONV), ("after", after_source)):
+        torch.manual_seed(0)
+        models[which] = run(source, f"tfm102_itemconv_{which}")["ItemConv"](2)
+    before, after = models["before"], models["after"]
+    h = torch.randn(3, 4)
+    assert torch.equal(before(h), after(h))  # same layers, same output
+    assert n_params(before) == 0 and n_params(after) == 2 * 16
+    assert set(after.state_dict()) == {"w_item.weight_item0.weight", "w_item.weight_item1.weight"}
+    assert before.state_dict() == {}
+    after.to(torch.float64)
+    assert after.w_item["weight_item0"].weight.dtype == torch.float64
+    before.to(torch.float64)
+    assert before.w_item["weight_item0"].weight.dtype == torch.float32
+    for model in (before, after):
+        weights = [model.w_item[k].weight for k in ("weight_item0", "weight_item1")]
+        old = snapshot(weights)
+        if list(model.parameters()):
+            sgd_step(model, lambda m: m(torch.randn(3, 4, dtype=torch.float64)).pow(2).sum())
+        moved = [not torch.equal(o, w.detach()) for o, w in zip(old, weights)]
+        assert all(moved) if model is after else not any(moved)
+
+
+# -- TFM101: a list of layers of another file, run through a local name, moved by a hand-written to()
+
+# modelled on plenoptic-org/plenoptic src/plenoptic/simulate/models/portilla_simoncelli.py
+# (commit d918a420156f70ee5cb9bede4b1cddfd36f61e4c, lines 90-100 and 1181-1220: per-scale pyramid
+# modules of another file kept in a list, run as `pyr = self.pyrs[i]; pyr.forward(x)`, and a
+# hand-written to() that rebuilds the list); a small replica, not the original code
+PYRAMIDS = '''
+import torch
+import torch.nn as nn
+from pyramid_replica import Pyramid
+
+
+class Stats(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.pyrs = [Pyramid(i + 1) for i in range(n)]
+
+    def forward(self, x, scale=0):
+        pyr = self.pyrs[scale]
+        return pyr.forward(x)
+
+    def to(self, *args, **kwargs):
+        self.pyrs = [pyr.to(*args, **kwargs) for pyr in self.pyrs]
+        return super().to(*args, **kwargs)
+'''
+
+
+class _Pyramid(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.register_buffer("filt", torch.ones(size))
+
+    def forward(self, x):
+        return x * self.filt.sum()
+
+
+def test_tfm101_layers_of_another_file_moved_by_a_handwritten_to_are_reported_not_wrapped(monkeypatch):
+    """The pyramids are run as layers (through a local name), so the list is reported; the
+    class's own to() assigns a new list to the attribute, which an nn.ModuleList would refuse
+    (TypeError), so no fix is offered."""
+    import sys
+    import types
+
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    replica = types.ModuleType("pyramid_replica")
+    replica.Pyramid = _Pyramid
+    monkeypatch.setitem(sys.modules, "pyramid_replica", replica)
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(PYRAMIDS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == PYRAMIDS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "assigned more than once" in finding.message
+
+    from rule_helpers import run
+
+    before = run(PYRAMIDS, "tfm101_pyramids_before")["Stats"](2)
+    before.double()  # the bug: .double()/.half()/.cuda() do not reach the pyramids
+    assert before.pyrs[0].filt.dtype == torch.float32
+    assert "pyrs.0.filt" not in before.state_dict()
+    naive = run(PYRAMIDS.replace("self.pyrs = [Pyramid", "self.pyrs = nn.ModuleList([Pyramid").replace(
+        "range(n)]", "range(n)])"), "tfm101_pyramids_naive")["Stats"](2)
+    assert "pyrs.0.filt" in naive.state_dict()
+    with pytest.raises(TypeError):
+        naive.to(torch.float64)  # the hand-written to() assigns a list over the registered container
+
+
+# -- TFM103: parameters moved with .to() as they are appended -----------------------------
+
+# modelled on sh-lee-prml/BigVGAN models_bigvgan.py (commit 37e49f36e50134de45b407bf2c6b1a61cea09329,
+# lines 99-107: Generator.alphas = [] filled with nn.Parameter(torch.ones(1, ch, 1)).to(rank));
+# a small replica, not the original code
+ALPHAS = '''
+import torch
+import torch.nn as nn
+
+
+class Snake(nn.Module):
+    def __init__(self, n, dtype=torch.float32):
+        super().__init__()
+        self.alphas = []
+        for i in range(n):
+            self.alphas.append(nn.Parameter(torch.ones(1, 4, 1)).to(dtype))
+
+    def forward(self, x):
+        for a in self.alphas:
+            x = x + (1 / a) * torch.sin(a * x) ** 2
+        return x
+'''
+
+
+def test_tfm103_parameters_moved_as_they_are_appended_are_reported_not_wrapped():
+    """The alphas are never registered (no optimizer of model.parameters() trains them), so the
+    list is reported; `.to()` gives the parameter back on its own device and dtype but a plain
+    tensor copy on another one, which nn.ParameterList would turn into a new, detached parameter:
+    no fix is offered."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM103")
+    result = transform_source(ALPHAS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == ALPHAS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "plain tensor" in finding.message
+
+    snake = run(ALPHAS, "tfm103_alphas_before")["Snake"](2)
+    assert list(snake.parameters()) == [] and snake.state_dict() == {}  # the bug
+    assert all(isinstance(a, nn.Parameter) for a in snake.alphas)  # same dtype: the parameters
+    cast = run(ALPHAS, "tfm103_alphas_cast")["Snake"](2, torch.float64)
+    assert not any(isinstance(a, nn.Parameter) for a in cast.alphas)  # another dtype: plain copies
+    assert all(a.grad_fn is not None for a in cast.alphas)
+    naive = run(ALPHAS.replace("self.alphas = []", "self.alphas = nn.ParameterList()"), "tfm103_alphas_naive")
+    wrapped = naive["Snake"](2, torch.float64)
+    assert all(isinstance(a, nn.Parameter) and a.grad_fn is None for a in wrapped.alphas)
+
+
+# -- TFM101: modules handed in as *varargs and kept as a tuple or list --------------------
+
+# modelled on facebookresearch/fairscale fairscale/experimental/nn/distributed_pipeline/graph.py
+# (commit 1cc4c8370bb5b59dc7bae37575032494c09f365e, lines 16-29: `def __init__(self, *modules:
+# nn.Module)` stores `self.modules_list = modules` and runs them in forward); a small replica,
+# not the original code
+MULTI_INPUT = '''
+import torch
+from torch import nn
+
+
+class MultiInput(nn.Module):
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__()
+        self.modules_list = modules
+
+    def forward(self, *inputs):
+        x = self.modules_list[0](*inputs)
+        for module in self.modules_list[1:]:
+            x = module(x)
+        return x
+'''
+
+
+def test_tfm101_modules_handed_in_as_varargs_are_reported_not_wrapped():
+    """The stage's modules are missing from parameters() (the bug); the finding comes without a
+    fix because the annotation does not bind callers: one passing a plain function works today
+    and would get a TypeError from nn.ModuleList."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(MULTI_INPUT, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == MULTI_INPUT
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "come from the caller" in finding.message
+
+    stage = run(MULTI_INPUT, "tfm101_multi_before")["MultiInput"](nn.Bilinear(2, 3, 4), nn.Linear(4, 1))
+    out = stage(torch.ones(5, 2), torch.ones(5, 3))
+    assert out.shape == (5, 1)
+    assert list(stage.parameters()) == [] and stage.state_dict() == {}  # the bug
+    stage.to(torch.float64)
+    assert stage.modules_list[1].weight.dtype == torch.float32
+    naive_source = MULTI_INPUT.replace("self.modules_list = modules", "self.modules_list = nn.ModuleList(modules)")
+    naive = run(naive_source, "tfm101_multi_naive")["MultiInput"]
+    assert len(list(naive(nn.Linear(2, 2)).parameters())) == 2  # what the wrap would register
+    run(MULTI_INPUT, "tfm101_multi_fn")["MultiInput"](torch.relu, torch.tanh)(torch.ones(2))  # works today
+    with pytest.raises(TypeError):
+        naive(torch.relu, torch.tanh)
+
+
+# -- TFM101: layers appended after an isinstance test or from a checking factory ----------
+
+# modelled on asyml/texar-pytorch texar/core/layers.py (commit e72a966f93d11f6fcf033dae53b11c9b9f1103a0,
+# lines 466-510 and 636-660: get_layer raises unless its result is an nn.Module; MergeLayer starts
+# self._layers as None, then fills [] with isinstance-checked layers or get_layer(...) results, and a
+# property returns it); a small replica, not the original code
+MERGE = '''
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+
+def get_layer(spec):
+    if isinstance(spec, dict):
+        layer = nn.Sequential()
+        for i, size in enumerate(spec["sizes"]):
+            layer.add_module(str(i), nn.Linear(size, size))
+    else:
+        layer = spec
+    if not isinstance(layer, nn.Module):
+        raise ValueError("layer must be an nn.Module")
+    return layer
+
+
+class Merge(nn.Module):
+    def __init__(self, layers: Optional[list] = None):
+        super().__init__()
+        self._layers: Optional[List[nn.Module]] = None
+        if layers is not None:
+            self._layers = []
+            for layer in layers:
+                if isinstance(layer, nn.Module):
+                    self._layers.append(layer)
+                else:
+                    self._layers.append(get_layer(layer))
+
+    def forward(self, x):
+        return torch.cat([layer(x) for layer in self._layers], dim=-1)
+
+    @property
+    def layers(self):
+        return self._layers
+'''
+
+
+def test_tfm101_checked_layers_appended_to_a_none_started_list_are_reported():
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(MERGE, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == MERGE
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "_layers" in finding.message
+
+    merge = run(MERGE, "tfm101_merge_before")["Merge"]([nn.Linear(3, 2), {"sizes": [3]}])
+    assert merge(torch.ones(4, 3)).shape == (4, 5)
+    assert list(merge.parameters()) == [] and merge.state_dict() == {}  # the bug
+    merge.to(torch.float64)
+    assert merge.layers[0].weight.dtype == torch.float32
+    naive = run(MERGE.replace("self._layers = []", "self._layers = nn.ModuleList()"), "tfm101_merge_naive")["Merge"](
+        [nn.Linear(3, 2), {"sizes": [3]}]
+    )
+    assert len(list(naive.parameters())) == 4  # what registering them gives
+    naive.to(torch.float64)
+    assert naive.layers[0].weight.dtype == torch.float64
