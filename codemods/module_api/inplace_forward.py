@@ -105,6 +105,9 @@ class NameState:
     # other names bound to this very tensor by `alias = name` and not rebound since: an in-place
     # update would show through them (`path = x; path = block(path)` leaves none)
     aliases: frozenset[str] = frozenset()
+    # for a name bound by `alias = name`: that statement (a write into the alias may be meant
+    # for a copy the statement does not make)
+    copied_at: ast.stmt | None = None
 
 
 State = dict[str, NameState]
@@ -162,6 +165,15 @@ PASS_THROUGH_OPS = VIEW_METHODS | TORCH_VIEW_FUNCTIONS
 
 
 # -- the expression shapes the analysis reasons about ----------------------------------
+
+
+def _tensor_index(target: ast.Subscript) -> bool:
+    """An index only a tensor (or an array) takes: several dimensions (``h[:, 0]``) or an
+    ellipsis (``h[..., 0]``), not one position or slice that a list takes too."""
+    index = target.slice
+    if isinstance(index, ast.Tuple):
+        return len(index.elts) > 1 or any(isinstance(e, ast.Constant) and e.value is Ellipsis for e in index.elts)
+    return isinstance(index, ast.Constant) and index.value is Ellipsis
 
 
 def _constant(node: ast.AST) -> bool:
@@ -996,6 +1008,22 @@ BORDER_ZEROED = (
     "        att[:, :, 0, :] = 0\n        att[:, :, -1, :] = 0\n        return x + att * x\n"
 )
 
+# TSAN's CSB: `out = x` then the quadrants are written into `out`, which is the caller's input;
+# the caller handed the same tensor to a convolution first, which keeps it for backward
+QUADRANTS = (
+    "import torch\nimport torch.nn as nn\n\nclass Quadrants(nn.Module):\n"
+    "    def __init__(self, c):\n        super().__init__()\n        self.mix = nn.Conv2d(4 * c, 4 * c, 1)\n\n"
+    "    def forward(self, x):\n        h, w = x.size(2) // 2, x.size(3) // 2\n"
+    "        parts = torch.cat([x[:, :, :h, :w], x[:, :, h:, :w], x[:, :, :h, w:], x[:, :, h:, w:]], 1)\n"
+    "        parts = self.mix(parts)\n        c = x.size(1)\n        out = x\n"
+    "        out[:, :, :h, :w] = parts[:, :c]\n        out[:, :, h:, :w] = parts[:, c : 2 * c]\n"
+    "        out[:, :, :h, w:] = parts[:, 2 * c : 3 * c]\n        out[:, :, h:, w:] = parts[:, 3 * c :]\n"
+    "        return out\n\n"
+    "class Block(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+    "        self.conv = nn.Conv2d(c, c, 3, padding=1)\n        self.quadrants = Quadrants(c)\n\n"
+    "    def forward(self, x):\n        down = self.conv(x)\n        top = self.quadrants(x)\n        return down * top\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1385,6 +1413,13 @@ class InplaceForwardRule(Rule):
         KeepCase(BORDER_ZEROED, reported=True),
         # the same writes into a tensor nothing keeps: fine
         KeepCase(BORDER_ZEROED.replace("self.relu(self.conv(x.sum(1, keepdim=True)))", "self.conv(x.sum(1, keepdim=True)) + 1")),
+        # writes into forward's input through a name that reads like a copy: reported, no fix
+        KeepCase(QUADRANTS, reported=True),
+        # writes into an argument under its own name (a buffer the caller hands over to fill)
+        KeepCase(
+            "import torch.nn as nn\n\nclass Fill(nn.Module):\n"
+            "    def forward(self, x, cache, pos: int = 0):\n        cache[:, pos] = x\n        return cache\n"
+        ),
     )
 
 
@@ -1485,6 +1520,8 @@ class _ForwardAnalysis:
         args = self.func.args
         counts = self._range_arguments()
         positional = [*args.posonlyargs, *args.args]
+        inputs = [p.arg for p in positional if p.arg != self.self_arg]
+        self.first_input = inputs[0] if inputs else None
         defaults: dict[ast.arg, ast.expr | None] = dict.fromkeys(positional)
         defaults.update(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
         defaults.update(zip(args.kwonlyargs, args.kw_defaults))
@@ -1570,7 +1607,7 @@ class _ForwardAnalysis:
                 for name in group:  # every name of the tensor now has the new one as an alias too
                     old = state[name]
                     state[name] = replace(old, aliases=old.aliases | {target.id})
-                state[target.id] = replace(state[source], aliases=group)  # what it holds, it is
+                state[target.id] = replace(state[source], aliases=group, copied_at=stmt)  # what it holds, it is
             return state
         if isinstance(stmt, ast.Assign):
             own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
@@ -1663,12 +1700,28 @@ class _ForwardAnalysis:
             return
         name = target.value.id
         current = state.get(name)
-        if current is None or stmt in self.decisions or not current.kinds <= TENSOR_KINDS or current.aliased:
+        if current is None or stmt in self.decisions or not current.kinds <= TENSOR_KINDS:
             return
+        if current.aliased and not (current.kinds == {PARAM} and current.copied_at is not None):
+            return
+        if current.kinds != {KEPT} and not _tensor_index(target):
+            return  # `feats[i] = layer(feats[i])` may update a list: only a tensor takes `h[:, i]`
         if KEPT in current.kinds:
             why = "the result of an op whose backward needs its output (sigmoid, tanh, exp, relu, softmax, ...)"
         elif current.saved:
             why = "after it was passed to an op that may keep it for backward (a layer, `*`, `@`, ...)"
+        elif current.kinds == {PARAM} and current.copied_at is not None and self.first_input in current.aliases:
+            # `out = x; out[...] = v`: the name reads like a new tensor, the writes change the
+            # caller's input (which a caller's graph may keep: its backward then fails)
+            self.decisions[stmt] = (
+                f"in-place write into `{name}[...]`: `{name} = {self.first_input}` (line {current.copied_at.lineno}) "
+                f"did not copy, so this changes forward's input `{self.first_input}`, the caller's tensor "
+                f"(backward() fails where the caller's graph keeps it); use `{self.first_input}.clone()` there",
+                False,
+                False,
+            )
+            state[name] = replace(current, copied_at=None)  # one finding for the copy
+            return
         else:
             return
         self.decisions[stmt] = (

@@ -549,6 +549,32 @@ def test_tfm201_writing_by_index_into_a_relu_output_fails_backward():
             out.sum().backward()
 
 
+def test_tfm201_writes_into_forwards_input_through_a_name_that_reads_like_a_copy_fail_the_callers_backward():
+    """Jee-King/TSAN Train/model/tsan.py (22c528b, line 104): CSB does `out = x` and writes the
+    four quadrants into `out`, which is its caller's tensor; the caller gave that tensor to a
+    convolution first, which kept it, so backward() fails. Reported once, without a fix."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.keeps if "class Quadrants" in c.source)
+    result = transform_source(case.source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert [(d.line, d.fix_available) for d in result.diagnostics] == [(15, False)]
+    namespace: dict = {"__name__": "tfm201_quadrants"}
+    exec(compile(case.source, "keep.py", "exec"), namespace)
+    torch.manual_seed(0)
+    block = namespace["Block"](2)
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        block(x * 1.0).sum().backward()
+    # with a copy, as the message says, it trains
+    copied = case.source.replace("out = x\n", "out = x.clone()\n")
+    namespace = {"__name__": "tfm201_quadrants_copied"}
+    exec(compile(copied, "copied.py", "exec"), namespace)
+    namespace["Block"](2)(x * 1.0).sum().backward()
+    assert x.grad is not None
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
