@@ -6,8 +6,16 @@ import ast
 import re
 
 from torchfix_mod.codemods._shared._attributes import SelfAssignment
-from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeRule, TensorExpressions, requires_grad_true
+from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES
+from torchfix_mod.codemods.attributes._tensor_attributes import (
+    TensorAttributeRule,
+    TENSOR_METHODS,
+    TensorExpressions,
+    has_star_args,
+    requires_grad_true,
+)
 from torchfix_mod.semantic import class_methods, self_name
+from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
@@ -223,7 +231,34 @@ class RegisterBufferRule(TensorAttributeRule):
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
-        return tensors.is_tensor(site.value)
+        return tensors.is_tensor(site.value) or self._factory_by_argument(site) is not None
+
+    def _factory_by_argument(self, site: SelfAssignment) -> str | None:
+        """``getattr(torch, window)(n)`` where ``window`` is a parameter of the method whose
+        default names a tensor factory (``"hann_window"``): a tensor by default, but a caller
+        may name anything. The parameter's name, or None."""
+        value = site.value
+        if not isinstance(value, ast.Call) or has_star_args(value) or requires_grad_true(value):
+            return None
+        getter = value.func
+        if not (isinstance(getter, ast.Call) and isinstance(getter.func, ast.Name) and getter.func.id == "getattr"):
+            return None
+        if self.model.scope(getter.func).resolve("getattr") or len(getter.args) != 2 or getter.keywords:
+            return None
+        owner, name = getter.args
+        if self.model.torch_qualified(owner) != "torch" or not isinstance(name, ast.Name):
+            return None
+        args = site.method.args
+        positional = [*args.posonlyargs, *args.args]
+        defaults = dict(zip([a.arg for a in positional][len(positional) - len(args.defaults):], args.defaults))
+        defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+        default = defaults.get(name.id)
+        bindings = self.model.scope(name).resolve(name.id)
+        if len(bindings) != 1 or bindings[0].kind != "param":
+            return None  # rebound in the method: the default is not what reaches here
+        if isinstance(default, ast.Constant) and isinstance(default.value, str) and default.value in TENSOR_FACTORIES:
+            return name.id
+        return None
 
     def message(self, site: SelfAssignment) -> str:
         return (
@@ -269,13 +304,28 @@ class RegisterBufferRule(TensorAttributeRule):
         if _registered_by_name(model, family, site.attr):
             return False, None  # a placeholder where another path registers the buffer itself
         uses = [use for use in model.attributes.get(site.attr, ()) if use is not site.target]
-        if any(not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) in reachable for use in uses):
-            return False, None  # made again as the module computes (a cache, a moved copy): it follows its inputs
-        meeting = [
-            node for use in uses
+        remade = [use for use in uses if not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) in reachable]
+        meeting_reads = [
+            (use, node) for use in uses
             if isinstance(use.ctx, ast.Load) and isinstance(use.value, ast.Name) and model.enclosing_function(use) in reachable
             and (node := _combines(model, use, 0)) is not None
         ]
+        if remade:
+            # made again as the module computes (a cache, a moved copy): from then on it follows
+            # its inputs. It still meets them unmoved when a read comes first, in the method
+            # that stores it again (the first call reads what __init__ made): a recurrent state
+            # `c = f * self.c_prev; self.c_prev = c.detach()`. A copy moved and stored back
+            # (`self.pe = self.pe.to(x.device)`) is never read unmoved.
+            if any(self._moved_copy(store, site) for store in remade):
+                return False, None
+            meeting_reads = [
+                (use, node) for use, node in meeting_reads
+                if all(
+                    model.enclosing_function(store) is model.enclosing_function(use) and _before(use, store)
+                    for store in remade
+                )
+            ]
+        meeting = [node for _, node in meeting_reads]
         if not meeting:
             return False, None
         if self._places_tensors_itself(family):
@@ -283,6 +333,16 @@ class RegisterBufferRule(TensorAttributeRule):
             # `.to()` moves none of them; reported, but a buffer alone would not make it follow
             return True, "the class places its tensors on a device it keeps itself"
         return True, self._unproven(site, family, meeting)
+
+    def _moved_copy(self, store: ast.Attribute, site: SelfAssignment) -> bool:
+        holder = self.model.parent(store)
+        value = getattr(holder, "value", None)
+        return value is not None and any(
+            isinstance(node, ast.Attribute) and node.attr == site.attr for node in ast.walk(value)
+        ) and any(
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MOVES
+            for node in ast.walk(value)
+        )
 
     def _places_tensors_itself(self, family) -> bool:
         model = self.model
@@ -301,6 +361,9 @@ class RegisterBufferRule(TensorAttributeRule):
     def _unproven(self, site: SelfAssignment, family, meeting: list[ast.AST]) -> str | None:
         model = self.model
         attr = site.attr
+        chooser = self._factory_by_argument(site)
+        if chooser is not None:
+            return f"the factory is named by the argument `{chooser}`, which a caller may set to something that is not a tensor"
         if attr.startswith("__") and not attr.endswith("__"):
             return "a private name, which Python mangles"
         for use in model.attributes.get(attr, ()):
@@ -375,6 +438,26 @@ class RegisterBufferRule(TensorAttributeRule):
     def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         return tensors.is_tensor(value) or self.is_same_attribute_chain(value, site)
 
+    def store_verdict(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment, tensors: TensorExpressions) -> str:
+        """A tensor (or a copy of the attribute itself) is what a buffer accepts. A value made
+        by a tensor method or a torch function whose inputs the analysis cannot follow
+        (``self.c = c.detach()``) is reported without a fix; anything else (a number, a list)
+        says the attribute is not a tensor attribute."""
+        if self.other_store_ok(value, site, TensorExpressions(self.model, self._function_tensors(target))):
+            return "ok"
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+            qname = self.model.torch_qualified(value.func)
+            if (qname is not None and qname.count(".") == 1) or (qname is None and value.func.attr in TENSOR_METHODS - MODULE_ATTRIBUTES):
+                return "report"
+        return "refuse"
+
+    def _function_tensors(self, node: ast.AST) -> set[str]:
+        function = self.model.enclosing_function(node)
+        return self._local_tensors(function) if function is not None else set()
+
+    def rebinding_reason(self, site: SelfAssignment) -> str:
+        return "the attribute is stored elsewhere too, with a value the analysis cannot follow"
+
     def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
         return (site.attr,) if self.options.buffer_persistent else ()
 
@@ -422,6 +505,10 @@ def _reachable(model, cls: ast.ClassDef, methods: dict[str, list]) -> set:
     if "forward" not in methods and "__call__" not in methods and not computing:
         return set()
     return model.methods_reached(cls, computing)
+
+
+def _before(first: ast.AST, second: ast.AST) -> bool:
+    return (first.lineno, first.col_offset) < (second.lineno, second.col_offset)
 
 
 def _constant(node: ast.AST) -> bool:
@@ -472,9 +559,9 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             expr = parent  # `self.mask == 0` is a mask too, unless an `if` only tests it
         elif isinstance(parent, ast.keyword):
             call = model.parent(parent)
-            return call if _call_combines(model, call) else None
+            return call if _call_combines(model, call, parent, depth) else None
         elif isinstance(parent, ast.Call):
-            return parent if parent.func is not expr and _call_combines(model, parent) else None
+            return parent if parent.func is not expr and _call_combines(model, parent, expr, depth) else None
         elif isinstance(parent, (ast.Assign, ast.AnnAssign)) and parent.value is expr:
             targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
             if depth > 1 or len(targets) != 1 or not isinstance(targets[0], ast.Name):
@@ -500,11 +587,100 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             return parent  # returned, handed into a container, a starred argument: it may meet anything
 
 
-def _call_combines(model, call: ast.Call) -> bool:
+def _call_combines(model, call: ast.Call, argument: ast.AST, depth: int) -> bool:
+    """Whether handing the value to ``call`` (as ``argument``: a positional argument or a
+    keyword) may combine it with another tensor unmoved. Functions and methods of this file are
+    followed into the parameter that receives it (a helper that moves it with
+    ``.to(x.device)`` does not combine it); functions imported from outside torch are code the
+    file does not show, which may place the tensor itself; torch functions, tensor methods and
+    submodules combine it."""
     func = call.func
     if isinstance(func, ast.Name) and func.id in _PYTHON_READS | _ITERATING and model.qualified_names(func) == {f"builtins.{func.id}"}:
         return False
+    if _context_method(model, func):
+        return False  # `ctx.save_for_backward(t)` keeps the tensor for backward
+    callees = _callees(model, call)
+    if callees:
+        if depth > 2:
+            return True
+        for definition, skip in callees:
+            parameter = _parameter_for(definition, call, argument, skip)
+            if parameter is None:
+                return True
+            reads = [
+                node for node in model.nodes(ast.Name, definition)
+                if node.id == parameter and isinstance(node.ctx, ast.Load) and model.enclosing_function(node) is definition
+            ]
+            if any(_combines(model, read, depth + 1) is not None for read in reads):
+                return True
+        return False
+    qnames = model.qualified_names(func)
+    if qnames and not any(q == "torch" or q.startswith(("torch.", "builtins.")) for q in qnames):
+        if isinstance(func, ast.Attribute) and not isinstance(func.value, (ast.Name, ast.Attribute)):
+            return True
+        root = func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and any(b.kind in ("import", "from-import") for b in model.scope(root).resolve(root.id)):
+            return False  # imported code the file does not show: it may move the tensor itself
     return True
+
+
+def _callees(model, call: ast.Call) -> list[tuple[ast.FunctionDef, int]]:
+    """The defs of this file ``call`` runs, each with how many leading parameters the call
+    does not fill (``self``, ``ctx``): functions of the file, methods of the calling class
+    family called on ``self``, and ``Fn.apply(...)`` of an autograd Function of the file (its
+    ``forward``)."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        defs = model.local_functions(func)
+        return [(d, 0) for d in defs or () if not d.decorator_list]
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+        return []
+    function = model.enclosing_function(call)
+    home = model.enclosing_class(call)
+    if function is not None and home is not None and func.value.id == self_name(function):
+        return [
+            (m, 1) for member in model.class_family(home) for m in class_methods(member)
+            if m.name == func.attr and not m.decorator_list
+        ]
+    if func.attr == "apply":
+        classes = model.local_classes(func.value) or []
+        forwards = [
+            m for cls in classes for m in class_methods(cls)
+            if m.name == "forward" and any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in m.decorator_list)
+        ]
+        return [(m, 1) for m in forwards] if len(forwards) == len(classes) else []
+    return []
+
+
+def _parameter_for(definition, call: ast.Call, argument: ast.AST, skip: int) -> str | None:
+    """The parameter of ``definition`` that receives ``argument`` of ``call``."""
+    args = definition.args
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)][skip:]
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    if isinstance(argument, ast.keyword):
+        names = {a.arg for a in (*args.args, *args.kwonlyargs)}
+        return argument.arg if argument.arg in names else None
+    for index, arg in enumerate(call.args):
+        if arg is argument:
+            return positional[index] if index < len(positional) else None
+    return None
+
+
+def _context_method(model, func: ast.AST) -> bool:
+    """``ctx.<method>`` on the first parameter of an autograd Function's static ``forward``
+    (or ``backward``): torch's context object, which stores and marks tensors."""
+    if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
+        return False
+    function = model.enclosing_function(func)
+    if function is None or function.name not in ("forward", "backward", "setup_context"):
+        return False
+    if not any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in function.decorator_list):
+        return False
+    params = [*function.args.posonlyargs, *function.args.args]
+    return bool(params) and params[0].arg == func.value.id and func.attr in ("save_for_backward", "mark_dirty", "mark_non_differentiable")
 
 
 def _registered_by_name(model, family, attr: str) -> bool:
