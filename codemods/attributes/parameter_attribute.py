@@ -71,11 +71,24 @@ class ParameterAttributeRule(TensorAttributeRule):
             _init("self.b = torch.randn(dim, requires_grad=trainable)"),
             _init("self.b = nn.Parameter(torch.randn(dim), requires_grad=trainable)"),
         ),
+        FixCase(
+            # made trainable by the flag set after it is created
+            _init("self.w = torch.zeros(1, dim).to('cpu')", "self.w.requires_grad = True"),
+            _init("self.w = nn.Parameter(torch.zeros(1, dim).to('cpu'))", "self.w.requires_grad = True"),
+        ),
     )
     keeps = (
         KeepCase(_init("self.W = torch.zeros(dim, requires_grad=False)")),
         KeepCase(_init("self.W = torch.zeros(dim, requires_grad=True)", extra="\n    def reset(self):\n        self.W = torch.zeros(3)\n")),
         KeepCase(_init("self.W = nn.Parameter(torch.zeros(dim))")),
+        # forward stores a tensor computed from it: a Parameter attribute would reject that
+        KeepCase(_init("self.lam = torch.ones(dim, requires_grad=True)",
+                       extra="\n    def forward(self, x):\n        self.lam = torch.softmax(self.lam, -1)\n        return x * self.lam\n"),
+                 reported=True),
+        # initialised in place before it is made trainable: in place on a Parameter raises
+        KeepCase(_init("self.w = torch.empty(dim)", "self.w.normal_()", "self.w.requires_grad_()"), reported=True),
+        # made trainable only on one path
+        KeepCase(_init("self.w = torch.zeros(dim)", "if trainable:", "    self.w.requires_grad = True")),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
     )
 

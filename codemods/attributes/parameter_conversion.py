@@ -77,6 +77,15 @@ class ParameterConversionRule(Rule):
             "class Net(Module):\n    def __init__(self):\n        super().__init__()\n"
             "        self.bias = Parameter(torch.zeros(3).cuda())\n",
         ),
+        FixCase(
+            # the data is float64: `.type(torch.FloatTensor)` copies
+            "import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.w = nn.Parameter(torch.empty(n, 2, dtype=torch.float64)).type(dtype)\n",
+            "import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.w = nn.Parameter(torch.empty(n, 2, dtype=torch.float64).type(dtype))\n",
+        ),
     )
     keeps = (
         KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n).to(device))")),
@@ -84,6 +93,11 @@ class ParameterConversionRule(Rule):
         KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n)).to(*device)"), reported=True),
         KeepCase(_init("self.w = nn.Parameter(data=torch.randn(n, n)).to(device)"), reported=True),
         KeepCase(HEADER + "class Plain:\n    def __init__(self):\n        self.w = nn.Parameter(torch.ones(2)).double()\n"),
+        # converted to the type its CPU float32 data already has: `.type()` returns the Parameter itself
+        KeepCase("import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+                 "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+                 "        self.w = nn.Parameter(torch.empty(n, 2).uniform_(-1, 1)).type(dtype)\n"
+                 "        self.b = nn.Parameter(0.1 * torch.ones([2])).float()\n"),
         # moved to the device its own data is on: `.to()` returns the Parameter itself
         KeepCase(_init("self.weight = nn.Parameter(torch.ones(n))", "self._w = nn.Parameter(self.weight.clone()).to(self.weight.device)")),
     )

@@ -25,6 +25,18 @@ READ_BACK = frozenset({"tolist", "item", "numpy", "device", "dtype", "shape", "s
 
 
 RESET = "\n    def _reset(self, n):\n        self.mask = torch.zeros(n)\n"
+# a helper function of the file that builds the tensor (the last binding of `mask` reaches the return)
+SUBSEQUENT = (
+    "def subsequent_mask(n):\n"
+    "    mask = [[float(j > i) for j in range(n)] for i in range(n)]\n"
+    "    mask = torch.tensor(mask)\n"
+    "    return mask.unsqueeze(0)\n\n\n"
+)
+# a helper of the file that moves what it is given to its input's device
+WITH_BOUNDARY = (
+    "def with_boundary(x, ids):\n"
+    "    return torch.cat([ids.to(x.device).expand(x.shape[0], -1), x], dim=1)\n\n\n"
+)
 
 
 def _init(*lines: str, extra: str = "") -> str:
@@ -153,6 +165,10 @@ class RegisterBufferRule(TensorAttributeRule):
             _init('self.register_buffer("scale", torch.tensor([7.0]) * 2, persistent=True)'),
             options={"buffer_persistent": True},
         ),
+        FixCase(
+            _init("self.mask = subsequent_mask(n)").replace("class Net", SUBSEQUENT + "class Net"),
+            _init('self.register_buffer("mask", subsequent_mask(n), persistent=False)').replace("class Net", SUBSEQUENT + "class Net"),
+        ),
     )
     keeps = (
         # kept plain on purpose: every read moves it where it is used (a buffer would also
@@ -226,6 +242,27 @@ class RegisterBufferRule(TensorAttributeRule):
             "        return x * self.mask\n",
             reported=True,
         ),
+        # the window is chosen by name: a tensor by default, but a caller may name anything
+        KeepCase(HEADER + "class Loss(nn.Module):\n    def __init__(self, n, window='hann_window'):\n        super().__init__()\n"
+                 "        self.window = getattr(torch, window)(n)\n"
+                 "    def forward(self, x):\n        return torch.stft(x, 8, window=self.window, return_complex=True).abs().mean()\n",
+                 reported=True),
+        # a recurrent state set by a helper of __init__ and read before forward stores it again
+        KeepCase(HEADER + "class Cell(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+                 "        self.gate = nn.Linear(n, n)\n        self.init_states(n)\n\n"
+                 "    def init_states(self, n):\n        self.c_prev = torch.zeros(1, n)\n\n"
+                 "    def forward(self, x):\n        c = torch.sigmoid(self.gate(x)) * self.c_prev + x\n"
+                 "        self.c_prev = c.detach().mean(0, keepdim=True)\n        return c\n",
+                 reported=True),
+        # a cache stored in forward before it is read: it follows the inputs
+        KeepCase(_init("self.last = torch.zeros(1, n)", extra="\n    def forward(self, x):\n"
+                       "        self.last = x.detach().mean(0, keepdim=True)\n        return x + self.last\n")),
+        # its only use hands it to a helper of the file that moves it to the input's device
+        KeepCase(_init("self.bos = torch.tensor([[1, 2]])", extra="\n    def forward(self, ids):\n"
+                       "        return with_boundary(ids, self.bos)\n").replace("class Net", WITH_BOUNDARY + "class Net")),
+        # handed to code the file does not show, which places it itself
+        KeepCase(_init("self.bos = torch.tensor([[1, 2]])", extra="\n    def forward(self, ids):\n"
+                       "        return add_boundary(ids, self.bos)\n").replace("import math\n", "import math\nfrom boundaries import add_boundary\n")),
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
     )
