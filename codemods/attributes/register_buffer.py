@@ -263,6 +263,18 @@ class RegisterBufferRule(TensorAttributeRule):
         # handed to code the file does not show, which places it itself
         KeepCase(_init("self.bos = torch.tensor([[1, 2]])", extra="\n    def forward(self, ids):\n"
                        "        return add_boundary(ids, self.bos)\n").replace("import math\n", "import math\nfrom boundaries import add_boundary\n")),
+        # combined with tensors made on the CPU, then moved: kept on the CPU on purpose
+        KeepCase(_init("self.betas = torch.linspace(0.1, 0.2, n)", extra="\n    def forward(self, x):\n"
+                       "        prev = torch.cat((torch.ones(1), self.betas[:-1]))\n"
+                       "        return x * prev.to(x.device)\n")),
+        # the code compares its device before it uses it
+        KeepCase(_init("self.cached = torch.empty(1)", extra="\n    def forward(self, x):\n"
+                       "        if x.device != self.cached.device or not torch.equal(x, self.cached):\n"
+                       "            self.cached = x\n        return x * 2\n")),
+        # moved where it is used whenever a device is given
+        KeepCase(_init("self.freqs = torch.randn(n)", extra="\n    def forward(self, x, device=None):\n"
+                       "        freqs = self.freqs.to(device) if device is not None else self.freqs\n"
+                       "        return x * freqs\n")),
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
     )
@@ -365,11 +377,77 @@ class RegisterBufferRule(TensorAttributeRule):
         meeting = [node for _, node in meeting_reads]
         if not meeting:
             return False, None
+        if any(self._device_compared(use) for use in uses):
+            return False, None  # the code checks where the tensor is before it uses it
+        if any(self._meets_cpu_made(use) for use, _ in meeting_reads):
+            # combined with tensors made on the CPU (`torch.cat((torch.ones(1), beta))`): kept on
+            # the CPU on purpose; as a buffer it would meet them on another device and raise
+            return False, None
         if self._places_tensors_itself(family):
             # a `device` argument or attribute: the class decides where its tensors live, and
             # `.to()` moves none of them; reported, but a buffer alone would not make it follow
             return True, "the class places its tensors on a device it keeps itself"
         return True, self._unproven(site, family, meeting)
+
+    def _device_compared(self, use: ast.Attribute) -> bool:
+        parent = self.model.parent(use)
+        return (
+            isinstance(parent, ast.Attribute) and parent.value is use and parent.attr == "device"
+            and isinstance(self.model.parent(parent), ast.Compare)
+        )
+
+    def _meets_cpu_made(self, use: ast.Attribute) -> bool:
+        """In the function that reads it, the value (or a local computed from it) sits in one
+        statement with a tensor a torch factory makes without ``device=`` and that is not moved
+        (``torch.ones((1,))``): a tensor made on the CPU, which this one is meant to meet."""
+        model = self.model
+        function = model.enclosing_function(use)
+        if function is None:
+            return False
+        derived: set[str] = set()
+        holders = [model.statement(use)]
+        for stmt in sorted(model.nodes(ast.stmt, function), key=lambda n: (n.lineno, n.col_offset)):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or stmt is function:
+                continue
+            reads = {n.id for n in model.nodes(ast.Name, stmt) if isinstance(n.ctx, ast.Load)}
+            if stmt is holders[0] or reads & derived:
+                if isinstance(stmt, ast.Assign):
+                    derived.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+                holders.append(stmt)
+        for stmt in holders:
+            if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+                continue  # a compound statement: only its own simple statements count
+            for call in model.nodes(ast.Call, stmt):
+                qname = model.torch_qualified(call.func) if not isinstance(call.func, ast.Call) else None
+                if qname is None or qname.count(".") != 1:
+                    continue
+                factory = qname.split(".")[1]
+                if factory not in TENSOR_FACTORIES or factory.endswith("_like") or has_star_args(call):
+                    continue
+                if any(k.arg in ("device", None) for k in call.keywords):
+                    continue
+                holder = model.parent(call)
+                if isinstance(holder, ast.Attribute) and holder.attr in MOVES | {"to"}:
+                    continue
+                if self._combined_with(call, use, derived, stmt):
+                    return True
+        return False
+
+    def _combined_with(self, made: ast.Call, use: ast.Attribute, derived: set[str], stmt: ast.stmt) -> bool:
+        """An operation around ``made`` (an arithmetic operator, a comparison, a call it is an
+        argument of) also reads ``use`` or a local derived from it."""
+        model = self.model
+        for around in model.ancestors(made):
+            if around is stmt:
+                return False
+            if isinstance(around, (ast.BinOp, ast.Compare, ast.Call)):
+                inside = {id(n) for n in ast.walk(made)}
+                for node in ast.walk(around):
+                    if id(node) in inside:
+                        continue
+                    if node is use or (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in derived):
+                        return True
+        return False
 
     def _moved_copy(self, store: ast.Attribute, site: SelfAssignment) -> bool:
         holder = self.model.parent(store)
@@ -544,6 +622,14 @@ def _reachable(model, cls: ast.ClassDef, methods: dict[str, list]) -> set:
     return model.methods_reached(cls, computing)
 
 
+def _moved_same(read: ast.AST, other: ast.AST) -> bool:
+    """``other`` is ``read`` moved: ``<read>.to(...)``/``.cuda(...)``/``.type_as(...)``."""
+    return (
+        isinstance(other, ast.Call) and isinstance(other.func, ast.Attribute) and other.func.attr in MOVES
+        and ast.dump(other.func.value) == ast.dump(read)
+    )
+
+
 def _before(first: ast.AST, second: ast.AST) -> bool:
     return (first.lineno, first.col_offset) < (second.lineno, second.col_offset)
 
@@ -613,6 +699,9 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             return None
         elif isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.BoolOp, ast.Assert)) :
             if isinstance(parent, ast.IfExp) and parent.test is not expr:
+                other = parent.orelse if parent.body is expr else parent.body
+                if _moved_same(expr, other):
+                    return None  # `self.f.to(device) if device is not None else self.f`: the code places it
                 expr = parent
                 continue
             return None
@@ -644,9 +733,13 @@ def _call_combines(model, call: ast.Call, argument: ast.AST, depth: int) -> bool
             parameter = _parameter_for(definition, call, argument, skip)
             if parameter is None:
                 return True
+            names = [node for node in model.nodes(ast.Name, definition) if node.id == parameter and model.enclosing_function(node) is definition]
+            # once the helper rebinds the name (`kernel = kernel.to(x)` in one branch, a new
+            # kernel in the other) a read may see either: only reads before that are the argument
+            rebound = min(((n.lineno, n.col_offset) for n in names if not isinstance(n.ctx, ast.Load)), default=None)
             reads = [
-                node for node in model.nodes(ast.Name, definition)
-                if node.id == parameter and isinstance(node.ctx, ast.Load) and model.enclosing_function(node) is definition
+                node for node in names
+                if isinstance(node.ctx, ast.Load) and (rebound is None or (node.lineno, node.col_offset) < rebound)
             ]
             if any(_combines(model, read, depth + 1) is not None for read in reads):
                 return True
