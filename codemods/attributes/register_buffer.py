@@ -267,6 +267,10 @@ class RegisterBufferRule(TensorAttributeRule):
         KeepCase(_init("self.betas = torch.linspace(0.1, 0.2, n)", extra="\n    def forward(self, x):\n"
                        "        prev = torch.cat((torch.ones(1), self.betas[:-1]))\n"
                        "        return x * prev.to(x.device)\n")),
+        # offset by a local made on the CPU (dgl's DeepWalk index lists), then moved
+        KeepCase(_init("self.idx = torch.LongTensor([0, 1, 1])", extra="\n    def forward(self, x):\n"
+                       "        offset = torch.arange(2) * 3\n        idx = (offset.unsqueeze(1) + self.idx.unsqueeze(0)).view(-1)\n"
+                       "        return x[idx.to(x.device)]\n")),
         # the code compares its device before it uses it
         KeepCase(_init("self.cached = torch.empty(1)", extra="\n    def forward(self, x):\n"
                        "        if x.device != self.cached.device or not torch.equal(x, self.cached):\n"
@@ -397,57 +401,68 @@ class RegisterBufferRule(TensorAttributeRule):
         )
 
     def _meets_cpu_made(self, use: ast.Attribute) -> bool:
-        """In the function that reads it, the value (or a local computed from it) sits in one
-        statement with a tensor a torch factory makes without ``device=`` and that is not moved
-        (``torch.ones((1,))``): a tensor made on the CPU, which this one is meant to meet."""
+        """In the function that reads it, the value (or a local computed from it) meets, in an
+        operation, a tensor made on the CPU: a torch factory called without ``device=`` and
+        not moved (``torch.ones((1,))``), or a local computed from one
+        (``offset = torch.arange(b) * n``). The tensor is kept on the CPU to meet it."""
         model = self.model
         function = model.enclosing_function(use)
         if function is None:
             return False
         derived: set[str] = set()
-        holders = [model.statement(use)]
-        for stmt in sorted(model.nodes(ast.stmt, function), key=lambda n: (n.lineno, n.col_offset)):
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or stmt is function:
+        cpu_made: set[str] = set()
+        for stmt in sorted(model.nodes(ast.Assign, function), key=lambda n: (n.lineno, n.col_offset)):
+            if model.enclosing_function(stmt) is not function:
                 continue
-            reads = {n.id for n in model.nodes(ast.Name, stmt) if isinstance(n.ctx, ast.Load)}
-            if stmt is holders[0] or reads & derived:
-                if isinstance(stmt, ast.Assign):
-                    derived.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
-                holders.append(stmt)
-        for stmt in holders:
-            if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-                continue  # a compound statement: only its own simple statements count
-            for call in model.nodes(ast.Call, stmt):
-                qname = model.torch_qualified(call.func) if not isinstance(call.func, ast.Call) else None
-                if qname is None or qname.count(".") != 1:
+            targets = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+            names = [n for n in model.nodes(ast.Name, stmt.value) if isinstance(n.ctx, ast.Load)]
+            if any(n is use for n in ast.walk(stmt.value)) or any(n.id in derived for n in names):
+                derived |= targets
+            elif not _moved_at_top(stmt.value) and (
+                any(self._cpu_factory(c) for c in model.nodes(ast.Call, stmt.value)) or any(n.id in cpu_made for n in names)
+            ):
+                cpu_made |= targets
+        reads: list[ast.AST] = [use]
+        reads += [n for n in model.nodes(ast.Name, function) if isinstance(n.ctx, ast.Load) and n.id in derived]
+        for read in reads:
+            inside = {id(n) for n in ast.walk(read)}
+            for around in model.ancestors(read):
+                if isinstance(around, ast.stmt):
+                    break
+                if not isinstance(around, (ast.BinOp, ast.Compare, ast.Call)):
                     continue
-                factory = qname.split(".")[1]
-                if factory not in TENSOR_FACTORIES or factory.endswith("_like") or has_star_args(call):
-                    continue
-                if any(k.arg in ("device", None) for k in call.keywords):
-                    continue
-                holder = model.parent(call)
-                if isinstance(holder, ast.Attribute) and holder.attr in MOVES | {"to"}:
-                    continue
-                if self._combined_with(call, use, derived, stmt):
-                    return True
-        return False
-
-    def _combined_with(self, made: ast.Call, use: ast.Attribute, derived: set[str], stmt: ast.stmt) -> bool:
-        """An operation around ``made`` (an arithmetic operator, a comparison, a call it is an
-        argument of) also reads ``use`` or a local derived from it."""
-        model = self.model
-        for around in model.ancestors(made):
-            if around is stmt:
-                return False
-            if isinstance(around, (ast.BinOp, ast.Compare, ast.Call)):
-                inside = {id(n) for n in ast.walk(made)}
                 for node in ast.walk(around):
                     if id(node) in inside:
                         continue
-                    if node is use or (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in derived):
+                    if (isinstance(node, ast.Call) and self._cpu_factory(node)) or (
+                        isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in cpu_made
+                    ):
                         return True
         return False
+
+    def _cpu_factory(self, call: ast.Call) -> bool:
+        """A torch factory called without ``device=`` whose result is not moved on the spot."""
+        model = self.model
+        if isinstance(call.func, ast.Call):
+            return False
+        qname = model.torch_qualified(call.func)
+        if qname is None or qname.count(".") != 1:
+            return False
+        factory = qname.split(".")[1]
+        if factory not in TENSOR_FACTORIES or factory.endswith("_like") or has_star_args(call):
+            return False
+        if any(k.arg in ("device", None) for k in call.keywords):
+            return False
+        node: ast.AST = call
+        while True:  # a chain of method calls on it: `torch.zeros(n).unsqueeze(0).to(device)`
+            holder = model.parent(node)
+            if isinstance(holder, ast.Attribute) and holder.value is node:
+                if holder.attr in MOVES:
+                    return False
+                after = model.parent(holder)
+                node = after if isinstance(after, ast.Call) and after.func is holder else holder
+                continue
+            return True
 
     def _moved_copy(self, store: ast.Attribute, site: SelfAssignment) -> bool:
         holder = self.model.parent(store)
@@ -620,6 +635,10 @@ def _reachable(model, cls: ast.ClassDef, methods: dict[str, list]) -> set:
     if "forward" not in methods and "__call__" not in methods and not computing:
         return set()
     return model.methods_reached(cls, computing)
+
+
+def _moved_at_top(value: ast.AST) -> bool:
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MOVES
 
 
 def _moved_same(read: ast.AST, other: ast.AST) -> bool:

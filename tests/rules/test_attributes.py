@@ -432,19 +432,25 @@ def test_tfm303_a_conversion_to_what_the_data_already_is_keeps_the_parameter():
 
 # Modelled on espnet/espnet espnet2/tts/prodiff/denoiser.py (SpectogramDenoiser.inference, the
 # `self.betas` schedule from the file's noise_scheduler helper), as vendored in the precision corpus.
-CPU_PARTNER = next(c.source for c in TFM301.keeps if "torch.cat((torch.ones(1), self.betas" in c.source)
+# And on dmlc/dgl python/dgl/nn/pytorch/network_emb.py (DeepWalk.forward: CPU index lists offset by a
+# CPU `torch.arange`), as vendored in the precision corpus.
+CPU_PARTNERS = [
+    (next(c.source for c in TFM301.keeps if "torch.cat((torch.ones(1), self.betas" in c.source), "betas", "torch.linspace(0.1, 0.2, n)"),
+    (next(c.source for c in TFM301.keeps if "offset = torch.arange(2) * 3" in c.source), "idx", "torch.LongTensor([0, 1, 1])"),
+]
 
 
-def test_tfm301_a_tensor_combined_with_cpu_made_tensors_is_left_plain():
+@pytest.mark.parametrize("CPU_PARTNER, name, value", CPU_PARTNERS, ids=["cpu-factory", "cpu-local"])
+def test_tfm301_a_tensor_combined_with_cpu_made_tensors_is_left_plain(CPU_PARTNER, name, value):
     """The schedule meets `torch.ones(1)`, made on the CPU, before the result is moved: as a
     buffer on another device it would meet that CPU tensor and raise."""
     result = transform_source(CPU_PARTNER, Settings(rules=(TFM301,), unsafe_fixes=True))
     assert result.diagnostics == [] and result.new_source == CPU_PARTNER
-    x = torch.ones(3, device="meta")
+    x = torch.ones(6 if name == "idx" else 3, device="meta")
     plain = run(CPU_PARTNER)["Net"](3).to("meta")
     assert plain(x).device.type == "meta"
-    naive = CPU_PARTNER.replace("self.betas = torch.linspace(0.1, 0.2, n)",
-                                'self.register_buffer("betas", torch.linspace(0.1, 0.2, n), persistent=False)')
+    naive = CPU_PARTNER.replace(f"self.{name} = {value}", f'self.register_buffer("{name}", {value}, persistent=False)')
+    assert naive != CPU_PARTNER
     moved = run(naive)["Net"](3).to("meta")
     with pytest.raises((RuntimeError, NotImplementedError)):
         moved(x)
