@@ -30,6 +30,9 @@ class ParameterAttributeRule(TensorAttributeRule):
     Finds tensors created with `requires_grad=True` and stored as plain
     attributes in `__init__` of an nn.Module, and wraps them in `nn.Parameter`.
 
+    Also a tensor made trainable right after it is stored
+    (`self.w = torch.zeros(n); self.w.requires_grad = True`).
+
     ## Why is this bad?
     A plain tensor attribute is not a parameter even when it requires grad:
     it is missing from `parameters()`, so the optimizer never updates it, and
@@ -56,6 +59,10 @@ class ParameterAttributeRule(TensorAttributeRule):
     classes with unknown bases or custom attribute access, stores before
     `super().__init__()`), and attributes stored elsewhere with anything but
     `None` or an `nn.Parameter` (a Parameter attribute rejects plain tensors).
+    A tensor that forward stores again computed from itself
+    (`self.lam = F.softmax(self.lam, -1)`) is reported without a fix, as is one
+    initialised in place before the flag is set (in place on a Parameter
+    raises), and flags set only on some paths are left alone.
     """
 
     code = "TFM302"

@@ -54,6 +54,11 @@ class ParameterConversionRule(Rule):
     ## Known problems
     Left alone: conversions with `*args`/`**kwargs`, a Parameter built with
     its data passed by keyword, and values that are not stored on `self`.
+    Conversions that cannot copy are left alone too: `.to(w.device)` of a
+    Parameter made from `w`, and `.type(torch.FloatTensor)`, `.float()`,
+    `.to(torch.float32)` or `.cpu()` of CPU float32 data (a default-dtype
+    factory, in a file that never changes the default dtype or device), which
+    return the Parameter itself.
     """
 
     code = "TFM303"

@@ -95,11 +95,25 @@ class RegisterBufferRule(TensorAttributeRule):
     tensors themselves (a `device` argument or attribute, a default device set
     in the file).
 
+    Tensors count wherever the file shows they are tensors: torch factories and
+    functions, tensor methods, `getattr(torch, "hann_window")(n)`, and functions
+    of the file whose every return is a tensor. A call that hands the tensor to
+    a function or method of the file is followed into the parameter that
+    receives it (a helper that moves it with `.to(x.device)` does not combine
+    it); code imported from elsewhere may place it itself and does not count.
+    Also left alone: tensors combined in that code with tensors made on the
+    CPU (a factory without `device=`, or a local computed from one) before a
+    move, and tensors whose device the code compares before using them.
+
     What follows dtype casts: a buffer follows `.half()`/`.double()` when it is
     a floating-point tensor; integer and bool tensors keep their dtype and only
     follow device moves.
 
-    Reported without a fix: a tensor stored elsewhere too (a helper may make it
+    Reported without a fix: tensors set by a method `__init__` calls
+    (`self.init_states(x)`), a recurrent state that forward reads before it
+    stores it again (the first call meets the tensor `__init__` made), a factory
+    named by an argument (`getattr(torch, window)(n)`: a caller may name
+    anything), a tensor stored elsewhere too (a helper may make it
     again on a device of its own choosing), read by code outside the class,
     with a private (mangled) name, or combined with another plain tensor
     attribute (registering one alone would part them on `.to(device)`).
