@@ -165,10 +165,106 @@ def nn_reference(model: SemanticModel, attr: str, at: ast.AST) -> tuple[str, Imp
     return None
 
 
+# torch functions that return a tensor made from a sequence of tensors, whatever they are given
+SEQUENCE_FUNCTIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
+
+
+def local_tensors(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Local names of ``func`` bound only to tensor expressions (to a fixed point)."""
+    key = ("tensor_attributes.local_tensors", func)
+    found = model.memo.get(key)
+    if found is None:
+        model.memo[key] = set()  # a helper that calls itself proves nothing
+        found = model.memo[key] = _find_local_tensors(model, func)
+    return found
+
+
+def _find_local_tensors(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    scope = model.inner_scope(func)
+    if scope is None:
+        return set()
+    values: dict[str, list[ast.expr]] = {}
+    excluded: set[str] = set()
+    for name, bindings in scope.bindings.items():
+        for binding in bindings:
+            node = binding.node
+            holder = model.parent(node) if isinstance(node, ast.Name) else None
+            if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is node:
+                values.setdefault(name, []).append(holder.value)
+            else:
+                excluded.add(name)
+    for name, bindings in scope.bindings.items():
+        if any(gets_requires_grad(model, access) for binding in bindings for access in binding.accesses):
+            excluded.add(name)
+    known: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        checker = TensorExpressions(model, known)
+        for name, exprs in values.items():
+            if name not in known and name not in excluded and all(checker.is_tensor(v) for v in exprs):
+                known.add(name)
+                changed = True
+    return known
+
+
+def gets_requires_grad(model: SemanticModel, node: ast.AST) -> bool:
+    """``t.requires_grad = True`` / ``t.requires_grad_()``: the tensor wants to be a Parameter."""
+    parent = model.parent(node)
+    return (
+        isinstance(parent, ast.Attribute)
+        and parent.value is node
+        and parent.attr in {"requires_grad", "requires_grad_"}
+        and not (parent.attr == "requires_grad" and not is_assign_target(model, parent))
+    )
+
+
+def returns_tensor(model: SemanticModel, func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Every ``return`` of a function of this file hands back a tensor (and it has one, and
+    is no generator or coroutine)."""
+    key = ("tensor_attributes.returns_tensor", func)
+    found = model.memo.get(key)
+    if found is None:
+        model.memo[key] = False  # recursion: not proven
+        found = model.memo[key] = _returns_tensor(model, func)
+    return found
+
+
+def _returns_tensor(model: SemanticModel, func) -> bool:
+    if isinstance(func, ast.AsyncFunctionDef) or func.decorator_list:
+        return False
+    returns = []
+    for node in model.nodes((ast.Return, ast.Yield, ast.YieldFrom), func):
+        inner = next((a for a in model.ancestors(node) if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))), None)
+        if inner is not func:
+            continue
+        if not isinstance(node, ast.Return):
+            return False
+        returns.append(node)
+    if not returns or _falls_off_the_end(func.body):
+        return False
+    checker = TensorExpressions(model, local_tensors(model, func))
+    return all(r.value is not None and checker.is_tensor(r.value) for r in returns)
+
+
+def _falls_off_the_end(body: list[ast.stmt]) -> bool:
+    """The function may end without a ``return`` (then it returns None): its last statement
+    is not a return or a raise."""
+    last = body[-1]
+    if isinstance(last, (ast.Return, ast.Raise)):
+        return False
+    if isinstance(last, ast.If):
+        return _falls_off_the_end(last.body) or not last.orelse or _falls_off_the_end(last.orelse)
+    return True
+
+
 class TensorExpressions:
     """Decides whether an expression certainly evaluates to a torch tensor.
 
-    ``local_tensors`` holds local names already known to be bound only to tensors.
+    ``local_tensors`` holds local names already known to be bound only to tensors; a name bound
+    otherwise too counts when the binding that reaches its read is a tensor (the last one before
+    it at the top level of the function, with no loop around the read rebinding it). A call of a
+    function of this file counts when every return of the function is a tensor.
     """
 
     def __init__(self, model: SemanticModel, local_tensors: set[str] | None = None) -> None:
@@ -177,7 +273,7 @@ class TensorExpressions:
 
     def is_tensor(self, expr: ast.AST) -> bool:
         if isinstance(expr, ast.Name):
-            return expr.id in self.local_tensors
+            return expr.id in self.local_tensors or self._reaching_tensor(expr)
         if isinstance(expr, ast.Call):
             if has_star_args(expr):
                 return False
@@ -187,12 +283,19 @@ class TensorExpressions:
                 fname = qname.split(".")[1]
                 if fname in TENSOR_FACTORIES:
                     return not requires_grad_true(expr)
+                if fname in SEQUENCE_FUNCTIONS:
+                    return not requires_grad_true(expr) and bool(expr.args)
                 if fname in TENSOR_FUNCTIONS:
                     return not requires_grad_true(expr) and any(self.is_tensor(arg) for arg in expr.args)
                 return False
             func = expr.func
+            if self.named_factory(func) is not None:
+                return not requires_grad_true(expr)
             if isinstance(func, ast.Attribute) and qname is None and func.attr in TENSOR_METHODS:
                 return self.is_tensor(func.value)
+            if isinstance(func, ast.Name):
+                defs = self.model.local_functions(func)
+                return bool(defs) and all(returns_tensor(self.model, d) for d in defs)
             return False
         if isinstance(expr, ast.Attribute):
             return expr.attr in TRANSPOSE_ATTRIBUTES and self.is_tensor(expr.value)
@@ -205,6 +308,48 @@ class TensorExpressions:
         if isinstance(expr, ast.Subscript):
             return self.is_tensor(expr.value)
         return False
+
+    def named_factory(self, func: ast.AST) -> str | None:
+        """``getattr(torch, "hann_window")``: the tensor factory named by a string literal."""
+        if not (isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr"):
+            return None
+        if self.model.scope(func.func).resolve("getattr") or len(func.args) != 2 or func.keywords:
+            return None  # a getattr of the file's own, or a default value
+        owner, name = func.args
+        if self.model.torch_qualified(owner) != "torch" or not isinstance(name, ast.Constant):
+            return None
+        return name.value if isinstance(name.value, str) and name.value in TENSOR_FACTORIES else None
+
+    def _reaching_tensor(self, use: ast.Name) -> bool:
+        """The one binding of ``use``'s name that reaches it binds a tensor."""
+        model = self.model
+        if not isinstance(use.ctx, ast.Load):
+            return False
+        function = model.enclosing_function(use)
+        scope = model.inner_scope(function) if function is not None else None
+        if scope is None or model.scope(use) is not scope:
+            return False
+        bindings = scope.bindings.get(use.id, [])
+        position = (use.lineno, use.col_offset)
+        earlier = [b for b in bindings if isinstance(b.node, ast.Name) and (b.node.lineno, b.node.col_offset) < position]
+        if not earlier or len(earlier) != len([b for b in bindings if (getattr(b.node, "lineno", 0), getattr(b.node, "col_offset", 0)) < position]):
+            return False
+        last = max(earlier, key=lambda b: (b.node.lineno, b.node.col_offset))
+        holder = model.parent(last.node)
+        if not (isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is last.node):
+            return False
+        if model.parent(holder) is not function or any(a is holder for a in model.ancestors(use)):
+            return False  # in a branch or a loop, or the read is in its own value
+        if any(gets_requires_grad(model, access) for b in bindings for access in b.accesses):
+            return False
+        for loop in model.ancestors(use):
+            if loop is function:
+                break
+            if isinstance(loop, (ast.For, ast.While, ast.AsyncFor)) and any(
+                any(a is loop for a in model.ancestors(b.node)) for b in bindings if isinstance(b.node, ast.AST)
+            ):
+                return False  # a later iteration may read another binding
+        return self.is_tensor(holder.value)
 
 
 def class_body_names(cls: ast.ClassDef) -> set[str]:
@@ -272,44 +417,84 @@ class TensorAttributeRule(Rule):
     def check_init(self, cls: ast.ClassDef, init: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         model = self.model
         sites = [site for site in self_assignments(model, cls) if site.method is init]
-        if not sites:
+        helpers = self._helpers_of_init(cls, init)
+        if not sites and not helpers:
             return
-        tensors = TensorExpressions(model, self._local_tensors(init))
-        after = taken = None  # what the class allows, worked out for the first wanted store
+        after = statements_after_super_init(model, init) or set()
+        stored_in_init = {site.attr for site in sites}
         seen: set[str] = set()
-        for site in sites:
-            if site.attr in seen:
+        for method, call in [(init, None), *helpers]:
+            tensors = TensorExpressions(model, self._local_tensors(method))
+            for site in self_assignments(model, cls):
+                if site.method is not method or site.attr in seen:
+                    continue
+                if call is not None and site.attr in stored_in_init:
+                    continue
+                seen.add(site.attr)  # only the first store can register the name
+                if self.wants(site, tensors):
+                    self._check_site(cls, init, site, tensors, after, call)
+
+    def _helpers_of_init(self, cls: ast.ClassDef, init) -> list[tuple[ast.FunctionDef, ast.Call]]:
+        """Methods of the class that ``__init__`` calls on ``self`` as a statement of its own
+        (``self.init_states(x)``), each with the call: what they store is set at construction
+        too. Only a method no other class of the family overrides, and called nowhere else."""
+        model = self.model
+        receiver = self_name(init)
+        family = model.class_family(cls)
+        found = []
+        for stmt in init.body:
+            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
                 continue
-            seen.add(site.attr)  # only the first store can register the name
-            if not self.wants(site, tensors):
+            func = stmt.value.func
+            if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == receiver):
                 continue
-            if after is None:
-                after = statements_after_super_init(model, init) or set()
-                taken = self._names_taken(cls, set())
-                if model.customizes_attribute_access(cls) or "setattr" in model.called:
-                    taken = None  # attributes may be reached or set out of the analysis' sight
-            message = self.message(site)
-            wanted, unproven = self.evidence(site)
-            if not wanted:
+            defs = [m for member in family for m in class_methods(member) if m.name == func.attr]
+            if len(defs) != 1 or model.enclosing_class(defs[0]) is not cls or defs[0].decorator_list or defs[0] is init:
                 continue
-            if top_statement(model, site.assign, init) not in after:
-                self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
-                continue
-            if taken is None or site.attr in taken or site.attr in MODULE_ATTRIBUTES:
-                continue
-            if not self._other_stores_acceptable(site, tensors):
-                continue
-            if self.deliberately_plain(site):
-                continue
-            earlier = self._set_earlier(cls, init, site)
-            if earlier is not None:
-                # registering a name that already holds a plain attribute raises KeyError
-                self.report(site.assign, f"{message} (not fixed: {earlier})")
-                continue
-            if unproven is not None:
-                self.report(site.assign, f"{message} (not fixed: {unproven})")
-                continue
-            self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
+            calls = [node for node in model.attributes.get(func.attr, ()) if node is not func]
+            if calls or any(m is defs[0] for m, _ in found):
+                continue  # reached another way too (called again, handed out)
+            found.append((defs[0], stmt.value))
+        return found
+
+    def _check_site(self, cls, init, site: SelfAssignment, tensors: TensorExpressions, after, call) -> None:
+        model = self.model
+        message = self.message(site)
+        wanted, unproven = self.evidence(site)
+        if not wanted:
+            return
+        anchor = site.assign if call is None else call
+        if top_statement(model, anchor, init) not in after:
+            self.report(site.assign, f"{message} (not fixed: assigned before nn.Module.__init__ runs)")
+            return
+        taken = self._names_taken(cls, set())
+        if model.customizes_attribute_access(cls) or "setattr" in model.called:
+            taken = None  # attributes may be reached or set out of the analysis' sight
+        if taken is None or site.attr in taken or site.attr in MODULE_ATTRIBUTES:
+            return
+        stores = self._other_stores_verdict(site, tensors)
+        if stores == "refuse":
+            return
+        if self.deliberately_plain(site):
+            return
+        if stores == "report":
+            self.report(site.assign, f"{message} (not fixed: {self.rebinding_reason(site)})")
+            return
+        if call is not None:
+            self.report(site.assign, f"{message} (not fixed: set in `{site.method.name}`, a method `__init__` calls)")
+            return
+        earlier = self._set_earlier(cls, init, site)
+        if earlier is not None:
+            # registering a name that already holds a plain attribute raises KeyError
+            self.report(site.assign, f"{message} (not fixed: {earlier})")
+            return
+        if unproven is not None:
+            self.report(site.assign, f"{message} (not fixed: {unproven})")
+            return
+        self.report(site.assign, message, self.fix_for(site), self.state_keys(site))
+
+    def rebinding_reason(self, site: SelfAssignment) -> str:
+        return "the attribute is stored again elsewhere with a value the analysis cannot follow"
 
     def _set_earlier(self, cls: ast.ClassDef, init, site: SelfAssignment) -> str | None:
         """Why ``site.attr`` may already hold a plain attribute when ``site`` runs (then
@@ -438,41 +623,8 @@ class TensorAttributeRule(Rule):
         return found
 
     def _local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-        """Local names of ``__init__`` bound only to tensor expressions (to a fixed point)."""
-        key = ("tensor_attributes.local_tensors", init)  # the same for TFM301 and TFM302
-        found = self.model.memo.get(key)
-        if found is None:
-            found = self.model.memo[key] = self._find_local_tensors(init)
-        return found
-
-    def _find_local_tensors(self, init: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-        model = self.model
-        scope = model.inner_scope(init)
-        if scope is None:
-            return set()
-        values: dict[str, list[ast.expr]] = {}
-        excluded: set[str] = set()
-        for name, bindings in scope.bindings.items():
-            for binding in bindings:
-                node = binding.node
-                holder = model.parent(node) if isinstance(node, ast.Name) else None
-                if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is node:
-                    values.setdefault(name, []).append(holder.value)
-                else:
-                    excluded.add(name)
-        for name, bindings in scope.bindings.items():
-            if any(self.gets_requires_grad(access) for binding in bindings for access in binding.accesses):
-                excluded.add(name)
-        known: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            checker = TensorExpressions(model, known)
-            for name, exprs in values.items():
-                if name not in known and name not in excluded and all(checker.is_tensor(v) for v in exprs):
-                    known.add(name)
-                    changed = True
-        return known
+        """Local names of ``init`` bound only to tensor expressions (the same for TFM301 and TFM302)."""
+        return local_tensors(self.model, init)
 
     def _names_taken(self, cls: ast.ClassDef, visiting: set[ast.ClassDef]) -> set[str] | None:
         """Attribute names the class, its bases or its subclasses in this file define
@@ -493,16 +645,20 @@ class TensorAttributeRule(Rule):
             taken |= {site.attr for site in self_assignments(model, base)}
         return taken
 
-    def _other_stores_acceptable(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
-        """Every other store to the attribute in the file is one the fixed attribute accepts."""
+    def _other_stores_verdict(self, site: SelfAssignment, tensors: TensorExpressions) -> str:
+        """``"ok"`` when every other store to the attribute in the file is one the fixed
+        attribute accepts, ``"report"`` when some store is one the subclass reports without a
+        fix (``store_verdict``), ``"refuse"`` when one says the attribute is not what the rule
+        is about."""
         model = self.model
+        verdict = "ok"
         for use in model.attributes.get(site.attr, ()):
             if use is site.target:
                 continue
             if is_display_element(model, use) or is_starred_display_element(model, use):
-                return False  # `self.x, self.y = ...`: the value is not visible
+                return "refuse"  # `self.x, self.y = ...`: the value is not visible
             if self.refuses_use(use):
-                return False
+                return "refuse"
             holder = model.parent(use)
             if is_assign_target(model, use):
                 value = holder.value
@@ -512,19 +668,18 @@ class TensorAttributeRule(Rule):
                 continue
             if value is None or is_constant(value, None):
                 continue
-            if not self.other_store_ok(value, site, tensors):
-                return False
-        return True
+            found = self.store_verdict(value, use, site, tensors)
+            if found == "refuse":
+                return "refuse"
+            if found == "report":
+                verdict = "report"
+        return verdict
+
+    def store_verdict(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment, tensors: TensorExpressions) -> str:
+        return "ok" if self.other_store_ok(value, site, tensors) else "refuse"
 
     def gets_requires_grad(self, node: ast.AST) -> bool:
-        """``t.requires_grad = True`` / ``t.requires_grad_()``: the tensor wants to be a Parameter."""
-        parent = self.model.parent(node)
-        return (
-            isinstance(parent, ast.Attribute)
-            and parent.value is node
-            and parent.attr in {"requires_grad", "requires_grad_"}
-            and not (parent.attr == "requires_grad" and not is_assign_target(self.model, parent))
-        )
+        return gets_requires_grad(self.model, node)
 
     @staticmethod
     def is_same_attribute_chain(value: ast.expr, site: SelfAssignment) -> bool:

@@ -30,6 +30,9 @@ class ParameterAttributeRule(TensorAttributeRule):
     Finds tensors created with `requires_grad=True` and stored as plain
     attributes in `__init__` of an nn.Module, and wraps them in `nn.Parameter`.
 
+    Also a tensor made trainable right after it is stored
+    (`self.w = torch.zeros(n); self.w.requires_grad = True`).
+
     ## Why is this bad?
     A plain tensor attribute is not a parameter even when it requires grad:
     it is missing from `parameters()`, so the optimizer never updates it, and
@@ -56,6 +59,10 @@ class ParameterAttributeRule(TensorAttributeRule):
     classes with unknown bases or custom attribute access, stores before
     `super().__init__()`), and attributes stored elsewhere with anything but
     `None` or an `nn.Parameter` (a Parameter attribute rejects plain tensors).
+    A tensor that forward stores again computed from itself
+    (`self.lam = F.softmax(self.lam, -1)`) is reported without a fix, as is one
+    initialised in place before the flag is set (in place on a Parameter
+    raises), and flags set only on some paths are left alone.
     """
 
     code = "TFM302"
@@ -71,16 +78,31 @@ class ParameterAttributeRule(TensorAttributeRule):
             _init("self.b = torch.randn(dim, requires_grad=trainable)"),
             _init("self.b = nn.Parameter(torch.randn(dim), requires_grad=trainable)"),
         ),
+        FixCase(
+            # made trainable by the flag set after it is created
+            _init("self.w = torch.zeros(1, dim).to('cpu')", "self.w.requires_grad = True"),
+            _init("self.w = nn.Parameter(torch.zeros(1, dim).to('cpu'))", "self.w.requires_grad = True"),
+        ),
     )
     keeps = (
         KeepCase(_init("self.W = torch.zeros(dim, requires_grad=False)")),
         KeepCase(_init("self.W = torch.zeros(dim, requires_grad=True)", extra="\n    def reset(self):\n        self.W = torch.zeros(3)\n")),
         KeepCase(_init("self.W = nn.Parameter(torch.zeros(dim))")),
+        # forward stores a tensor computed from it: a Parameter attribute would reject that
+        KeepCase(_init("self.lam = torch.ones(dim, requires_grad=True)",
+                       extra="\n    def forward(self, x):\n        self.lam = torch.softmax(self.lam, -1)\n        return x * self.lam\n"),
+                 reported=True),
+        # initialised in place before it is made trainable: in place on a Parameter raises
+        KeepCase(_init("self.w = torch.empty(dim)", "self.w.normal_()", "self.w.requires_grad_()"), reported=True),
+        # made trainable only on one path
+        KeepCase(_init("self.w = torch.zeros(dim)", "if trainable:", "    self.w.requires_grad = True")),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         value = site.value
+        if self._made_trainable_later(site) and tensors.is_tensor(value):
+            return True
         if not isinstance(value, ast.Call) or dotted(value.func) is None or has_star_args(value):
             return False
         qname = self.model.torch_qualified(value.func)
@@ -99,18 +121,85 @@ class ParameterAttributeRule(TensorAttributeRule):
             "parameters(), so the optimizer never trains it; use nn.Parameter"
         )
 
+    def _made_trainable_later(self, site: SelfAssignment) -> list[ast.Attribute]:
+        """``self.w.requires_grad = True`` or ``self.w.requires_grad_()`` in the same method
+        after the store, at its top level: the reads of ``self.w`` that make it trainable
+        (empty when there is none)."""
+        model = self.model
+        found = []
+        for use in model.attributes.get(site.attr, ()):
+            if not (isinstance(use.value, ast.Name) and use.value.id == site.self_arg):
+                continue
+            if model.enclosing_function(use) is not site.method or (use.lineno, use.col_offset) <= (site.assign.lineno, site.assign.col_offset):
+                continue
+            flag = model.parent(use)
+            if not (isinstance(flag, ast.Attribute) and flag.value is use):
+                continue
+            statement = model.statement(flag)
+            if model.parent(statement) is not site.method:
+                continue  # under a condition: maybe never trainable
+            holder = model.parent(flag)
+            if flag.attr == "requires_grad" and isinstance(holder, ast.Assign) and holder.targets == [flag] and is_constant(holder.value, True):
+                found.append(use)
+            elif flag.attr == "requires_grad_" and isinstance(holder, ast.Call) and holder.func is flag and not holder.keywords and (
+                not holder.args or (len(holder.args) == 1 and is_constant(holder.args[0], True))
+            ) and isinstance(model.parent(holder), ast.Expr):
+                found.append(use)
+        return found
+
+    def _read_before(self, site: SelfAssignment, trainable: list[ast.Attribute]) -> bool:
+        """The attribute is read between its store and the line that makes it trainable (an
+        in-place initialisation, ``self.w.normal_()``, is allowed on a tensor that does not
+        require grad yet, and raises on a Parameter)."""
+        model = self.model
+        first = min((use.lineno, use.col_offset) for use in trainable)
+        return any(
+            use is not site.target and use not in trainable and model.enclosing_function(use) is site.method
+            and (site.assign.lineno, site.assign.col_offset) < (use.lineno, use.col_offset) < first
+            for use in model.attributes.get(site.attr, ())
+        )
+
     def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         # a Parameter attribute only accepts Parameters (or None)
         return isinstance(value, ast.Call) and self.model.qualified_names(value.func) == {"torch.nn.Parameter"}
+
+    def store_verdict(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment, tensors: TensorExpressions) -> str:
+        """A value computed from the attribute itself (``self.lam = F.softmax(self.lam, -1)``
+        in forward) keeps the trainable tensor the source of what the module computes: the bug
+        stands, but assigning a plain tensor to a Parameter attribute raises TypeError, so it is
+        reported without a fix. Any other value says the attribute is not a parameter."""
+        if self.other_store_ok(value, site, tensors):
+            return "ok"
+        if any(isinstance(node, ast.Attribute) and node.attr == site.attr and isinstance(node.value, ast.Name)
+               and isinstance(node.ctx, ast.Load) for node in ast.walk(value)):
+            return "report"
+        return "refuse"
+
+    def rebinding_reason(self, site: SelfAssignment) -> str:
+        return ("the attribute is stored again with a plain tensor computed from it, which a Parameter "
+                "attribute would reject with TypeError")
 
     def fix_for(self, site: SelfAssignment) -> Fix | None:
         reference = nn_reference(self.model, "Parameter", site.assign)
         if reference is None:
             return None
         func, need = reference
+        trainable = self._made_trainable_later(site)
+        if trainable and keyword(site.value, "requires_grad") is None:
+            if self._read_before(site, trainable):
+                return None
+            edit = self.edit(site.assign, "Assign", _wrap_value, func)
+            return Fix([edit], (need,) if need else ())
         keep_flag = not is_constant(keyword(site.value, "requires_grad").value, True)
         edit = self.edit(site.value, "Call", _wrap_in_parameter, func, keep_flag)
         return Fix([edit], (need,) if need else ())
+
+
+def _wrap_value(assign, func: str):
+    """``self.w = value`` -> ``self.w = func(value)``."""
+    import libcst as cst
+
+    return assign.with_changes(value=cst.Call(func=cst.parse_expression(func), args=[cst.Arg(assign.value)]))
 
 
 def _wrap_in_parameter(value, func: str, keep_flag: bool):

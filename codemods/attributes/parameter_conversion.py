@@ -54,6 +54,11 @@ class ParameterConversionRule(Rule):
     ## Known problems
     Left alone: conversions with `*args`/`**kwargs`, a Parameter built with
     its data passed by keyword, and values that are not stored on `self`.
+    Conversions that cannot copy are left alone too: `.to(w.device)` of a
+    Parameter made from `w`, and `.type(torch.FloatTensor)`, `.float()`,
+    `.to(torch.float32)` or `.cpu()` of CPU float32 data (a default-dtype
+    factory, in a file that never changes the default dtype or device), which
+    return the Parameter itself.
     """
 
     code = "TFM303"
@@ -77,6 +82,15 @@ class ParameterConversionRule(Rule):
             "class Net(Module):\n    def __init__(self):\n        super().__init__()\n"
             "        self.bias = Parameter(torch.zeros(3).cuda())\n",
         ),
+        FixCase(
+            # the data is float64: `.type(torch.FloatTensor)` copies
+            "import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.w = nn.Parameter(torch.empty(n, 2, dtype=torch.float64)).type(dtype)\n",
+            "import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+            "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+            "        self.w = nn.Parameter(torch.empty(n, 2, dtype=torch.float64).type(dtype))\n",
+        ),
     )
     keeps = (
         KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n).to(device))")),
@@ -84,6 +98,11 @@ class ParameterConversionRule(Rule):
         KeepCase(_init("self.w = nn.Parameter(torch.randn(n, n)).to(*device)"), reported=True),
         KeepCase(_init("self.w = nn.Parameter(data=torch.randn(n, n)).to(device)"), reported=True),
         KeepCase(HEADER + "class Plain:\n    def __init__(self):\n        self.w = nn.Parameter(torch.ones(2)).double()\n"),
+        # converted to the type its CPU float32 data already has: `.type()` returns the Parameter itself
+        KeepCase("import torch\nimport torch.nn as nn\n\ndtype = torch.FloatTensor\n\n"
+                 "class Net(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+                 "        self.w = nn.Parameter(torch.empty(n, 2).uniform_(-1, 1)).type(dtype)\n"
+                 "        self.b = nn.Parameter(0.1 * torch.ones([2])).float()\n"),
         # moved to the device its own data is on: `.to()` returns the Parameter itself
         KeepCase(_init("self.weight = nn.Parameter(torch.ones(n))", "self._w = nn.Parameter(self.weight.clone()).to(self.weight.device)")),
     )
@@ -100,6 +119,8 @@ class ParameterConversionRule(Rule):
                 parameter, links = chain
                 if _moves_to_its_own_device(model, parameter, links):
                     continue  # `.to(w.device)` of a Parameter made from `w`: it never copies
+                if _converts_to_what_it_is(model, parameter, links):
+                    continue  # `.type(torch.FloatTensor)` of CPU float32 data: the same Parameter comes back
                 message = (
                     f"`{site.self_arg}.{site.attr}` is a conversion of an nn.Parameter: when it copies (another device "
                     "or dtype) it is a plain tensor, missing from parameters() and state_dict(); convert inside"
@@ -143,6 +164,80 @@ def _moves_to_its_own_device(model, parameter: ast.Call, links: list[ast.Call]) 
         if not (isinstance(target, ast.Attribute) and target.attr == "device" and ast.dump(target.value) in source):
             return False
     return True
+
+
+# factories whose result, without dtype=/device=/out=, is a CPU tensor of the default dtype
+_DEFAULT_FLOAT_FACTORIES = frozenset(
+    {"zeros", "ones", "empty", "rand", "randn", "eye", "linspace", "logspace", "Tensor", "FloatTensor"}
+)
+# in-place methods and methods that keep a tensor's dtype and device
+_KEEPING_METHODS = frozenset(
+    {"uniform_", "normal_", "fill_", "zero_", "clone", "detach", "contiguous", "view", "reshape",
+     "unsqueeze", "squeeze", "t", "transpose", "permute", "flatten", "exponential_", "cauchy_"}
+)
+_FLOAT32 = frozenset({"torch.float32", "torch.float"})
+_DEFAULT_SETTERS = frozenset({"set_default_dtype", "set_default_device", "set_default_tensor_type"})
+
+
+def _converts_to_what_it_is(model, parameter: ast.Call, links: list[ast.Call]) -> bool:
+    """The Parameter's data is a CPU float32 tensor (a factory of the default dtype, in a file
+    that never changes the default dtype, device or tensor type) and every link converts to
+    exactly that (``.type(torch.FloatTensor)``, also through a module-level name bound once,
+    ``.float()``, ``.to(torch.float32)``, ``.cpu()``): each returns the Parameter itself."""
+    if not parameter.args or model.called & _DEFAULT_SETTERS:
+        return False
+    if not _default_float_cpu(model, parameter.args[0]):
+        return False
+    for link in links:
+        name = link.func.attr
+        if link.keywords:
+            return False
+        if name in ("float", "cpu") and not link.args:
+            continue
+        if name in ("type", "to") and len(link.args) == 1:
+            target = _module_constant(model, link.args[0])
+            if name == "type" and model.qualified_names(target) == {"torch.FloatTensor"}:
+                continue
+            if isinstance(target, ast.Constant) and name == "type" and target.value == "torch.FloatTensor":
+                continue
+            if name == "to" and model.qualified_names(target) and model.qualified_names(target) <= _FLOAT32:
+                continue
+        return False
+    return True
+
+
+def _default_float_cpu(model, data: ast.AST) -> bool:
+    if isinstance(data, ast.BinOp) and isinstance(data.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        sides = (data.left, data.right)
+        numbers = [s for s in sides if isinstance(s, ast.Constant) and type(s.value) in (int, float)]
+        return len(numbers) == 1 and all(_default_float_cpu(model, s) for s in sides if s not in numbers)
+    if not isinstance(data, ast.Call) or any(isinstance(a, ast.Starred) for a in data.args):
+        return False
+    if isinstance(data.func, ast.Attribute) and model.torch_qualified(data.func) is None:
+        return data.func.attr in _KEEPING_METHODS and _default_float_cpu(model, data.func.value)
+    qname = model.torch_qualified(data.func)
+    if qname is None or qname.count(".") != 1 or qname.split(".")[1] not in _DEFAULT_FLOAT_FACTORIES:
+        return False
+    if any(k.arg in (None, "dtype", "device", "out") for k in data.keywords):
+        return False
+    # `torch.Tensor(data)` copies the data's values as float32; `torch.Tensor(n, m)` allocates
+    return qname.split(".")[1] not in ("Tensor", "FloatTensor") or all(
+        isinstance(a, (ast.Constant, ast.Name, ast.Attribute, ast.BinOp)) for a in data.args
+    )
+
+
+def _module_constant(model, expr: ast.AST) -> ast.AST:
+    """What a name bound once, at module level, by a plain assignment holds (``dtype =
+    torch.FloatTensor``); the expression itself otherwise."""
+    if not isinstance(expr, ast.Name):
+        return expr
+    found = model.scope(expr).resolve(expr.id)
+    if len(found) != 1 or found[0].scope is not model.module_scope or found[0].kind != "assign":
+        return expr
+    holder = model.parent(found[0].node)
+    if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and holder.targets[0] is found[0].node:
+        return holder.value
+    return expr
 
 
 def _convert_inside(value, count: int):

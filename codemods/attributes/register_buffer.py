@@ -6,8 +6,16 @@ import ast
 import re
 
 from torchfix_mod.codemods._shared._attributes import SelfAssignment
-from torchfix_mod.codemods.attributes._tensor_attributes import TensorAttributeRule, TensorExpressions, requires_grad_true
+from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES
+from torchfix_mod.codemods.attributes._tensor_attributes import (
+    TensorAttributeRule,
+    TENSOR_METHODS,
+    TensorExpressions,
+    has_star_args,
+    requires_grad_true,
+)
 from torchfix_mod.semantic import class_methods, self_name
+from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 from torchfix_mod.rule import Fix, FixCase, KeepCase
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\n\n"
@@ -17,6 +25,18 @@ READ_BACK = frozenset({"tolist", "item", "numpy", "device", "dtype", "shape", "s
 
 
 RESET = "\n    def _reset(self, n):\n        self.mask = torch.zeros(n)\n"
+# a helper function of the file that builds the tensor (the last binding of `mask` reaches the return)
+SUBSEQUENT = (
+    "def subsequent_mask(n):\n"
+    "    mask = [[float(j > i) for j in range(n)] for i in range(n)]\n"
+    "    mask = torch.tensor(mask)\n"
+    "    return mask.unsqueeze(0)\n\n\n"
+)
+# a helper of the file that moves what it is given to its input's device
+WITH_BOUNDARY = (
+    "def with_boundary(x, ids):\n"
+    "    return torch.cat([ids.to(x.device).expand(x.shape[0], -1), x], dim=1)\n\n\n"
+)
 
 
 def _init(*lines: str, extra: str = "") -> str:
@@ -75,11 +95,25 @@ class RegisterBufferRule(TensorAttributeRule):
     tensors themselves (a `device` argument or attribute, a default device set
     in the file).
 
+    Tensors count wherever the file shows they are tensors: torch factories and
+    functions, tensor methods, `getattr(torch, "hann_window")(n)`, and functions
+    of the file whose every return is a tensor. A call that hands the tensor to
+    a function or method of the file is followed into the parameter that
+    receives it (a helper that moves it with `.to(x.device)` does not combine
+    it); code imported from elsewhere may place it itself and does not count.
+    Also left alone: tensors combined in that code with tensors made on the
+    CPU (a factory without `device=`, or a local computed from one) before a
+    move, and tensors whose device the code compares before using them.
+
     What follows dtype casts: a buffer follows `.half()`/`.double()` when it is
     a floating-point tensor; integer and bool tensors keep their dtype and only
     follow device moves.
 
-    Reported without a fix: a tensor stored elsewhere too (a helper may make it
+    Reported without a fix: tensors set by a method `__init__` calls
+    (`self.init_states(x)`), a recurrent state that forward reads before it
+    stores it again (the first call meets the tensor `__init__` made), a factory
+    named by an argument (`getattr(torch, window)(n)`: a caller may name
+    anything), a tensor stored elsewhere too (a helper may make it
     again on a device of its own choosing), read by code outside the class,
     with a private (mangled) name, or combined with another plain tensor
     attribute (registering one alone would part them on `.to(device)`).
@@ -144,6 +178,10 @@ class RegisterBufferRule(TensorAttributeRule):
             _init("self.scale = torch.tensor([7.0]) * 2"),
             _init('self.register_buffer("scale", torch.tensor([7.0]) * 2, persistent=True)'),
             options={"buffer_persistent": True},
+        ),
+        FixCase(
+            _init("self.mask = subsequent_mask(n)").replace("class Net", SUBSEQUENT + "class Net"),
+            _init('self.register_buffer("mask", subsequent_mask(n), persistent=False)').replace("class Net", SUBSEQUENT + "class Net"),
         ),
     )
     keeps = (
@@ -218,12 +256,76 @@ class RegisterBufferRule(TensorAttributeRule):
             "        return x * self.mask\n",
             reported=True,
         ),
+        # the window is chosen by name: a tensor by default, but a caller may name anything
+        KeepCase(HEADER + "class Loss(nn.Module):\n    def __init__(self, n, window='hann_window'):\n        super().__init__()\n"
+                 "        self.window = getattr(torch, window)(n)\n"
+                 "    def forward(self, x):\n        return torch.stft(x, 8, window=self.window, return_complex=True).abs().mean()\n",
+                 reported=True),
+        # a recurrent state set by a helper of __init__ and read before forward stores it again
+        KeepCase(HEADER + "class Cell(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+                 "        self.gate = nn.Linear(n, n)\n        self.init_states(n)\n\n"
+                 "    def init_states(self, n):\n        self.c_prev = torch.zeros(1, n)\n\n"
+                 "    def forward(self, x):\n        c = torch.sigmoid(self.gate(x)) * self.c_prev + x\n"
+                 "        self.c_prev = c.detach().mean(0, keepdim=True)\n        return c\n",
+                 reported=True),
+        # a cache stored in forward before it is read: it follows the inputs
+        KeepCase(_init("self.last = torch.zeros(1, n)", extra="\n    def forward(self, x):\n"
+                       "        self.last = x.detach().mean(0, keepdim=True)\n        return x + self.last\n")),
+        # its only use hands it to a helper of the file that moves it to the input's device
+        KeepCase(_init("self.bos = torch.tensor([[1, 2]])", extra="\n    def forward(self, ids):\n"
+                       "        return with_boundary(ids, self.bos)\n").replace("class Net", WITH_BOUNDARY + "class Net")),
+        # handed to code the file does not show, which places it itself
+        KeepCase(_init("self.bos = torch.tensor([[1, 2]])", extra="\n    def forward(self, ids):\n"
+                       "        return add_boundary(ids, self.bos)\n").replace("import math\n", "import math\nfrom boundaries import add_boundary\n")),
+        # combined with tensors made on the CPU, then moved: kept on the CPU on purpose
+        KeepCase(_init("self.betas = torch.linspace(0.1, 0.2, n)", extra="\n    def forward(self, x):\n"
+                       "        prev = torch.cat((torch.ones(1), self.betas[:-1]))\n"
+                       "        return x * prev.to(x.device)\n")),
+        # offset by a local made on the CPU (dgl's DeepWalk index lists), then moved
+        KeepCase(_init("self.idx = torch.LongTensor([0, 1, 1])", extra="\n    def forward(self, x):\n"
+                       "        offset = torch.arange(2) * 3\n        idx = (offset.unsqueeze(1) + self.idx.unsqueeze(0)).view(-1)\n"
+                       "        return x[idx.to(x.device)]\n")),
+        # the code compares its device before it uses it
+        KeepCase(_init("self.cached = torch.empty(1)", extra="\n    def forward(self, x):\n"
+                       "        if x.device != self.cached.device or not torch.equal(x, self.cached):\n"
+                       "            self.cached = x\n        return x * 2\n")),
+        # moved where it is used whenever a device is given
+        KeepCase(_init("self.freqs = torch.randn(n)", extra="\n    def forward(self, x, device=None):\n"
+                       "        freqs = self.freqs.to(device) if device is not None else self.freqs\n"
+                       "        return x * freqs\n")),
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
-        return tensors.is_tensor(site.value)
+        return tensors.is_tensor(site.value) or self._factory_by_argument(site) is not None
+
+    def _factory_by_argument(self, site: SelfAssignment) -> str | None:
+        """``getattr(torch, window)(n)`` where ``window`` is a parameter of the method whose
+        default names a tensor factory (``"hann_window"``): a tensor by default, but a caller
+        may name anything. The parameter's name, or None."""
+        value = site.value
+        if not isinstance(value, ast.Call) or has_star_args(value) or requires_grad_true(value):
+            return None
+        getter = value.func
+        if not (isinstance(getter, ast.Call) and isinstance(getter.func, ast.Name) and getter.func.id == "getattr"):
+            return None
+        if self.model.scope(getter.func).resolve("getattr") or len(getter.args) != 2 or getter.keywords:
+            return None
+        owner, name = getter.args
+        if self.model.torch_qualified(owner) != "torch" or not isinstance(name, ast.Name):
+            return None
+        args = site.method.args
+        positional = [*args.posonlyargs, *args.args]
+        defaults = dict(zip([a.arg for a in positional][len(positional) - len(args.defaults):], args.defaults))
+        defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+        default = defaults.get(name.id)
+        bindings = self.model.scope(name).resolve(name.id)
+        if len(bindings) != 1 or bindings[0].kind != "param":
+            return None  # rebound in the method: the default is not what reaches here
+        if isinstance(default, ast.Constant) and isinstance(default.value, str) and default.value in TENSOR_FACTORIES:
+            return name.id
+        return None
 
     def message(self, site: SelfAssignment) -> str:
         return (
@@ -269,20 +371,122 @@ class RegisterBufferRule(TensorAttributeRule):
         if _registered_by_name(model, family, site.attr):
             return False, None  # a placeholder where another path registers the buffer itself
         uses = [use for use in model.attributes.get(site.attr, ()) if use is not site.target]
-        if any(not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) in reachable for use in uses):
-            return False, None  # made again as the module computes (a cache, a moved copy): it follows its inputs
-        meeting = [
-            node for use in uses
+        remade = [use for use in uses if not isinstance(use.ctx, ast.Load) and model.enclosing_function(use) in reachable]
+        meeting_reads = [
+            (use, node) for use in uses
             if isinstance(use.ctx, ast.Load) and isinstance(use.value, ast.Name) and model.enclosing_function(use) in reachable
             and (node := _combines(model, use, 0)) is not None
         ]
+        if remade:
+            # made again as the module computes (a cache, a moved copy): from then on it follows
+            # its inputs. It still meets them unmoved when a read comes first, in the method
+            # that stores it again (the first call reads what __init__ made): a recurrent state
+            # `c = f * self.c_prev; self.c_prev = c.detach()`. A copy moved and stored back
+            # (`self.pe = self.pe.to(x.device)`) is never read unmoved.
+            if any(self._moved_copy(store, site) for store in remade):
+                return False, None
+            meeting_reads = [
+                (use, node) for use, node in meeting_reads
+                if all(
+                    model.enclosing_function(store) is model.enclosing_function(use) and _before(use, store)
+                    for store in remade
+                )
+            ]
+        meeting = [node for _, node in meeting_reads]
         if not meeting:
+            return False, None
+        if any(self._device_compared(use) for use in uses):
+            return False, None  # the code checks where the tensor is before it uses it
+        if any(self._meets_cpu_made(use) for use, _ in meeting_reads):
+            # combined with tensors made on the CPU (`torch.cat((torch.ones(1), beta))`): kept on
+            # the CPU on purpose; as a buffer it would meet them on another device and raise
             return False, None
         if self._places_tensors_itself(family):
             # a `device` argument or attribute: the class decides where its tensors live, and
             # `.to()` moves none of them; reported, but a buffer alone would not make it follow
             return True, "the class places its tensors on a device it keeps itself"
         return True, self._unproven(site, family, meeting)
+
+    def _device_compared(self, use: ast.Attribute) -> bool:
+        parent = self.model.parent(use)
+        return (
+            isinstance(parent, ast.Attribute) and parent.value is use and parent.attr == "device"
+            and isinstance(self.model.parent(parent), ast.Compare)
+        )
+
+    def _meets_cpu_made(self, use: ast.Attribute) -> bool:
+        """In the function that reads it, the value (or a local computed from it) meets, in an
+        operation, a tensor made on the CPU: a torch factory called without ``device=`` and
+        not moved (``torch.ones((1,))``), or a local computed from one
+        (``offset = torch.arange(b) * n``). The tensor is kept on the CPU to meet it."""
+        model = self.model
+        function = model.enclosing_function(use)
+        if function is None:
+            return False
+        derived: set[str] = set()
+        cpu_made: set[str] = set()
+        for stmt in sorted(model.nodes(ast.Assign, function), key=lambda n: (n.lineno, n.col_offset)):
+            if model.enclosing_function(stmt) is not function:
+                continue
+            targets = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+            names = [n for n in model.nodes(ast.Name, stmt.value) if isinstance(n.ctx, ast.Load)]
+            if any(n is use for n in ast.walk(stmt.value)) or any(n.id in derived for n in names):
+                derived |= targets
+            elif not _moved_at_top(stmt.value) and (
+                any(self._cpu_factory(c) for c in model.nodes(ast.Call, stmt.value)) or any(n.id in cpu_made for n in names)
+            ):
+                cpu_made |= targets
+        reads: list[ast.AST] = [use]
+        reads += [n for n in model.nodes(ast.Name, function) if isinstance(n.ctx, ast.Load) and n.id in derived]
+        for read in reads:
+            inside = {id(n) for n in ast.walk(read)}
+            for around in model.ancestors(read):
+                if isinstance(around, ast.stmt):
+                    break
+                if not isinstance(around, (ast.BinOp, ast.Compare, ast.Call)):
+                    continue
+                for node in ast.walk(around):
+                    if id(node) in inside:
+                        continue
+                    if (isinstance(node, ast.Call) and self._cpu_factory(node)) or (
+                        isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in cpu_made
+                    ):
+                        return True
+        return False
+
+    def _cpu_factory(self, call: ast.Call) -> bool:
+        """A torch factory called without ``device=`` whose result is not moved on the spot."""
+        model = self.model
+        if isinstance(call.func, ast.Call):
+            return False
+        qname = model.torch_qualified(call.func)
+        if qname is None or qname.count(".") != 1:
+            return False
+        factory = qname.split(".")[1]
+        if factory not in TENSOR_FACTORIES or factory.endswith("_like") or has_star_args(call):
+            return False
+        if any(k.arg in ("device", None) for k in call.keywords):
+            return False
+        node: ast.AST = call
+        while True:  # a chain of method calls on it: `torch.zeros(n).unsqueeze(0).to(device)`
+            holder = model.parent(node)
+            if isinstance(holder, ast.Attribute) and holder.value is node:
+                if holder.attr in MOVES:
+                    return False
+                after = model.parent(holder)
+                node = after if isinstance(after, ast.Call) and after.func is holder else holder
+                continue
+            return True
+
+    def _moved_copy(self, store: ast.Attribute, site: SelfAssignment) -> bool:
+        holder = self.model.parent(store)
+        value = getattr(holder, "value", None)
+        return value is not None and any(
+            isinstance(node, ast.Attribute) and node.attr == site.attr for node in ast.walk(value)
+        ) and any(
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MOVES
+            for node in ast.walk(value)
+        )
 
     def _places_tensors_itself(self, family) -> bool:
         model = self.model
@@ -301,6 +505,9 @@ class RegisterBufferRule(TensorAttributeRule):
     def _unproven(self, site: SelfAssignment, family, meeting: list[ast.AST]) -> str | None:
         model = self.model
         attr = site.attr
+        chooser = self._factory_by_argument(site)
+        if chooser is not None:
+            return f"the factory is named by the argument `{chooser}`, which a caller may set to something that is not a tensor"
         if attr.startswith("__") and not attr.endswith("__"):
             return "a private name, which Python mangles"
         for use in model.attributes.get(attr, ()):
@@ -375,6 +582,26 @@ class RegisterBufferRule(TensorAttributeRule):
     def other_store_ok(self, value: ast.expr, site: SelfAssignment, tensors: TensorExpressions) -> bool:
         return tensors.is_tensor(value) or self.is_same_attribute_chain(value, site)
 
+    def store_verdict(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment, tensors: TensorExpressions) -> str:
+        """A tensor (or a copy of the attribute itself) is what a buffer accepts. A value made
+        by a tensor method or a torch function whose inputs the analysis cannot follow
+        (``self.c = c.detach()``) is reported without a fix; anything else (a number, a list)
+        says the attribute is not a tensor attribute."""
+        if self.other_store_ok(value, site, TensorExpressions(self.model, self._function_tensors(target))):
+            return "ok"
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+            qname = self.model.torch_qualified(value.func)
+            if (qname is not None and qname.count(".") == 1) or (qname is None and value.func.attr in TENSOR_METHODS - MODULE_ATTRIBUTES):
+                return "report"
+        return "refuse"
+
+    def _function_tensors(self, node: ast.AST) -> set[str]:
+        function = self.model.enclosing_function(node)
+        return self._local_tensors(function) if function is not None else set()
+
+    def rebinding_reason(self, site: SelfAssignment) -> str:
+        return "the attribute is stored elsewhere too, with a value the analysis cannot follow"
+
     def state_keys(self, site: SelfAssignment) -> tuple[str, ...]:
         return (site.attr,) if self.options.buffer_persistent else ()
 
@@ -422,6 +649,22 @@ def _reachable(model, cls: ast.ClassDef, methods: dict[str, list]) -> set:
     if "forward" not in methods and "__call__" not in methods and not computing:
         return set()
     return model.methods_reached(cls, computing)
+
+
+def _moved_at_top(value: ast.AST) -> bool:
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MOVES
+
+
+def _moved_same(read: ast.AST, other: ast.AST) -> bool:
+    """``other`` is ``read`` moved: ``<read>.to(...)``/``.cuda(...)``/``.type_as(...)``."""
+    return (
+        isinstance(other, ast.Call) and isinstance(other.func, ast.Attribute) and other.func.attr in MOVES
+        and ast.dump(other.func.value) == ast.dump(read)
+    )
+
+
+def _before(first: ast.AST, second: ast.AST) -> bool:
+    return (first.lineno, first.col_offset) < (second.lineno, second.col_offset)
 
 
 def _constant(node: ast.AST) -> bool:
@@ -472,9 +715,9 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             expr = parent  # `self.mask == 0` is a mask too, unless an `if` only tests it
         elif isinstance(parent, ast.keyword):
             call = model.parent(parent)
-            return call if _call_combines(model, call) else None
+            return call if _call_combines(model, call, parent, depth) else None
         elif isinstance(parent, ast.Call):
-            return parent if parent.func is not expr and _call_combines(model, parent) else None
+            return parent if parent.func is not expr and _call_combines(model, parent, expr, depth) else None
         elif isinstance(parent, (ast.Assign, ast.AnnAssign)) and parent.value is expr:
             targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
             if depth > 1 or len(targets) != 1 or not isinstance(targets[0], ast.Name):
@@ -489,6 +732,9 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             return None
         elif isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.BoolOp, ast.Assert)) :
             if isinstance(parent, ast.IfExp) and parent.test is not expr:
+                other = parent.orelse if parent.body is expr else parent.body
+                if _moved_same(expr, other):
+                    return None  # `self.f.to(device) if device is not None else self.f`: the code places it
                 expr = parent
                 continue
             return None
@@ -500,11 +746,104 @@ def _combines(model, expr: ast.AST, depth: int) -> ast.AST | None:
             return parent  # returned, handed into a container, a starred argument: it may meet anything
 
 
-def _call_combines(model, call: ast.Call) -> bool:
+def _call_combines(model, call: ast.Call, argument: ast.AST, depth: int) -> bool:
+    """Whether handing the value to ``call`` (as ``argument``: a positional argument or a
+    keyword) may combine it with another tensor unmoved. Functions and methods of this file are
+    followed into the parameter that receives it (a helper that moves it with
+    ``.to(x.device)`` does not combine it); functions imported from outside torch are code the
+    file does not show, which may place the tensor itself; torch functions, tensor methods and
+    submodules combine it."""
     func = call.func
     if isinstance(func, ast.Name) and func.id in _PYTHON_READS | _ITERATING and model.qualified_names(func) == {f"builtins.{func.id}"}:
         return False
+    if _context_method(model, func):
+        return False  # `ctx.save_for_backward(t)` keeps the tensor for backward
+    callees = _callees(model, call)
+    if callees:
+        if depth > 2:
+            return True
+        for definition, skip in callees:
+            parameter = _parameter_for(definition, call, argument, skip)
+            if parameter is None:
+                return True
+            names = [node for node in model.nodes(ast.Name, definition) if node.id == parameter and model.enclosing_function(node) is definition]
+            # once the helper rebinds the name (`kernel = kernel.to(x)` in one branch, a new
+            # kernel in the other) a read may see either: only reads before that are the argument
+            rebound = min(((n.lineno, n.col_offset) for n in names if not isinstance(n.ctx, ast.Load)), default=None)
+            reads = [
+                node for node in names
+                if isinstance(node.ctx, ast.Load) and (rebound is None or (node.lineno, node.col_offset) < rebound)
+            ]
+            if any(_combines(model, read, depth + 1) is not None for read in reads):
+                return True
+        return False
+    qnames = model.qualified_names(func)
+    if qnames and not any(q == "torch" or q.startswith(("torch.", "builtins.")) for q in qnames):
+        if isinstance(func, ast.Attribute) and not isinstance(func.value, (ast.Name, ast.Attribute)):
+            return True
+        root = func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and any(b.kind in ("import", "from-import") for b in model.scope(root).resolve(root.id)):
+            return False  # imported code the file does not show: it may move the tensor itself
     return True
+
+
+def _callees(model, call: ast.Call) -> list[tuple[ast.FunctionDef, int]]:
+    """The defs of this file ``call`` runs, each with how many leading parameters the call
+    does not fill (``self``, ``ctx``): functions of the file, methods of the calling class
+    family called on ``self``, and ``Fn.apply(...)`` of an autograd Function of the file (its
+    ``forward``)."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        defs = model.local_functions(func)
+        return [(d, 0) for d in defs or () if not d.decorator_list]
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+        return []
+    function = model.enclosing_function(call)
+    home = model.enclosing_class(call)
+    if function is not None and home is not None and func.value.id == self_name(function):
+        return [
+            (m, 1) for member in model.class_family(home) for m in class_methods(member)
+            if m.name == func.attr and not m.decorator_list
+        ]
+    if func.attr == "apply":
+        classes = model.local_classes(func.value) or []
+        forwards = [
+            m for cls in classes for m in class_methods(cls)
+            if m.name == "forward" and any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in m.decorator_list)
+        ]
+        return [(m, 1) for m in forwards] if len(forwards) == len(classes) else []
+    return []
+
+
+def _parameter_for(definition, call: ast.Call, argument: ast.AST, skip: int) -> str | None:
+    """The parameter of ``definition`` that receives ``argument`` of ``call``."""
+    args = definition.args
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)][skip:]
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    if isinstance(argument, ast.keyword):
+        names = {a.arg for a in (*args.args, *args.kwonlyargs)}
+        return argument.arg if argument.arg in names else None
+    for index, arg in enumerate(call.args):
+        if arg is argument:
+            return positional[index] if index < len(positional) else None
+    return None
+
+
+def _context_method(model, func: ast.AST) -> bool:
+    """``ctx.<method>`` on the first parameter of an autograd Function's static ``forward``
+    (or ``backward``): torch's context object, which stores and marks tensors."""
+    if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
+        return False
+    function = model.enclosing_function(func)
+    if function is None or function.name not in ("forward", "backward", "setup_context"):
+        return False
+    if not any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in function.decorator_list):
+        return False
+    params = [*function.args.posonlyargs, *function.args.args]
+    return bool(params) and params[0].arg == func.value.id and func.attr in ("save_for_backward", "mark_dirty", "mark_non_differentiable")
 
 
 def _registered_by_name(model, family, attr: str) -> bool:

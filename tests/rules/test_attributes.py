@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from conftest import ALL_RULES
-from rule_helpers import build, load, sgd_step
+from rule_helpers import build, fixed, load, run, sgd_step
 from torchfix_mod.engine import Settings, transform_source
 
 HIDDEN, SEQ = 8, 5  # the TFM301 sample's width and the inputs' sequence length
@@ -257,3 +257,200 @@ def test_tfm301_a_tensor_only_the_cpu_side_reads_is_left_alone():
     moved = _namespace(naive)["Walker"](2).to("meta")
     with pytest.raises((RuntimeError, NotImplementedError)):
         moved.sample(walks).cpu()
+
+
+# -- kinds found beyond the tensor factories in __init__ ------------------------
+
+# Modelled on OpenNMT/OpenNMT-py onmt/modules/Transformer.py @ c2e76fd9bcf0efd05cbe7cf511704f2505d9fb5d
+# line 90 (and torchgeo/torchgeo torchgeo/models/croma.py @ 65507dcb line 77): the mask comes from a
+# helper function of the file and is added to the attention scores in forward.
+HELPER_MADE = '''
+import torch
+import torch.nn as nn
+
+
+def causal_bias(n):
+    bias = [[0.0 if j <= i else -1e4 for j in range(n)] for i in range(n)]
+    bias = torch.tensor(bias)
+    return bias.unsqueeze(0)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, n):
+        super().__init__()
+        self.qk = nn.Linear(dim, 2 * dim)
+        self.bias = causal_bias(n)
+
+    def forward(self, x):
+        q, k = self.qk(x).chunk(2, dim=-1)
+        scores = q @ k.transpose(1, 2) + self.bias[:, : x.shape[1], : x.shape[1]]
+        return scores.softmax(-1)
+'''
+
+
+def test_tfm301_a_tensor_from_a_helper_function_follows_to_only_after_the_fix():
+    after_source = fixed(HELPER_MADE, "TFM301")
+    assert 'self.register_buffer("bias", causal_bias(n), persistent=False)' in after_source
+    before = run(HELPER_MADE)["Attention"](4, 6).to(torch.float64)
+    after = run(after_source)["Attention"](4, 6).to(torch.float64)
+    assert before.bias.dtype == torch.float32 and after.bias.dtype == torch.float64
+    assert "bias" not in dict(before.named_buffers()) and "bias" in dict(after.named_buffers())
+    assert list(before.state_dict()) == list(after.state_dict())  # non-persistent: same keys
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    after.load_state_dict(before.state_dict())
+    assert torch.allclose(before(x), after(x))
+
+
+# Modelled on allenai/allennlp allennlp/modules/elmo.py @ 80fb6061e568cb9d6ab5d45b661e86eb61b92c82
+# line 306 (the helper there is allennlp/nn/util.py's add_sentence_boundary_token_ids).
+MOVED_BY_HELPER = '''
+import torch
+import torch.nn as nn
+
+
+def with_boundary(ids, bos):
+    return torch.cat([bos.to(ids.device).expand(ids.shape[0], -1), ids], dim=1)
+
+
+class Embedder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 3)
+        self.bos = torch.tensor([[1, 2]])
+
+    def forward(self, ids):
+        return self.emb(with_boundary(ids, self.bos))
+'''
+
+
+def test_tfm301_a_tensor_a_helper_moves_to_the_input_is_left_alone():
+    """The helper moves the ids to the input's device at each use: nothing mixes devices, and
+    the rule, which follows the call into the helper, stays silent."""
+    result = transform_source(MOVED_BY_HELPER, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == MOVED_BY_HELPER
+    net = run(MOVED_BY_HELPER)["Embedder"]().to(torch.float64)
+    assert net(torch.tensor([[3, 4]])).shape == (1, 4, 3)
+
+
+# Modelled on styalai/xLSTM-pytorch xLSTM/mLSTMblock.py @ d86cb367e0d8b1ee4f6cce09724d020e84767b5a
+# line 51: a helper of __init__ sets the recurrent state, forward reads it, then stores it again.
+RECURRENT = next(c.source for c in TFM301.keeps if "def init_states" in c.source)
+
+
+def test_tfm301_a_recurrent_state_set_by_a_helper_is_reported_without_a_fix():
+    result = transform_source(RECURRENT, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.new_source == RECURRENT
+    [finding] = result.diagnostics
+    assert "c_prev" in finding.message and not finding.fix_available
+    cell = run(RECURRENT)["Cell"](3).to(torch.float64)
+    assert cell.gate.weight.dtype == torch.float64
+    assert cell.c_prev.dtype == torch.float32  # the first forward meets the state __init__ made
+    cell(torch.randn(2, 3, dtype=torch.float64))
+    assert cell.c_prev.dtype == torch.float64  # from then on it follows the inputs
+
+
+# Modelled on kan-bayashi/ParallelWaveGAN parallel_wavegan/losses/stft_loss.py @ b68023b8 line 85.
+BY_NAME = next(c.source for c in TFM301.keeps if "getattr(torch, window)" in c.source)
+
+
+def test_tfm301_a_factory_named_by_an_argument_is_reported_without_a_fix():
+    result = transform_source(BY_NAME, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.new_source == BY_NAME
+    [finding] = result.diagnostics
+    assert "`window`" in finding.message and not finding.fix_available
+    loss = run(BY_NAME)["Loss"](8).to(torch.float64)
+    assert loss.window.dtype == torch.float32 and "window" not in dict(loss.named_buffers())
+
+
+# Modelled on Hzzone/Precipitation-Nowcasting nowcasting/models/convLSTM.py @ 04a7dd36 line 14.
+TRAINABLE_LATER = '''
+import torch
+import torch.nn as nn
+
+
+class Peephole(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.gate = nn.Linear(n, n)
+        self.wci = torch.zeros(1, n).to("cpu")
+        self.wci.requires_grad = True
+
+    def forward(self, x, c):
+        return torch.sigmoid(self.gate(x) + self.wci * c)
+'''
+
+
+def test_tfm302_a_tensor_made_trainable_afterwards_is_trained_only_after_the_fix():
+    after_source = fixed(TRAINABLE_LATER, "TFM302")
+    assert 'self.wci = nn.Parameter(torch.zeros(1, n).to("cpu"))' in after_source
+    torch.manual_seed(0)
+    x, c = torch.randn(4, 3), torch.ones(4, 3)
+    loss = lambda model: model(x, c).sum()  # noqa: E731
+    before, after = run(TRAINABLE_LATER)["Peephole"](3), run(after_source)["Peephole"](3)
+    assert [n for n, _ in before.named_parameters()] == ["gate.weight", "gate.bias"]
+    assert sorted(n for n, _ in after.named_parameters()) == ["gate.bias", "gate.weight", "wci"]
+    sgd_step(before, loss)
+    sgd_step(after, loss)
+    assert torch.equal(before.wci, torch.zeros(1, 3))  # a gradient, but no optimizer step
+    assert before.wci.grad is not None and not torch.equal(after.wci, torch.zeros(1, 3))
+    assert after.to(torch.float64).wci.dtype == torch.float64
+
+
+TFM302 = next(r for r in ALL_RULES if r.code == "TFM302")
+# Modelled on CWanli/RecoNet reconet.py @ 704ab04a4951f085790d3f115b01a305f779013f line 51.
+REBOUND = next(c.source for c in TFM302.keeps if "self.lam = torch.softmax(self.lam" in c.source)
+
+
+def test_tfm302_a_tensor_forward_rebinds_is_reported_without_a_fix():
+    result = transform_source(REBOUND, Settings(rules=(TFM302,), unsafe_fixes=True))
+    assert result.new_source == REBOUND
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "TypeError" in finding.message
+    lr = run(REBOUND)["LR"](3)
+    assert list(lr.parameters()) == [] and lr(torch.ones(3)).shape == (3,)
+    naive = REBOUND.replace("torch.ones(dim, requires_grad=True)", "nn.Parameter(torch.ones(dim))")
+    with pytest.raises(TypeError, match="cannot assign"):
+        run(naive)["LR"](3)(torch.ones(3))
+
+
+# Modelled on graykode/nlp-tutorial 2-1.TextCNN/TextCNN.py @ 2cc31240e5d90656dc7fad4310fd11938c812205
+# line 46.
+def test_tfm303_a_conversion_to_what_the_data_already_is_keeps_the_parameter():
+    rule = next(r for r in ALL_RULES if r.code == "TFM303")
+    source = next(c.source for c in rule.keeps if ".type(dtype)" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == source
+    net = run(source)["Net"](3)
+    assert isinstance(net.w, nn.Parameter) and isinstance(net.b, nn.Parameter)
+    assert [n for n, _ in net.named_parameters()] == ["w", "b"]
+    copying = next(c for c in rule.fixes if "dtype=torch.float64" in c.before)
+    stuck, moved = run(copying.before)["Net"](3), run(copying.after)["Net"](3)
+    assert list(stuck.named_parameters()) == [] and [n for n, _ in moved.named_parameters()] == ["w"]
+    assert moved.w.dtype == torch.float32
+
+
+# Modelled on espnet/espnet espnet2/tts/prodiff/denoiser.py (SpectogramDenoiser.inference, the
+# `self.betas` schedule from the file's noise_scheduler helper), as vendored in the precision corpus.
+# And on dmlc/dgl python/dgl/nn/pytorch/network_emb.py (DeepWalk.forward: CPU index lists offset by a
+# CPU `torch.arange`), as vendored in the precision corpus.
+CPU_PARTNERS = [
+    (next(c.source for c in TFM301.keeps if "torch.cat((torch.ones(1), self.betas" in c.source), "betas", "torch.linspace(0.1, 0.2, n)"),
+    (next(c.source for c in TFM301.keeps if "offset = torch.arange(2) * 3" in c.source), "idx", "torch.LongTensor([0, 1, 1])"),
+]
+
+
+@pytest.mark.parametrize("CPU_PARTNER, name, value", CPU_PARTNERS, ids=["cpu-factory", "cpu-local"])
+def test_tfm301_a_tensor_combined_with_cpu_made_tensors_is_left_plain(CPU_PARTNER, name, value):
+    """The schedule meets `torch.ones(1)`, made on the CPU, before the result is moved: as a
+    buffer on another device it would meet that CPU tensor and raise."""
+    result = transform_source(CPU_PARTNER, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == CPU_PARTNER
+    x = torch.ones(6 if name == "idx" else 3, device="meta")
+    plain = run(CPU_PARTNER)["Net"](3).to("meta")
+    assert plain(x).device.type == "meta"
+    naive = CPU_PARTNER.replace(f"self.{name} = {value}", f'self.register_buffer("{name}", {value}, persistent=False)')
+    assert naive != CPU_PARTNER
+    moved = run(naive)["Net"](3).to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        moved(x)
