@@ -108,6 +108,9 @@ class NameState:
     # for a name bound by `alias = name`: that statement (a write into the alias may be meant
     # for a copy the statement does not make)
     copied_at: ast.stmt | None = None
+    # made only from values no gradient flows through (factories, numbers, detached tensors,
+    # metadata, or under no_grad): autograd records nothing for it, in place or not
+    grad_free: bool = False
 
 
 State = dict[str, NameState]
@@ -633,15 +636,27 @@ def constructed_settings(model: SemanticModel, cls: ast.ClassDef, construction: 
     stores: dict[str, list[ast.expr]] = {}
     for site in self_assignments(model, cls):
         stores.setdefault(site.attr, []).append(site.value if site.method is init else None)
-    written: dict[str, int] = {}
-    for node in ast.walk(cls):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+    written: dict[str, int] = {}  # stores of an attribute of that name anywhere in the file
+    for node in model.nodes(ast.Attribute):
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
             written[node.attr] = written.get(node.attr, 0) + 1
+    for call in model.nodes(ast.Call):  # setattr(obj, "name", value) anywhere
+        if isinstance(call.func, ast.Name) and call.func.id == "setattr" and len(call.args) >= 2:
+            name_arg = call.args[1]
+            key = name_arg.value if isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str) else None
+            if key is None:
+                return {}
+            written[key] = written.get(key, 0) + 1
+    rebound = {  # parameters __init__ binds again (`if last: activation = "none"`)
+        n.id for n in ast.walk(init) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))
+    }
     settings: dict[str, object] = {}
     for attr, values in stores.items():
         if len(values) != 1 or written.get(attr) != 1 or not isinstance(values[0], ast.Name) or values[0].id == self_arg:
             continue
         name = values[0].id
+        if name in rebound:
+            continue
         chosen = given.get(name, defaults.get(name))
         if isinstance(chosen, ast.Constant):
             settings[attr] = chosen.value
@@ -849,6 +864,9 @@ def _follows_the_module(attribute: ast.Attribute, model: SemanticModel) -> bool:
 # array or a tensor it keeps that dtype (a NumPy float64 array gives float64)
 DEFAULT_DTYPE_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "rand", "randn", "arange", "linspace", "logspace", "eye"})
 FROM_DATA = frozenset({"tensor", "as_tensor", "scalar_tensor"})
+# factories whose result never requires grad (as_tensor/asarray return a tensor argument itself;
+# complex/polar compute from their arguments)
+GRAD_FREE_FACTORIES = (TENSOR_FACTORIES | DEFAULT_DTYPE_FACTORIES) - {"as_tensor", "asarray", "complex", "polar"}
 
 
 def _default_dtype_tensor(value: ast.expr, model: SemanticModel) -> bool:
@@ -1420,6 +1438,33 @@ class InplaceForwardRule(Rule):
             "import torch.nn as nn\n\nclass Fill(nn.Module):\n"
             "    def forward(self, x, cache, pos: int = 0):\n        cache[:, pos] = x\n        return cache\n"
         ),
+        # an alias rebound to a view of itself still holds the tensor: reported, no fix
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Viewed(nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n        self.lin = nn.Linear(4, 4)\n\n"
+            "    def forward(self, x):\n        h = torch.sigmoid(self.lin(x))\n        y = h\n"
+            "        y = y.view(-1)\n        h += 1\n        return h, y\n",
+            reported=True,
+        ),
+        # __init__ rebinds the argument before storing it: the construction's constant is not
+        # what the instance holds, and the path is not known
+        KeepCase(
+            CHOSEN_ACTIVATION.replace(
+                "def __init__(self, c, activation='relu'):\n        super().__init__()\n",
+                "def __init__(self, c, activation='relu', last=False):\n        super().__init__()\n"
+                "        if last:\n            activation = 'none'\n",
+            ).replace("ConvBn(c, activation='relu')", "ConvBn(c, last=True)")
+        ),
+        # results of kept ops that no gradient flows through (factories, numbers, no_grad)
+        KeepCase(
+            "import torch\nimport torch.nn as nn\n\nclass Decay(nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n        self.gamma = 0.5\n"
+            "        self.lin = nn.Linear(4, 4)\n\n"
+            "    def forward(self, x):\n        pos = torch.arange(x.size(1), device=x.device, dtype=x.dtype)\n"
+            "        decay = torch.exp(-(pos[:, None] - pos[None, :]).abs() * self.gamma)\n"
+            "        decay[:, 0] = 0\n        with torch.no_grad():\n            w = torch.softmax(self.lin(x), -1)\n"
+            "        w[:, 0] = 0\n        w += 1\n        return self.lin(x) @ decay + w\n"
+        ),
     )
 
 
@@ -1611,11 +1656,24 @@ class _ForwardAnalysis:
             return state
         if isinstance(stmt, ast.Assign):
             own_dtype = self.own_dtype(stmt.value, state)  # before the targets are rebound
+            group = self._groups_read(stmt.value, state)
+            grad_free = no_grad or self._grad_free(stmt.value, state)
             self.read(stmt.value, state, alias=True)
             kind = self.classify(stmt.value, state)
             for target in stmt.targets:
                 self.indexed_write(stmt, target, state, no_grad)
                 self.bind_targets(target, state, kind, own_dtype)
+                if grad_free and isinstance(target, ast.Name):
+                    state[target.id] = replace(state[target.id], grad_free=True)
+                if group and isinstance(target, ast.Name) and kind in (ALIAS, UNKNOWN):
+                    # `y = y.view(-1)`, `y = y.detach()`, `y = helper(y)`: still (a view of)
+                    # the group's tensor, which an in-place update would change
+                    for name in group - {target.id}:
+                        if name in state:
+                            old = state[name]
+                            state[name] = replace(old, aliases=old.aliases | {target.id})
+                    old = state[target.id]
+                    state[target.id] = replace(old, aliases=old.aliases | (group - {target.id}))
             return state
         if isinstance(stmt, ast.AnnAssign):
             own_dtype = stmt.value is None or self.own_dtype(stmt.value, state)
@@ -1690,6 +1748,60 @@ class _ForwardAnalysis:
         self.decisions[aug] = (reason, unsafe, fixable)
         state[name] = NameState(frozenset({FRESH}), own_dtype=unsafe)
 
+    def _grad_free(self, node: ast.AST | None, state: State) -> bool:
+        """No gradient can flow through ``node``: numbers, torch factories (without
+        ``requires_grad=True``), metadata (``x.shape``, ``x.device``), detached values, names
+        holding such values, the module's number attributes, and arithmetic of those."""
+        if node is None or isinstance(node, ast.Constant):
+            return True
+        if isinstance(node, ast.Name):
+            held = state.get(node.id)
+            return held is not None and (held.grad_free or held.kinds == {SCALAR})
+        if isinstance(node, ast.Attribute):
+            if node.attr in METADATA_ATTRIBUTES or node.attr == "data":
+                return True
+            if isinstance(node.value, ast.Name) and node.value.id == self.self_arg:
+                return self._number_attribute(node.attr)
+            return self._grad_free(node.value, state)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Tuple, ast.List, ast.Slice)):
+            return all(self._grad_free(child, state) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+        if isinstance(node, ast.Subscript):
+            return self._grad_free(node.value, state)
+        if isinstance(node, ast.Call):
+            func = node.func
+            values = [*node.args, *(k.value for k in node.keywords if k.arg not in ("device", "dtype"))]
+            if any(k.arg == "requires_grad" and not (isinstance(k.value, ast.Constant) and k.value.value is False) for k in node.keywords):
+                return False
+            qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
+            if qnames and all(q.startswith("torch.") for q in qnames):
+                short = {q.rsplit(".", 1)[-1] for q in qnames}
+                if short <= GRAD_FREE_FACTORIES:
+                    return True
+                return all(self._grad_free(v, state) for v in values)
+            if isinstance(func, ast.Attribute):
+                if func.attr in ("detach", "item", "tolist") or func.attr in METADATA_METHODS:
+                    return True
+                if isinstance(func.value, ast.Name) and func.value.id == self.self_arg:
+                    return False  # a layer or a helper: may compute with parameters
+                return self._grad_free(func.value, state) and all(self._grad_free(v, state) for v in values)
+            return False
+        return False
+
+    def _number_attribute(self, attr: str) -> bool:
+        """The class stores only numbers under ``self.<attr>``."""
+        stores = [site.value for member in self.model.class_family(self.cls) for site in self_assignments(self.model, member) if site.attr == attr]
+        return bool(stores) and all(_plain_number(v) for v in stores)
+
+    @staticmethod
+    def _groups_read(value: ast.expr, state: State) -> frozenset[str]:
+        """The names of every alias group ``value`` reads a member of (``y`` in ``y.view(-1)``
+        where ``y = h`` before)."""
+        found: set[str] = set()
+        for node in ast.walk(value):
+            if isinstance(node, ast.Name) and node.id in state and state[node.id].aliases:
+                found |= state[node.id].aliases | {node.id}
+        return frozenset(found)
+
     def indexed_write(self, stmt: ast.stmt, target: ast.expr, state: State, no_grad: bool) -> None:
         """``h[...] = v`` writes into ``h`` in place. Where autograd keeps ``h`` (the result of
         relu, sigmoid, ...; or handed to a layer that keeps its input), backward() fails; the
@@ -1706,6 +1818,8 @@ class _ForwardAnalysis:
             return
         if current.kinds != {KEPT} and not _tensor_index(target):
             return  # `feats[i] = layer(feats[i])` may update a list: only a tensor takes `h[:, i]`
+        if current.grad_free:
+            return  # autograd records nothing for it
         if KEPT in current.kinds:
             why = "the result of an op whose backward needs its output (sigmoid, tanh, exp, relu, softmax, ...)"
         elif current.saved:
@@ -1738,6 +1852,8 @@ class _ForwardAnalysis:
             return None  # an alias would see the in-place update: rewriting changes its value
         if current.aliases and not (KEPT in current.kinds or current.saved):
             return None  # the update may be meant for the alias too
+        if current.grad_free and PARAM not in current.kinds:
+            return None  # autograd records nothing for it: nothing kept, nothing to fail
         if KEPT in current.kinds:
             return (
                 f"in-place update of `{name}`, the result of an op whose backward needs its output "
@@ -1846,12 +1962,39 @@ class _ForwardAnalysis:
             return qnames == {f"builtins.{value.func.id}"} and value.func.id in NUMBER_BUILTINS
         return False
 
+    def _submodule_loop_variable(self, name: ast.Name) -> bool:
+        """``name`` is bound only as the variable of ``for name in self.<attr>`` where the class
+        stores only module constructions (a ModuleList, a Sequential) under ``<attr>``."""
+        bindings = self.model.scope(name).resolve(name.id)
+        if not bindings:
+            return False
+        for binding in bindings:
+            loop = self.model.parent(binding.node)
+            if not (isinstance(loop, ast.For) and loop.target is binding.node):
+                return False
+            iterable = loop.iter
+            if not (
+                isinstance(iterable, ast.Attribute)
+                and isinstance(iterable.value, ast.Name)
+                and iterable.value.id == self.self_arg
+            ):
+                return False
+            stores = [
+                site.value for member in self.model.class_family(self.cls) for site in self_assignments(self.model, member)
+                if site.attr == iterable.attr
+            ]
+            if not stores or not all(self.model.is_module_construction(v) for v in stores):
+                return False
+        return True
+
     def classify_call(self, call: ast.Call, state: State) -> str:
         func = call.func
         # `torch.softmax(x).squeeze()` is a method of the softmax result, not a torch function
         qnames = self.model.qualified_names(func) if dotted(func) is not None else set()
         if isinstance(func, ast.Name) and qnames == {f"builtins.{func.id}"}:
             return SCALAR if func.id in NON_TENSOR_RESULTS else UNKNOWN
+        if isinstance(func, ast.Name) and self._submodule_loop_variable(func):
+            return FRESH  # `for block in self.blocks: h = block(h)`: a layer, as `self.block(h)` is
         if qnames:
             short = {q.rsplit(".", 1)[-1] for q in qnames}
             torch_op = all(q.startswith("torch.") for q in qnames)

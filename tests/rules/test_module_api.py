@@ -575,6 +575,33 @@ def test_tfm201_writes_into_forwards_input_through_a_name_that_reads_like_a_copy
     assert x.grad is not None
 
 
+@pytest.mark.parametrize(("marker", "fails"), [("class Viewed", True), ("last=True", False), ("class Decay", False)])
+def test_tfm201_what_is_reported_is_what_backward_does(marker: str, fails: bool):
+    """An alias rebound to a view of itself still sees the update (reported, no fix, and
+    backward fails); an argument __init__ rebinds before storing it, and kept-op results no
+    gradient flows through, are left alone, and backward succeeds."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    source = next(c.source for c in rule.keeps if marker in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == source
+    assert bool(result.diagnostics) == fails and not any(d.fix_available for d in result.diagnostics)
+    namespace: dict = {"__name__": "tfm201_truth"}
+    exec(compile(source, "keep.py", "exec"), namespace)
+    module = next(v for k, v in namespace.items() if isinstance(v, type) and issubclass(v, nn.Module) and k in ("Viewed", "ResPath", "Decay"))
+    args = (3,) if module.__name__ == "ResPath" else ()
+    x = torch.randn(2, 3, 5, 5) if args else torch.randn(4, 4)
+    out = module(*args)(x * 1.0)
+    loss = sum(o.sum() for o in out) if isinstance(out, tuple) else out.sum()
+    if fails:
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+    else:
+        loss.backward()
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
