@@ -7,6 +7,7 @@ import io
 import tokenize
 from dataclasses import dataclass, replace
 
+from torchfix_mod.edits import replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import SemanticModel, class_methods, dotted, self_name
 from torchfix_mod.codemods._shared._attributes import self_assignments
@@ -26,6 +27,18 @@ VIEW_METHODS = frozenset(
         "as_strided", "diagonal", "to", "float", "double", "half", "bfloat16", "type", "type_as",
         "cpu", "cuda", "movedim", "swapaxes", "swapdims", "real", "imag", "view_as_real",
     }
+)
+SEQUENTIAL = frozenset({"torch.nn.Sequential", "torch.nn.modules.container.Sequential"})
+# layers with an `inplace` flag -> its position among the constructor's positional arguments
+INPLACE_POSITION = {
+    "ReLU": 0, "ReLU6": 0, "SELU": 0, "SiLU": 0, "Mish": 0, "Hardswish": 0, "Hardsigmoid": 0,
+    "Dropout": 1, "Dropout1d": 1, "Dropout2d": 1, "Dropout3d": 1, "AlphaDropout": 1, "FeatureAlphaDropout": 1,
+    "LeakyReLU": 1, "ELU": 1, "CELU": 1, "Hardtanh": 2, "Threshold": 2, "RReLU": 2,
+}
+# tensor methods whose result is always a view of the receiver (reshape, flatten and contiguous
+# may copy)
+ALWAYS_VIEWS = frozenset(
+    {"view", "view_as", "transpose", "permute", "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "t", "diagonal", "movedim", "swapaxes", "swapdims", "unflatten"}
 )
 # torch functions whose result shares storage with an argument.
 TORCH_VIEW_FUNCTIONS = frozenset(
@@ -1042,6 +1055,16 @@ QUADRANTS = (
     "    def forward(self, x):\n        down = self.conv(x)\n        top = self.quadrants(x)\n        return down * top\n"
 )
 
+# a classifier head whose in-place dropout follows a relu (bottom-up-attention-vqa's
+# SimpleClassifier): the dropout overwrites the output relu keeps for its backward
+HEAD = (
+    "import torch.nn as nn\n\nclass Head(nn.Module):\n"
+    "    def __init__(self, d, p=0.5):\n        super().__init__()\n"
+    "        self.main = nn.Sequential(\n            nn.Linear(d, d),\n            nn.ReLU(),\n"
+    "            nn.Dropout(p, inplace=True),  # saves memory\n            nn.Linear(d, 2),\n        )\n\n"
+    "    def forward(self, x):\n        return self.main(x)\n"
+)
+
 # the module's own state (a parameter, a buffer, a number), used in place on kept outputs
 OWN_STATE = (
     "import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n"
@@ -1301,6 +1324,8 @@ class InplaceForwardRule(Rule):
         ),
         # an alias made by `path = x` and rebound before the update sees nothing of it
         FixCase(CHAINED_POOL, CHAINED_POOL.replace("            x += path\n", "            x = x + path\n")),
+        # an in-place layer right after one that keeps its output, in a Sequential
+        FixCase(HEAD, HEAD.replace("inplace=True", "inplace=False")),
     )
     keeps = (
         # a layer of the file that sums its input before anything keeps it (speechbrain's
@@ -1465,11 +1490,20 @@ class InplaceForwardRule(Rule):
             "        decay[:, 0] = 0\n        with torch.no_grad():\n            w = torch.softmax(self.lin(x), -1)\n"
             "        w[:, 0] = 0\n        w += 1\n        return self.lin(x) @ decay + w\n"
         ),
+        # in-place layers after layers that keep their input (a convolution, a batch norm), not
+        # their output: fine
+        KeepCase(
+            "import torch.nn as nn\n\nclass Stem(nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n"
+            "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.Dropout(0.1))\n\n"
+            "    def forward(self, x):\n        return self.body(x)\n"
+        ),
     )
 
 
     def check(self) -> None:
         model = self.model
+        self._sequential_inplace()
         for cls, is_module in model.module_classes.items():
             if not (is_module or self._module_from_elsewhere(cls)):
                 continue
@@ -1480,6 +1514,39 @@ class InplaceForwardRule(Rule):
                 self_arg = self_name(method)
                 if method.name == runs and self_arg is not None and not self._no_grad_decorated(method):
                     _ForwardAnalysis(self, cls, method, self_arg).run()
+
+    def _sequential_inplace(self) -> None:
+        """``nn.Sequential(..., nn.ReLU(), nn.Dropout(p, inplace=True), ...)``: the in-place
+        layer overwrites the output the layer before it keeps for its backward (relu, sigmoid,
+        tanh, softmax keep their output), so backward() fails in training. ``inplace=False``
+        computes the same values: a safe fix."""
+        for call in self.model.nodes(ast.Call):
+            if self.model.torch_qualified(call.func) not in SEQUENTIAL:
+                continue
+            for before, layer in zip(call.args, call.args[1:]):
+                if not (isinstance(before, ast.Call) and isinstance(layer, ast.Call)):
+                    continue
+                kept = self.model.torch_qualified(before.func) or ""
+                if not (kept.startswith("torch.nn.") and kept.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES):
+                    continue
+                if any(k.arg == "inplace" for k in before.keywords) or before.args:
+                    continue  # an in-place relu itself keeps what its input was: not followed
+                qname = self.model.torch_qualified(layer.func) or ""
+                position = INPLACE_POSITION.get(qname.rsplit(".", 1)[-1]) if qname.startswith("torch.nn.") else None
+                if position is None:
+                    continue
+                flag = next((k.value for k in layer.keywords if k.arg == "inplace"), None)
+                if flag is None and len(layer.args) > position:
+                    flag = layer.args[position]
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    continue
+                shown = kept.rsplit(".", 1)[-1]
+                self.report(
+                    layer,
+                    f"this in-place layer overwrites the output of the `{shown}` before it, which `{shown}` keeps "
+                    f"for its backward: backward() fails in training; use `inplace=False`",
+                    Fix([self.edit(flag, "Name", replace_expression, "False")]),
+                )
 
     def _module_from_elsewhere(self, cls: ast.ClassDef) -> bool:
         """A class whose base comes from another package the run cannot read (fairseq's
@@ -1637,13 +1704,12 @@ class _ForwardAnalysis:
             if stmt.finalbody:
                 result = self.block(stmt.finalbody, result, no_grad)
             return result
-        if (
-            isinstance(stmt, ast.Assign)
-            and isinstance(stmt.value, ast.Name)
-            and stmt.value.id in state
-            and all(isinstance(t, ast.Name) for t in stmt.targets)
-        ):
-            source = stmt.value.id  # `path = x`: both names hold one tensor until one is rebound
+        source = self._same_tensor_source(stmt.value, state) if isinstance(stmt, ast.Assign) else None
+        if source is not None and all(isinstance(t, ast.Name) for t in stmt.targets):
+            # `path = x`, `v = x.view(b, s, -1)`: both names reach one tensor until one is rebound
+            if isinstance(stmt.value, ast.Call):
+                for arg in [*stmt.value.args, *(k.value for k in stmt.value.keywords)]:
+                    self.read(arg, state)
             for target in stmt.targets:
                 if target.id == source:
                     continue
@@ -1793,6 +1859,24 @@ class _ForwardAnalysis:
         return bool(stores) and all(_plain_number(v) for v in stores)
 
     @staticmethod
+    def _same_tensor_source(value: ast.expr, state: State) -> str | None:
+        """The name whose tensor ``value`` is, or is a view of that never copies: ``x``,
+        ``x.view(...)``, ``x.transpose(...)``, ``x.unsqueeze(...)`` (not ``reshape``, which may
+        copy)."""
+        if isinstance(value, ast.Name):
+            return value.id if value.id in state else None
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr in ALWAYS_VIEWS
+            and isinstance(value.func.value, ast.Name)
+            and value.func.value.id in state
+            and state[value.func.value.id].kinds <= TENSOR_KINDS
+        ):
+            return value.func.value.id
+        return None
+
+    @staticmethod
     def _groups_read(value: ast.expr, state: State) -> frozenset[str]:
         """The names of every alias group ``value`` reads a member of (``y`` in ``y.view(-1)``
         where ``y = h`` before)."""
@@ -1828,9 +1912,9 @@ class _ForwardAnalysis:
             # `out = x; out[...] = v`: the name reads like a new tensor, the writes change the
             # caller's input (which a caller's graph may keep: its backward then fails)
             self.decisions[stmt] = (
-                f"in-place write into `{name}[...]`: `{name} = {self.first_input}` (line {current.copied_at.lineno}) "
-                f"did not copy, so this changes forward's input `{self.first_input}`, the caller's tensor "
-                f"(backward() fails where the caller's graph keeps it); use `{self.first_input}.clone()` there",
+                f"in-place write into `{name}[...]`: `{name}` (line {current.copied_at.lineno}) is forward's input "
+                f"`{self.first_input}` itself or a view of it, not a copy, so this changes the caller's tensor "
+                f"(backward() fails where a graph keeps it); clone it there (`{self.first_input}.clone()`)",
                 False,
                 False,
             )

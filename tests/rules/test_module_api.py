@@ -602,6 +602,36 @@ def test_tfm201_what_is_reported_is_what_backward_does(marker: str, fails: bool)
         loss.backward()
 
 
+def test_tfm201_an_in_place_dropout_after_a_relu_fails_backward_and_inplace_false_trains_the_same():
+    """BierOne/bottom-up-attention-vqa model/classifier.py: Linear, ReLU, Dropout(inplace=True)
+    in one Sequential. In training the dropout overwrites the relu output relu keeps for its
+    backward, so backward() fails; with inplace=False the same seed gives the same outputs and
+    backward succeeds."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    case = next(c for c in rule.fixes if "class Head" in c.before)
+    assert transform_source(case.before, Settings(rules=(rule,))).new_source == case.after
+    x = torch.randn(8, 6, requires_grad=True)
+    outputs = {}
+    for which, source in (("before", case.before), ("after", case.after)):
+        namespace: dict = {"__name__": f"tfm201_head_{which}"}
+        exec(compile(source, f"{which}.py", "exec"), namespace)
+        torch.manual_seed(0)
+        head = namespace["Head"](6)
+        torch.manual_seed(1)
+        out = head(x)
+        outputs[which] = out.detach()
+        if which == "before":
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+        else:
+            out.sum().backward()
+            assert head.main[0].weight.grad is not None
+    assert torch.equal(outputs["before"], outputs["after"])
+
+
 def test_tfm201_a_layer_that_sums_its_input_first_keeps_nothing_and_the_in_place_scale_trains():
     """speechbrain's EnhanceResnet scales a conv output in place by a squeeze-excitation block
     of the same file; the block sums its input before anything could keep it, so backward
