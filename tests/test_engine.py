@@ -151,6 +151,30 @@ def test_a_crashing_rule_does_not_cost_the_other_rules_their_fixes():
     assert any("TFM999" in e.message and "boom" in e.message for e in result.errors)
 
 
+@pytest.mark.parametrize("mode, others", [
+    ("write", "the other rules' fixes were applied"),
+    ("diff", "the other rules' fixes are in the diff"),
+    ("check", "the other rules' findings are reported"),
+])
+def test_the_summary_says_what_happened_to_a_file_a_rule_crashed_on(mode, others):
+    """A rule that raises costs only its own findings: the summary must not claim the file was
+    left untouched when the other rules' fixes were written."""
+    from pathlib import Path
+
+    from torchfix_mod.report import summary
+    from torchfix_mod.runner import FileReport
+
+    source = INPLACE.fixes[0].before
+    result = transform(source, rules=[INPLACE, _Crashes])
+    assert result.changed
+    report = FileReport(Path("a.py"), "a.py", list(result.diagnostics), list(result.errors), changed=True)
+    unreadable = FileReport(Path("b.py"), "b.py", errors=[transform("def f(:\n").errors[0]])
+    line = summary([report, unreadable], mode)
+    assert "1 error (reported above; those files were left untouched)." in line
+    assert f"1 internal rule error (reported above; the failing rule's findings in those files are lost, {others})." in line
+    assert "2 errors" not in line
+
+
 def test_output_that_does_not_compile_is_refused():
     """A fix whose result does not compile is a rule's defect, not the file's: the finding is
     reported as not fixed, with the reason, and the run reports no error for the file."""

@@ -41,6 +41,17 @@ class SourceError:
     cell: int | None = None  # notebooks: the cell the line is in
 
 
+# How a rule that raised is reported. Such a rule is isolated: its findings in the file are lost,
+# the other rules' findings and fixes stand.
+RULE_ERROR_PREFIX = "internal error in rule "
+
+
+def is_rule_error(error: SourceError) -> bool:
+    """``error`` is a rule that raised on the file (the rest of the file was still processed),
+    not a file that could not be read, parsed or written (left untouched)."""
+    return error.message.startswith(RULE_ERROR_PREFIX)
+
+
 @dataclass(frozen=True)
 class Settings:
     rules: tuple[type[Rule], ...]
@@ -108,7 +119,7 @@ def _check(model: SemanticModel, settings: Settings) -> tuple[list[Finding], lis
         except RecursionError:
             raise
         except Exception as exc:  # a rule bug must not cost the file its other fixes
-            errors.append(SourceError(1, 1, f"internal error in rule {cls.code}: {type(exc).__name__}: {exc}"))
+            errors.append(SourceError(1, 1, f"{RULE_ERROR_PREFIX}{cls.code}: {type(exc).__name__}: {exc}"))
             continue
         findings.extend(rule.findings)
     return findings, errors

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from torchfix_mod.diffing import diff_stats
+from torchfix_mod.engine import is_rule_error
 from torchfix_mod.runner import FileReport
 
 
@@ -64,7 +65,8 @@ def _plural(count: int, word: str) -> str:
 
 def summary(reports: Sequence[FileReport], mode: str) -> str:
     diagnostics = [d for r in reports for d in r.diagnostics]
-    errors = sum(len(r.errors) for r in reports)
+    rule_errors = sum(is_rule_error(e) for r in reports for e in r.errors)
+    errors = sum(len(r.errors) for r in reports) - rule_errors
     fixed = sum(d.fixed for d in diagnostics)
     remaining = [d for d in diagnostics if not d.fixed]
     fixable = sum(d.fix_available for d in remaining)
@@ -85,6 +87,15 @@ def summary(reports: Sequence[FileReport], mode: str) -> str:
         parts.append(f"{hidden} more {'fix' if hidden == 1 else 'fixes'} available with --unsafe-fixes.")
     if errors:
         parts.append(f"{_plural(errors, 'error')} (reported above; those files were left untouched).")
+    if rule_errors:
+        others = {
+            "write": "the other rules' fixes were applied",
+            "diff": "the other rules' fixes are in the diff",
+        }.get(mode, "the other rules' findings are reported")
+        parts.append(
+            f"{_plural(rule_errors, 'internal rule error')} (reported above; the failing rule's findings "
+            f"in those files are lost, {others})."
+        )
     return " ".join(parts)
 
 

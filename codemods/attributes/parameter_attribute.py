@@ -11,6 +11,7 @@ from torchfix_mod.codemods.attributes._tensor_attributes import (
     TensorExpressions,
     has_star_args,
     is_constant,
+    local_tensors,
     nn_reference,
 )
 from torchfix_mod.rule import Fix, FixCase, KeepCase
@@ -31,7 +32,8 @@ class ParameterAttributeRule(TensorAttributeRule):
     attributes in `__init__` of an nn.Module, and wraps them in `nn.Parameter`.
 
     Also a tensor made trainable right after it is stored
-    (`self.w = torch.zeros(n); self.w.requires_grad = True`).
+    (`self.w = torch.zeros(n); self.w.requires_grad = True`, or any tensor
+    expression: `self.w = torch.randn(n) * 0.01`).
 
     ## Why is this bad?
     A plain tensor attribute is not a parameter even when it requires grad:
@@ -62,7 +64,10 @@ class ParameterAttributeRule(TensorAttributeRule):
     A tensor that forward stores again computed from itself
     (`self.lam = F.softmax(self.lam, -1)`) is reported without a fix, as is one
     initialised in place before the flag is set (in place on a Parameter
-    raises), and flags set only on some paths are left alone.
+    raises), as is one made trainable afterwards whose tensor a local name also
+    holds and the code reads elsewhere (`self.t = t; self.t.requires_grad = True;
+    opt = SGD([t])`: a Parameter would be another tensor, and `t` would never get
+    a gradient); flags set only on some paths are left alone.
     """
 
     code = "TFM302"
@@ -83,6 +88,16 @@ class ParameterAttributeRule(TensorAttributeRule):
             _init("self.w = torch.zeros(1, dim).to('cpu')", "self.w.requires_grad = True"),
             _init("self.w = nn.Parameter(torch.zeros(1, dim).to('cpu'))", "self.w.requires_grad = True"),
         ),
+        FixCase(
+            # a product is a fresh tensor: the flag made it a trainable leaf, as nn.Parameter does
+            _init("self.w = torch.randn(dim) * 0.01", "self.w.requires_grad = True"),
+            _init("self.w = nn.Parameter(torch.randn(dim) * 0.01)", "self.w.requires_grad = True"),
+        ),
+        FixCase(
+            # a local that nothing reads after the store
+            _init("w = torch.empty(dim)", "w.normal_()", "self.w = w", "self.w.requires_grad = True"),
+            _init("w = torch.empty(dim)", "w.normal_()", "self.w = nn.Parameter(w)", "self.w.requires_grad = True"),
+        ),
     )
     keeps = (
         KeepCase(_init("self.W = torch.zeros(dim, requires_grad=False)")),
@@ -94,6 +109,13 @@ class ParameterAttributeRule(TensorAttributeRule):
                  reported=True),
         # initialised in place before it is made trainable: in place on a Parameter raises
         KeepCase(_init("self.w = torch.empty(dim)", "self.w.normal_()", "self.w.requires_grad_()"), reported=True),
+        # the local still holds the tensor the flag made trainable, and the optimizer trains that
+        # one: as a Parameter the attribute would be another tensor, and the optimizer's would
+        # never get a gradient
+        KeepCase(_init("table = torch.randn(dim, 4)", "self.table = table", "self.table.requires_grad = True",
+                       "self.opt = torch.optim.SGD([table], lr=0.1)"), reported=True),
+        KeepCase(_init("table = torch.randn(dim, 4)", "self.opt = torch.optim.SGD([table], lr=0.1)",
+                       "self.table = table.to('cpu')", "self.table.requires_grad = True"), reported=True),
         # made trainable only on one path
         KeepCase(_init("self.w = torch.zeros(dim)", "if trainable:", "    self.w.requires_grad = True")),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, dim):\n        self.W = torch.zeros(dim, requires_grad=True)\n"),
@@ -118,7 +140,7 @@ class ParameterAttributeRule(TensorAttributeRule):
     def message(self, site: SelfAssignment) -> str:
         return (
             f"`{site.self_arg}.{site.attr}` requires grad but is a plain tensor attribute: it is not in "
-            "parameters(), so the optimizer never trains it; use nn.Parameter"
+            "parameters(), so an optimizer built from parameters() never trains it; use nn.Parameter"
         )
 
     def _made_trainable_later(self, site: SelfAssignment) -> list[ast.Attribute]:
@@ -146,6 +168,52 @@ class ParameterAttributeRule(TensorAttributeRule):
             ) and isinstance(model.parent(holder), ast.Expr):
                 found.append(use)
         return found
+
+    def evidence(self, site: SelfAssignment) -> tuple[bool, str | None]:
+        """Made trainable by a flag set on the attribute after the store, the stored value may
+        be a tensor a local name also holds (``self.table = table``, ``table.to("cpu")``, an
+        in-place method's result). The flag made that very tensor trainable, and what else
+        holds it sees that (``torch.optim.SGD([table])``); ``nn.Parameter(table)`` is another
+        tensor, so a holder would never get a gradient. Reported without a fix when the
+        method reads the local anywhere else but to initialise it before the store."""
+        if not self._made_trainable_later(site):
+            return True, None
+        name = _held_local(site.value)
+        if name is None or self._only_initialised(site, name):
+            return True, None
+        return True, (f"the same tensor is also held as `{name}`, which the code reads elsewhere: as an "
+                      f"nn.Parameter the attribute would be another tensor, and what holds `{name}` would "
+                      "never get a gradient")
+
+    def _only_initialised(self, site: SelfAssignment, name: str) -> bool:
+        """Every read of the local ``name`` in the method but the stored value is before the
+        store and only initialises it: an in-place method called as a statement
+        (``t.normal_()``) or a rebinding of ``name`` to a tensor computed from it."""
+        model = self.model
+        tensors = TensorExpressions(model, local_tensors(model, site.method))
+        inside = {id(node) for node in ast.walk(site.value)}
+        for node in model.nodes(ast.Name, site.method):
+            if node.id != name or not isinstance(node.ctx, ast.Load) or id(node) in inside:
+                continue
+            if (node.lineno, node.col_offset) > (site.assign.lineno, site.assign.col_offset):
+                return False
+            statement = model.statement(node)
+            method = model.parent(node)
+            call = model.parent(method)
+            if (
+                isinstance(statement, ast.Expr) and statement.value is call and isinstance(call, ast.Call)
+                and isinstance(method, ast.Attribute) and method.value is node and call.func is method
+                and method.attr.endswith("_") and not method.attr.startswith("_")
+            ):
+                continue
+            if (
+                isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == name
+                and tensors.is_tensor(statement.value)
+            ):
+                continue
+            return False
+        return True
 
     def _read_before(self, site: SelfAssignment, trainable: list[ast.Attribute]) -> bool:
         """The attribute is read between its store and the line that makes it trainable (an
@@ -185,14 +253,40 @@ class ParameterAttributeRule(TensorAttributeRule):
             return None
         func, need = reference
         trainable = self._made_trainable_later(site)
-        if trainable and keyword(site.value, "requires_grad") is None:
+        flag = keyword(site.value, "requires_grad") if isinstance(site.value, ast.Call) else None
+        if trainable and flag is None:
             if self._read_before(site, trainable):
                 return None
+            # any value the flag made trainable: `nn.Parameter(value)` is the same leaf, which
+            # requires grad from the start (a product is a fresh tensor; a local is checked by
+            # `evidence` for other holders)
             edit = self.edit(site.assign, "Assign", _wrap_value, func)
             return Fix([edit], (need,) if need else ())
+        if flag is None:
+            return None
         keep_flag = not is_constant(keyword(site.value, "requires_grad").value, True)
         edit = self.edit(site.value, "Call", _wrap_in_parameter, func, keep_flag)
         return Fix([edit], (need,) if need else ())
+
+
+# conversions that return the tensor itself when nothing changes (`t.to("cpu")` on the CPU)
+_MAY_RETURN_SELF = frozenset({
+    "to", "cpu", "cuda", "contiguous", "float", "double", "half", "bfloat16", "long", "int", "short",
+    "bool", "byte", "type", "type_as",
+})
+
+
+def _held_local(value: ast.expr) -> str | None:
+    """The local name whose tensor ``value`` may be (``t``, ``t.to("cpu")``, ``t.normal_()``:
+    the same object), or None when the value is a tensor of its own (a product, a view, a
+    factory's result)."""
+    node = value
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        method = node.func.attr
+        if not (method in _MAY_RETURN_SELF or (method.endswith("_") and not method.startswith("_"))):
+            return None
+        node = node.func.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _wrap_value(assign, func: str):

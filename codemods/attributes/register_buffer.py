@@ -101,9 +101,12 @@ class RegisterBufferRule(TensorAttributeRule):
     a function or method of the file is followed into the parameter that
     receives it (a helper that moves it with `.to(x.device)` does not combine
     it); code imported from elsewhere may place it itself and does not count.
-    Also left alone: tensors combined in that code with tensors made on the
-    CPU (a factory without `device=`, or a local computed from one) before a
-    move, and tensors whose device the code compares before using them.
+    Also left alone: tensors combined in that code with values that are on the
+    CPU whatever the module's device (a factory without `device=`,
+    `torch.from_numpy`, a copy made with `.cpu()` or `.numpy()`, a name the code
+    hands to `pack_padded_sequence` as its lengths, or a local computed from one
+    of them) before a move, and tensors whose device the code compares before
+    using them.
 
     What follows dtype casts: a buffer follows `.half()`/`.double()` when it is
     a floating-point tensor; integer and bool tensors keep their dtype and only
@@ -285,6 +288,16 @@ class RegisterBufferRule(TensorAttributeRule):
         KeepCase(_init("self.idx = torch.LongTensor([0, 1, 1])", extra="\n    def forward(self, x):\n"
                        "        offset = torch.arange(2) * 3\n        idx = (offset.unsqueeze(1) + self.idx.unsqueeze(0)).view(-1)\n"
                        "        return x[idx.to(x.device)]\n")),
+        # combined with a copy the code brings to the CPU (detections scaled on the host)
+        KeepCase(_init("self.scale = torch.tensor([8., 8., 16., 16.])", "self.proj = nn.Linear(n, 4)",
+                       extra="\n    def forward(self, x):\n        boxes = self.proj(x).detach().cpu()\n"
+                       "        return boxes * self.scale\n")),
+        # compared with lengths the code requires on the CPU (pack_padded_sequence raises on others)
+        KeepCase(_init("self.steps = torch.arange(100)", "self.rnn = nn.GRU(n, n, batch_first=True)",
+                       extra="\n    def forward(self, x, lengths):\n"
+                       "        mask = (self.steps[None, : x.shape[1]] < lengths[:, None]).to(x.device)\n"
+                       "        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)\n"
+                       "        _, h = self.rnn(packed)\n        return h[-1] * mask.sum(1, keepdim=True)\n")),
         # the code compares its device before it uses it
         KeepCase(_init("self.cached = torch.empty(1)", extra="\n    def forward(self, x):\n"
                        "        if x.device != self.cached.device or not torch.equal(x, self.cached):\n"
@@ -416,15 +429,18 @@ class RegisterBufferRule(TensorAttributeRule):
 
     def _meets_cpu_made(self, use: ast.Attribute) -> bool:
         """In the function that reads it, the value (or a local computed from it) meets, in an
-        operation, a tensor made on the CPU: a torch factory called without ``device=`` and
-        not moved (``torch.ones((1,))``), or a local computed from one
-        (``offset = torch.arange(b) * n``). The tensor is kept on the CPU to meet it."""
+        operation, a value that is on the CPU whatever the module's device: a tensor made there
+        (a torch factory called without ``device=``, ``torch.from_numpy``), a copy brought there
+        (``.cpu()``, ``.numpy()``), a name the code itself requires there (handed as the lengths
+        of ``pack_padded_sequence``), or a local computed from one of them
+        (``offset = torch.arange(b) * n``, ``boxes = self.proj(x).cpu()``). The tensor is kept
+        on the CPU to meet it."""
         model = self.model
         function = model.enclosing_function(use)
         if function is None:
             return False
         derived: set[str] = set()
-        cpu_made: set[str] = set()
+        cpu_made: set[str] = self._required_on_cpu(function)
         for stmt in sorted(model.nodes(ast.Assign, function), key=lambda n: (n.lineno, n.col_offset)):
             if model.enclosing_function(stmt) is not function:
                 continue
@@ -433,7 +449,7 @@ class RegisterBufferRule(TensorAttributeRule):
             if any(n is use for n in ast.walk(stmt.value)) or any(n.id in derived for n in names):
                 derived |= targets
             elif not _moved_at_top(stmt.value) and (
-                any(self._cpu_factory(c) for c in model.nodes(ast.Call, stmt.value)) or any(n.id in cpu_made for n in names)
+                any(self._cpu_made(c) for c in model.nodes(ast.Call, stmt.value)) or any(n.id in cpu_made for n in names)
             ):
                 cpu_made |= targets
         reads: list[ast.AST] = [use]
@@ -443,16 +459,43 @@ class RegisterBufferRule(TensorAttributeRule):
             for around in model.ancestors(read):
                 if isinstance(around, ast.stmt):
                     break
+                inside.add(id(around))  # what the read itself goes through is not its partner
                 if not isinstance(around, (ast.BinOp, ast.Compare, ast.Call)):
                     continue
                 for node in ast.walk(around):
                     if id(node) in inside:
                         continue
-                    if (isinstance(node, ast.Call) and self._cpu_factory(node)) or (
+                    if (isinstance(node, ast.Call) and self._cpu_made(node)) or (
                         isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in cpu_made
                     ):
                         return True
         return False
+
+    def _required_on_cpu(self, function) -> set[str]:
+        """Names ``function`` hands, as they are, where torch requires a CPU tensor: the
+        lengths of ``pack_padded_sequence`` (a CUDA tensor there raises). The caller keeps
+        them on the CPU, whatever the module's device."""
+        model = self.model
+        found: set[str] = set()
+        for call in model.nodes(ast.Call, function):
+            if model.qualified_names(call.func) != {"torch.nn.utils.rnn.pack_padded_sequence"}:
+                continue
+            lengths = [k.value for k in call.keywords if k.arg == "lengths"]
+            if len(call.args) > 1 and not isinstance(call.args[0], ast.Starred):
+                lengths.append(call.args[1])
+            found.update(arg.id for arg in lengths if isinstance(arg, ast.Name))
+        return found
+
+    def _cpu_made(self, call: ast.Call) -> bool:
+        """A CPU tensor (or array) not moved on the spot: a torch factory called without
+        ``device=``, or a copy brought to the CPU (``t.cpu()``, ``t.numpy()``)."""
+        if self._cpu_factory(call):
+            return True
+        func = call.func
+        return (
+            isinstance(func, ast.Attribute) and func.attr in ("cpu", "numpy") and self.model.torch_qualified(func) is None
+            and not (call.args and func.attr == "cpu") and self._stays_put(call)
+        )
 
     def _cpu_factory(self, call: ast.Call) -> bool:
         """A torch factory called without ``device=`` whose result is not moved on the spot."""
@@ -467,11 +510,18 @@ class RegisterBufferRule(TensorAttributeRule):
             return False
         if any(k.arg in ("device", None) for k in call.keywords):
             return False
+        return self._stays_put(call)
+
+    def _stays_put(self, call: ast.Call) -> bool:
+        """No method of the chain on ``call``'s result moves it
+        (``torch.zeros(n).unsqueeze(0).to(device)``, ``t.cpu().cuda()``) or reads it back to
+        Python (``t.cpu().item()``, ``.tolist()``, ``.shape``: numbers mix with any device)."""
+        model = self.model
         node: ast.AST = call
-        while True:  # a chain of method calls on it: `torch.zeros(n).unsqueeze(0).to(device)`
+        while True:
             holder = model.parent(node)
             if isinstance(holder, ast.Attribute) and holder.value is node:
-                if holder.attr in MOVES:
+                if holder.attr in MOVES or holder.attr in READ_BACK - {"numpy"}:
                     return False
                 after = model.parent(holder)
                 node = after if isinstance(after, ast.Call) and after.func is holder else holder

@@ -454,3 +454,146 @@ def test_tfm301_a_tensor_combined_with_cpu_made_tensors_is_left_plain(CPU_PARTNE
     moved = run(naive)["Net"](3).to("meta")
     with pytest.raises((RuntimeError, NotImplementedError)):
         moved(x)
+
+
+# The flag set after a store of a value that is not a factory call: a product is a fresh tensor
+# (wrapped, it trains through parameters()); a local that an optimizer also holds is the tensor
+# that optimizer trains, and a Parameter made from it would be another one.
+SCALED = '''
+import torch
+import torch.nn as nn
+
+
+class Scaled(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.w = torch.randn(n) * 0.01
+        self.w.requires_grad = True
+
+    def forward(self, x):
+        return x * self.w
+'''
+
+SHARED = '''
+import torch
+import torch.nn as nn
+
+
+class Table(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        table = torch.randn(n)
+        self.table = table
+        self.table.requires_grad = True
+        self.opt = torch.optim.SGD([table], lr=0.5)
+
+    def forward(self, x):
+        return x * self.table
+
+    def step(self, x):
+        self.opt.zero_grad()
+        self(x).sum().backward()
+        self.opt.step()
+'''
+
+
+def test_tfm302_a_product_made_trainable_afterwards_becomes_a_parameter():
+    after_source = fixed(SCALED, "TFM302")
+    assert "self.w = nn.Parameter(torch.randn(n) * 0.01)" in after_source
+    torch.manual_seed(0)
+    before = run(SCALED)["Scaled"](3)
+    torch.manual_seed(0)
+    after = run(after_source)["Scaled"](3)
+    assert torch.equal(before.w, after.w) and after.w.is_leaf and after.w.requires_grad
+    assert list(before.parameters()) == [] and [n for n, _ in after.named_parameters()] == ["w"]
+    start = after.w.detach().clone()
+    sgd_step(after, lambda m: m(torch.ones(3)).sum())
+    assert not torch.equal(after.w, start)
+
+
+def test_tfm302_a_local_another_holder_trains_is_reported_without_a_fix():
+    result = transform_source(SHARED, Settings(rules=(TFM302,), unsafe_fixes=True))
+    assert result.new_source == SHARED and not result.errors
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "`table`" in finding.message
+    x = torch.ones(3)
+    torch.manual_seed(0)
+    plain = run(SHARED)["Table"](3)
+    start = plain.table.detach().clone()
+    plain.step(x)
+    assert not torch.equal(plain.table, start)  # the optimizer holds the attribute's tensor
+    naive = SHARED.replace("self.table = table\n", "self.table = nn.Parameter(table)\n")
+    torch.manual_seed(0)
+    wrapped = run(naive)["Table"](3)
+    wrapped.step(x)
+    assert torch.equal(wrapped.table, start)  # the optimizer's tensor never gets a gradient
+
+
+# Values the code keeps on the CPU whatever the module's device: a copy brought there with
+# `.cpu()` (detections scaled on the host), and lengths the code hands to pack_padded_sequence,
+# which raises on lengths anywhere else.
+HOST_COPY = '''
+import torch
+import torch.nn as nn
+
+
+class Boxes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.tensor([8., 8., 16., 16.])
+        self.head = nn.Softplus()
+
+    def forward(self, x):
+        boxes = self.head(x).detach().cpu()
+        return boxes * self.scale
+'''
+
+CPU_LENGTHS = '''
+import torch
+import torch.nn as nn
+
+
+class Tagger(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.steps = torch.arange(100)
+        self.rnn = nn.GRU(n, n, batch_first=True)
+
+    def forward(self, x, lengths):
+        mask = (self.steps[None, : x.shape[1]] < lengths[:, None]).to(x.device)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        return h[-1] * mask.sum(1, keepdim=True)
+'''
+
+
+def _buffer_instead(source: str, name: str) -> str:
+    line = next(line for line in source.splitlines() if line.strip().startswith(f"self.{name} = "))
+    value = line.split(" = ", 1)[1]
+    naive = source.replace(line, line.split("self.")[0] + f'self.register_buffer("{name}", {value}, persistent=False)')
+    assert naive != source
+    return naive
+
+
+def test_tfm301_a_tensor_combined_with_a_cpu_copy_is_left_plain():
+    result = transform_source(HOST_COPY, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == HOST_COPY
+    x = torch.randn(2, 4)  # the copy `.cpu()` makes is on the CPU whatever the module's device
+    plain = run(HOST_COPY)["Boxes"]().to("meta")
+    assert plain(x).device.type == "cpu"
+    moved = run(_buffer_instead(HOST_COPY, "scale"))["Boxes"]().to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        moved(x)
+
+
+def test_tfm301_a_tensor_compared_with_lengths_the_code_requires_on_the_cpu_is_left_plain():
+    result = transform_source(CPU_LENGTHS, Settings(rules=(TFM301,), unsafe_fixes=True))
+    assert result.diagnostics == [] and result.new_source == CPU_LENGTHS
+    x, lengths = torch.randn(2, 5, 3, device="meta"), torch.tensor([5, 3])
+    plain = run(CPU_LENGTHS)["Tagger"](3).to("meta")
+    assert plain(x, lengths).device.type == "meta"
+    with pytest.raises(RuntimeError, match="CPU"):  # the caller cannot move the lengths along
+        nn.utils.rnn.pack_padded_sequence(x, lengths.to("meta"), batch_first=True, enforce_sorted=False)
+    moved = run(_buffer_instead(CPU_LENGTHS, "steps"))["Tagger"](3).to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        moved(x, lengths)
