@@ -1,6 +1,6 @@
 """What the training-loop rules share about a loop: the nodes that run as part of its body (not
-its ``else``, not a function, lambda or class defined inside it), and whether a node runs on every
-iteration."""
+its ``else``, not a function, lambda or class defined inside it), whether a node runs on every
+iteration, and whether autograd records anything where it runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from torchfix_mod.semantic import SemanticModel
 
 LOOPS = (ast.For, ast.AsyncFor, ast.While)
+NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"})
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 BRANCHES = (ast.If, ast.IfExp, ast.Try, ast.Match, ast.BoolOp, *LOOPS)
 
@@ -40,3 +41,18 @@ def every_iteration(model: SemanticModel, node: ast.AST, loop: ast.AST) -> bool:
         child, parent = parent, model.parent(parent)
     return parent is loop and any(child is statement for statement in loop.body)
 
+
+def under_no_grad(model: SemanticModel, node: ast.AST) -> bool:
+    """``node`` is inside ``with torch.no_grad():`` (or ``inference_mode``) or a function
+    decorated with ``@torch.no_grad()``: autograd records nothing there."""
+    for ancestor in model.ancestors(node):
+        items: list[ast.expr] = []
+        if isinstance(ancestor, (ast.With, ast.AsyncWith)):
+            items = [item.context_expr for item in ancestor.items]
+        elif isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            items = list(ancestor.decorator_list)
+        for item in items:
+            target = item.func if isinstance(item, ast.Call) else item
+            if model.torch_qualified(target) in NO_GRAD:
+                return True
+    return False

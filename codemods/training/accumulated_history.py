@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchfix_mod.codemods.training._loops import LOOPS, every_iteration, own_nodes
+from torchfix_mod.codemods.training._loops import LOOPS, every_iteration, own_nodes, under_no_grad
 from torchfix_mod.edits import replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import dotted
@@ -13,7 +13,6 @@ DETACHING = frozenset({"item", "detach", "tolist", "data", "numpy"})
 # tensor methods whose result still carries the graph: a chain through them reads on
 KEEPS_GRAPH = frozenset({"cpu", "cuda", "to", "float", "double", "half", "mean", "sum", "squeeze", "view", "reshape", "clone", "contiguous", "abs", "sqrt", "exp", "log"})
 NUMBER_BUILTINS = frozenset({"float", "int", "bool", "str", "repr", "format"})
-NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"})
 GRAPH_USES = frozenset({"backward", "grad_fn", "requires_grad", "grad", "retain_grad", "register_hook"})
 
 
@@ -375,7 +374,7 @@ class AccumulatedHistoryRule(Rule):
                 return
         if any(not self._same_value(nodes, n.id, backwards[n.id], node) for n in used):
             return
-        if not isinstance(node, ast.Call) and self._under_no_grad(node):
+        if not isinstance(node, ast.Call) and under_no_grad(self.model, node):
             return  # `total += loss` under no_grad: the sum records no graph
         # the holder outlives the iteration: never rebound inside the loop
         for other in nodes:
@@ -430,19 +429,6 @@ class AccumulatedHistoryRule(Rule):
                 node = call  # loss.cpu(), loss.float(), loss.mean(): still the graph; look further
                 continue
             return False
-
-    def _under_no_grad(self, node: ast.AST) -> bool:
-        for ancestor in self.model.ancestors(node):
-            items = []
-            if isinstance(ancestor, (ast.With, ast.AsyncWith)):
-                items = [item.context_expr for item in ancestor.items]
-            elif isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                items = list(ancestor.decorator_list)
-            for item in items:
-                target = item.func if isinstance(item, ast.Call) else item
-                if self.model.torch_qualified(target) in NO_GRAD:
-                    return True
-        return False
 
     def _graph_read(self, holder: ast.expr, held: str) -> bool:
         """The file reads the holder's graph: ``<holder>.backward()``, ``.grad_fn``, ... or the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from torchfix_mod.codemods.training._loops import under_no_grad
 from torchfix_mod.codemods.torchfix._api import module_spellings, visible_as
 from torchfix_mod.edits import Deferred, replace_expression
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
@@ -394,27 +395,9 @@ class DataMutationRule(Rule):
     def _isinstance_classes(self, owner: ast.expr) -> set[str]:
         """The torch classes an ``if isinstance(<owner>, ...)`` around the change tests for
         (all of them known), or an empty set."""
-        text = dotted(owner)
-        child: ast.AST = owner
-        for ancestor in self._ancestors(owner):
-            inside = isinstance(ancestor, ast.If) and any(child is stmt for stmt in ancestor.body)
-            child = ancestor
-            if not inside:
-                continue
-            test = ancestor.test
-            if (
-                isinstance(test, ast.Call)
-                and isinstance(test.func, ast.Name)
-                and test.func.id == "isinstance"
-                and len(test.args) == 2
-                and dotted(test.args[0]) == text
-            ):
-                classes = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
-                qnames = {self.model.torch_qualified(c) for c in classes}
-                if None in qnames:
-                    return set()
-                return qnames
-        return set()
+        classes = self._tested_classes(owner)
+        qnames = {self.model.torch_qualified(c) for c in classes or ()}
+        return set() if not classes or None in qnames else qnames
 
     def _built_here(self, owner: ast.expr) -> bool:
         """``self.<name>`` that the class only ever sets to a module it constructs (so no
@@ -625,6 +608,13 @@ class DataMutationRule(Rule):
     def _isinstance_around(self, owner: ast.expr, text: str) -> bool:
         """An ``if isinstance(<owner>, <module class>)`` (or a tuple of them) whose body the
         change is in."""
+        classes = self._tested_classes(owner)
+        return bool(classes) and all(self.model.is_module_class_expr(c) for c in classes)
+
+    def _tested_classes(self, owner: ast.expr) -> list[ast.expr] | None:
+        """The classes the innermost ``if isinstance(<owner>, C)`` (or a tuple of them, alone or
+        as part of an ``and``) whose body holds ``owner`` tests for; None without one."""
+        text = dotted(owner)
         child: ast.AST = owner
         for ancestor in self._ancestors(owner):
             inside = isinstance(ancestor, ast.If) and any(child is stmt for stmt in ancestor.body)
@@ -633,7 +623,7 @@ class DataMutationRule(Rule):
                 continue
             test_node = ancestor.test
             conjuncts = test_node.values if isinstance(test_node, ast.BoolOp) and isinstance(test_node.op, ast.And) else [test_node]
-            for test in conjuncts:  # what holds in the body: the test, or each part of an `and`
+            for test in conjuncts:
                 if (
                     isinstance(test, ast.Call)
                     and isinstance(test.func, ast.Name)
@@ -641,10 +631,8 @@ class DataMutationRule(Rule):
                     and len(test.args) == 2
                     and dotted(test.args[0]) == text
                 ):
-                    classes = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
-                    if classes and all(self.model.is_module_class_expr(c) for c in classes):
-                        return True
-        return False
+                    return test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
+        return None
 
     def _container_of_modules(self, owner: ast.expr) -> bool:
         """``self.<name>`` is only ever a module container (``nn.ModuleList``, ``nn.Sequential``):
@@ -715,7 +703,7 @@ class DataMutationRule(Rule):
         if method == "copy_":
             if len(call.args) != 1 or call.keywords:
                 return None
-            if self._under_no_grad(call):  # already without autograd: only `.data` goes
+            if under_no_grad(self.model, call):  # already without autograd: only `.data` goes
                 tensor = call.func.value
                 return Fix([self.edit(tensor, "Attribute", replace_expression, self.model.text(tensor.value))])
             if not self.model.alone_on_its_line(statement):
@@ -753,7 +741,7 @@ class DataMutationRule(Rule):
         update: left alone)."""
         if self._while_building(node):
             return "build"
-        if self._under_no_grad(node):
+        if under_no_grad(self.model, node):
             return None  # the author switched autograd off here on purpose (an EMA update)
         function = self.model.enclosing_function(node)
         if function is not None:
@@ -799,16 +787,3 @@ class DataMutationRule(Rule):
                         return True
         return False
 
-    def _under_no_grad(self, node: ast.AST) -> bool:
-        """Inside ``with torch.no_grad():`` or a function decorated with ``@torch.no_grad()``."""
-        for ancestor in self._ancestors(node):
-            items = []
-            if isinstance(ancestor, (ast.With, ast.AsyncWith)):
-                items = [item.context_expr for item in ancestor.items]
-            elif isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                items = list(ancestor.decorator_list)
-            for item in items:
-                target = item.func if isinstance(item, ast.Call) else item
-                if self.model.torch_qualified(target) in ("torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad"):
-                    return True
-        return False
