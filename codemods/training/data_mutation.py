@@ -117,11 +117,11 @@ class DataMutationRule(Rule):
     forward, not a parameter): it counts only under an `isinstance` test for a
     class the file does not wrap.
 
-    Reported without a fix in subclasses of transformers' model classes:
-    transformers runs weight initialisation with the `torch.nn.init` functions
-    replaced (they skip weights loaded from a checkpoint, or do nothing under
-    `no_init_weights`), so `nn.init.normal_` would not always write what
-    `.data.normal_` writes there.
+    Reported without a fix in files that build models on transformers' model
+    classes: transformers constructs and initialises every module of such a
+    model with the `torch.nn.init` functions replaced (they skip weights loaded
+    from a checkpoint, or do nothing under `no_init_weights`), so
+    `nn.init.normal_` would not always write what `.data.normal_` writes there.
     """
 
     code = "TFM802"
@@ -408,18 +408,25 @@ class DataMutationRule(Rule):
         return bool(values) and all(v is not None and self._builds_module(v) for v in values)
 
     def _patched_init(self, node: ast.AST) -> str | None:
-        """Why ``nn.init`` may not do here what the tensor method does: the class derives from
-        transformers' model classes, whose loading runs weight initialisation with the
-        ``torch.nn.init`` functions replaced (they skip weights loaded from a checkpoint, or do
-        nothing under ``no_init_weights``), while ``.data.normal_`` always writes."""
-        cls = self.model.enclosing_class(node)
-        while cls is not None:
-            for member in self.model.class_family_up(cls):
-                for base in self.model.base_classes(member):
+        """Why ``nn.init`` may not do here what the tensor method does: the file builds models on
+        transformers' model classes, whose loading constructs every module of the model with the
+        ``torch.nn.init`` functions replaced (they do nothing under ``no_init_weights``, or
+        skip weights loaded from a checkpoint), while ``.data.normal_`` always writes. Any
+        module class of such a file may be built that way."""
+        memo = self.model.memo.get("tfm802.patched_init")
+        if memo is None:
+            memo = ""
+            for cls in self.model.nodes(ast.ClassDef):
+                for base in self.model.base_classes(cls):
+                    if isinstance(base, str) and base.startswith("."):
+                        base = self.model.absolute(base) or base  # `from ...modeling_utils import`
                     if isinstance(base, str) and base.split(".", 1)[0] in INIT_PATCHING_PACKAGES:
-                        return f"`{base}` runs initialisation with `torch.nn.init` replaced"
-            cls = self.model.enclosing_class(cls)
-        return None
+                        memo = f"`{base}` builds its modules with `torch.nn.init` replaced"
+                        break
+                if memo:
+                    break
+            self.model.memo["tfm802.patched_init"] = memo
+        return memo or None
 
     def _self_stores(self, attribute: ast.Attribute) -> list[ast.expr | None] | None:
         """What the class stores under ``self.<name>`` (None for a ``register_buffer`` of that
