@@ -710,9 +710,11 @@ class ContainerUses:
         self.module_value = module_value  # (expr) -> bool
         self.reason = ""
         self.dict_keys: list[ast.expr] = []
+        self._properties: set[str] = set()  # properties whose reads are being checked
 
     def check(self, attr: str) -> str:
         self.dict_keys = []
+        self._properties = set()
         verdict = Verdict.OK
         for node in self.model.attributes.get(attr, ()):
             result = self._use(node)
@@ -721,6 +723,26 @@ class ContainerUses:
             if result == Verdict.UNSUPPORTED:
                 verdict = result
         return verdict
+
+    def _property_reads(self, name: str) -> str:
+        """``return self.x`` is the whole getter of the property ``name``: each ``obj.<name>`` of
+        the file reads the container itself, so the property's reads count as uses of the
+        attribute only when they pass the same checks; otherwise the property hands the list out
+        in ways the nn container may not support (``[a] + obj.<name>`` and
+        ``obj.<name>.reverse()`` raise on it): the finding stands, without a fix."""
+        if name in self._properties:
+            return Verdict.OK  # already being checked (a property returning itself)
+        self._properties.add(name)
+        reason, failed = self.reason, ""
+        for node in self.model.attributes.get(name, ()):
+            self.reason = ""
+            result = self._use(node)
+            if result != Verdict.OK and not failed:
+                failed = self.reason or "something that may not be an nn.Module is added to it"
+        self.reason = reason
+        if failed:
+            return self._fail(f"{failed}, read through the property `{name}`")
+        return Verdict.OK
 
     def _fail(self, reason: str) -> str:
         self.reason = self.reason or reason
@@ -788,7 +810,7 @@ class ContainerUses:
         if kind == "Expr":
             return Verdict.OK
         if kind == "Return" and _property_of(model, parent):
-            return Verdict.OK  # read through a property: as reading the attribute itself
+            return self._property_reads(model.parent(parent).name)
         if kind in ("Return", "Assign", "Element", "DictElement", "Yield", "Lambda", "StarredElement"):
             self.reason = "it is handed to other code"
             return Verdict.ELSEWHERE

@@ -62,6 +62,7 @@ class ModuleListRule(ContainerRule):
     list)`, an element stored as another attribute); files that register
     modules by name (`add_module`, `setattr`); classes with `__getattr__`,
     `__setattr__` or `__dict__` access. Reported without a fix: lists that use
+    (themselves or through a `@property` returning them)
     what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
     `clear`, `copy`, `pop()` without an index, `insert` at a computed or
     negative index, `other + self.layers`, `==`), lists assigned more than once,
@@ -209,6 +210,35 @@ class ModuleListRule(ContainerRule):
                 "    def forward(self, h, i=0):\n"
                 "        stage = self.stages[i]\n"
                 "        return stage.forward(h) + stage(h)\n"
+            ),
+        ),
+        # read through a property only in ways nn.ModuleList supports too
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+                "    @property\n"
+                "    def blocks(self):\n"
+                "        return self._blocks\n"
+                "    def forward(self, x):\n"
+                "        for b in self.blocks:\n"
+                "            x = b(x)\n"
+                "        return self.blocks[-1](x)\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self._blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])\n"
+                "    @property\n"
+                "    def blocks(self):\n"
+                "        return self._blocks\n"
+                "    def forward(self, x):\n"
+                "        for b in self.blocks:\n"
+                "            x = b(x)\n"
+                "        return self.blocks[-1](x)\n"
             ),
         ),
     )
@@ -383,6 +413,50 @@ class ModuleListRule(ContainerRule):
             "        first = self.stages[0]\n"
             "        self.head = first.float()\n"
         )),
+        # read through a property in ways nn.ModuleList does not support: a list on the left of
+        # `+`, `.reverse()` from a function of the file; the fix would make them raise
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.stem = nn.Linear(4, 4)\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n"
+            "    def forward(self, x):\n"
+            "        for b in [self.stem] + self.blocks:\n"
+            "            x = b(x)\n"
+            "        return x\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n"
+            "    def forward(self, x):\n"
+            "        for b in self.blocks:\n"
+            "            x = b(x)\n"
+            "        return x\n\n"
+            "def flip(net):\n"
+            "    net.blocks.reverse()\n"
+        ), reported=True),
+        # read through a property and handed to other code: not registered on Net, and the
+        # other code may need a list
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n\n"
+            "def wrap(net):\n"
+            "    return nn.Sequential(*net.blocks)\n"
+        ), reported=True),
     )
 
     def check_site(self, site: SelfAssignment) -> None:

@@ -691,3 +691,61 @@ def test_tfm101_checked_layers_appended_to_a_none_started_list_are_reported():
     assert len(list(naive.parameters())) == 4  # what registering them gives
     naive.to(torch.float64)
     assert naive.layers[0].weight.dtype == torch.float64
+
+
+# -- TFM101: a list read through a @property ------------------------------------------------
+
+# a small replica: the property hands out the list itself, and its readers use it as a list
+BLOCKS = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]
+
+    @property
+    def blocks(self):
+        return self._blocks
+
+    def forward(self, x):
+        for b in [self.stem] + self.blocks:
+            x = b(x)
+        return x
+
+
+def flip(net):
+    net.blocks.reverse()
+'''
+
+
+def test_tfm101_list_read_through_a_property_as_a_list_is_reported_not_wrapped():
+    """The property's readers count as uses of the attribute: `[a] + net.blocks` and
+    `net.blocks.reverse()` work on the list and raise on nn.ModuleList, so the finding (the
+    blocks are missing from parameters()) comes without a fix."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(BLOCKS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == BLOCKS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "property `blocks`" in finding.message
+
+    before = run(BLOCKS, "tfm101_blocks_before")
+    net = before["Net"]()
+    assert net(torch.ones(2, 4)).shape == (2, 4)
+    before["flip"](net)
+    assert len(list(net.parameters())) == 2  # the bug: only the stem is registered
+    naive = run(BLOCKS.replace("self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]",
+                               "self._blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])"), "tfm101_blocks_naive")
+    wrapped = naive["Net"]()
+    assert len(list(wrapped.parameters())) == 6
+    with pytest.raises(TypeError):
+        wrapped(torch.ones(2, 4))  # list + ModuleList
+    with pytest.raises(AttributeError):
+        naive["flip"](wrapped)  # ModuleList has no reverse()
