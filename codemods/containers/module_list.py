@@ -10,6 +10,7 @@ from torchfix_mod.codemods.containers._containers import (
     SelfAssignment,
     call_args,
     declared_modules,
+    elements_registered,
     local_references,
     start,
 )
@@ -59,7 +60,10 @@ class ModuleListRule(ContainerRule):
     modules passed in from outside, such as a frozen teacher, and existing
     attributes like `[self.a, self.b]`, which are registered already); lists
     handed to other code (`nn.Sequential(*self.layers)`, `isinstance(self.layers,
-    list)`, an element stored as another attribute); files that register
+    list)`, an element stored as another attribute); layers the class also
+    registers another way (`layers` handed in or built locally, and also given to
+    `self.body = nn.Sequential(*layers)`, an nn container's `append`/`extend`, or
+    stored as `self.first = layers[0]`); files that register
     modules by name (`add_module`, `setattr`); classes with `__getattr__`,
     `__setattr__` or `__dict__` access. Reported without a fix: lists that use
     (themselves or through a `@property` returning them)
@@ -333,6 +337,7 @@ class ModuleListRule(ContainerRule):
             "    def __init__(self):\n"
             "        self.layers = [nn.Linear()]\n"
         ),
+        # the local list's layers are registered through the kept nn.Sequential: nothing is lost
         KeepCase(_case(
             "class Net(nn.Module):\n"
             "    def __init__(self):\n"
@@ -340,6 +345,15 @@ class ModuleListRule(ContainerRule):
             "        layers = [nn.Linear(2, 2)]\n"
             "        self.layers = layers\n"
             "        self.head = nn.Sequential(*layers)\n"
+        )),
+        # the nn.Sequential is not kept: the layers stay unregistered
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = [nn.Linear(2, 2)]\n"
+            "        self.layers = layers\n"
+            "        head = nn.Sequential(*layers)\n"
         ), reported=True),
         # instances of a class imported from elsewhere, run as layers in forward: reported, never
         # wrapped (nn.ModuleList raises TypeError if they are not modules after all)
@@ -413,6 +427,30 @@ class ModuleListRule(ContainerRule):
             "        first = self.stages[0]\n"
             "        self.head = first.float()\n"
         )),
+        # modules handed in and also registered another way: nothing is lost
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = list(layers)\n        self.body = nn.Sequential(*layers)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, layers: list[nn.Module]):\n        super().__init__()\n"
+            "        self.layers = []\n        self.blocks = nn.ModuleList()\n"
+            "        for layer in layers:\n            self.layers.append(layer)\n            self.blocks.append(layer)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = layers\n        for i, layer in enumerate(layers):\n            if i == 0:\n"
+            "                self.first = layer\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        # the nn.Sequential built from them is dropped: still unregistered
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = list(layers)\n        body = nn.Sequential(*layers)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        ), reported=True),
         # read through a property in ways nn.ModuleList does not support: a list on the left of
         # `+`, `.reverse()` from a function of the file; the fix would make them raise
         KeepCase(_case(
@@ -480,7 +518,7 @@ class ModuleListRule(ContainerRule):
             self.conclude(site, uses, message, "empty")
         elif self._lenient and self.holds_modules and self._handed_in(value):
             # `self.layers = layers` / `list(layers)` of parameters declared to hold modules
-            self.from_outside(value)
+            self.from_outside(value, collection=True)
             self.conclude(site, uses, message, "call")
         elif isinstance(value, ast.Name):
             verdict = self._local_list(site, value)
@@ -607,4 +645,6 @@ class ModuleListRule(ContainerRule):
             fine = False
         if not has_module:
             return None
+        if not fine and elements_registered(model, name):
+            return None  # also registered through another path (nn.Sequential(*layers) kept on self)
         return fine
