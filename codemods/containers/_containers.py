@@ -596,6 +596,161 @@ def module_valued_local(model: SemanticModel, expr: ast.AST, is_element: Callabl
     return True
 
 
+# -- modules registered through another path -----------------------------------------
+
+
+def _is_nn_container_call(model: SemanticModel, expr: ast.AST) -> bool:
+    """``nn.Sequential(...)``, ``nn.ModuleList(...)`` or ``nn.ModuleDict(...)``."""
+    if not isinstance(expr, ast.Call):
+        return False
+    qnames = model.qualified_names(expr.func)
+    return bool(qnames) and all(q.startswith("torch.nn.") and q.rsplit(".", 1)[-1] in NN_CONTAINERS for q in qnames)
+
+
+def _self_receiver(model: SemanticModel, expr: ast.AST) -> bool:
+    """``expr`` is the instance parameter of the method of an nn.Module class around it."""
+    if not isinstance(expr, ast.Name):
+        return False
+    func = model.enclosing_function(expr)
+    cls = model.enclosing_class(func) if func is not None else None
+    if cls is None or not model.module_classes.get(cls, False) or self_name(func) != expr.id:
+        return False
+    bindings = model.scope(expr).resolve(expr.id)
+    return len(bindings) == 1 and bindings[0].kind == "param"
+
+
+def _kept_container(model: SemanticModel, attr: ast.Attribute) -> bool:
+    """``self.y`` where every store to ``y`` in the file is an nn container construction."""
+    stores = [
+        model.parent(use) for use in model.attributes.get(attr.attr, ())
+        if cst_parent(model, use)[0] == "AssignTarget"
+    ]
+    return bool(stores) and all(
+        isinstance(s, ast.Assign) and len(s.targets) == 1 and _is_nn_container_call(model, s.value) for s in stores
+    )
+
+
+def registers_module(model: SemanticModel, expr: ast.AST, depth: int = 0) -> bool:
+    """The module ``expr`` evaluates to is registered on the module running the code:
+    ``self.x = expr``, ``self.add_module(name, expr)``, ``self.y.append(expr)`` into an nn
+    container, or held (as an argument, a list, tuple or dict element) by an nn container
+    construction that is itself so registered."""
+    if depth > 4:
+        return False
+    kind, holder, arg = cst_parent(model, expr)
+    if kind == "Assign" and len(holder.targets) == 1:
+        target = holder.targets[0]
+        return isinstance(target, ast.Attribute) and _self_receiver(model, target.value)
+    if kind in ("Element", "StarredElement") or (kind == "DictElement" and expr in holder.values):
+        return registers_module(model, holder, depth + 1)
+    if kind != "Arg" or arg.keyword is not None or arg.star == "**":
+        return False
+    if _is_nn_container_call(model, holder):
+        return registers_module(model, holder, depth + 1)
+    func = holder.func
+    if not isinstance(func, ast.Attribute):
+        return False
+    if func.attr in ("add_module", "register_module"):
+        return _self_receiver(model, func.value) and len(holder.args) == 2 and holder.args[1] is expr
+    return func.attr in ("append", "insert") and _into_kept_container(model, func)
+
+
+def _into_kept_container(model: SemanticModel, func: ast.Attribute) -> bool:
+    """``self.y.<method>`` where every store to ``y`` is an nn container construction."""
+    return isinstance(func.value, ast.Attribute) and _self_receiver(model, func.value.value) and _kept_container(model, func.value)
+
+
+def _name_reads(model: SemanticModel, name: ast.Name) -> list[ast.Name]:
+    """Every read of the local or parameter ``name`` names (one binding scope, not the module's)."""
+    bindings = model.scope(name).resolve(name.id)
+    if not bindings or bindings[0].scope.kind == "module":
+        return []
+    found = {id(access): access for b in bindings[0].scope.bindings.get(name.id, []) for access in b.accesses}
+    return sorted(found.values(), key=start)
+
+
+def _loop_element(model: SemanticModel, iterated: ast.AST) -> ast.Name | None:
+    """The loop variable holding each element of ``iterated``: ``for v in iterated``,
+    ``for i, v in enumerate(iterated)`` (comprehensions too)."""
+    loop = model.parent(iterated)
+    position = None
+    if (
+        isinstance(loop, ast.Call) and isinstance(loop.func, ast.Name) and loop.func.id == "enumerate"
+        and model.qualified_names(loop.func) == {"builtins.enumerate"} and loop.args and loop.args[0] is iterated
+    ):
+        iterated, loop, position = loop, model.parent(loop), 1
+    if not (isinstance(loop, (ast.For, ast.AsyncFor, ast.comprehension)) and loop.iter is iterated):
+        return None
+    target = loop.target
+    if position is not None:
+        if not (isinstance(target, ast.Tuple) and len(target.elts) == 2):
+            return None
+        target = target.elts[position]
+    return target if isinstance(target, ast.Name) else None
+
+
+def elements_registered(model: SemanticModel, collection: ast.AST, depth: int = 0) -> bool:
+    """Some of the modules the list, tuple or parameter ``collection`` holds are registered through
+    another path too: the collection handed to an nn container construction that is kept
+    (``self.body = nn.Sequential(*layers)``), or an element (``layers[0]``, a loop variable over
+    it) stored on ``self`` or so handed. Reads of a local name are followed to all its reads."""
+    if depth > 3:
+        return False
+    if isinstance(collection, ast.Name):
+        return any(_collection_registered(model, read, depth) for read in _name_reads(model, collection))
+    return _collection_registered(model, collection, depth)
+
+
+def _collection_registered(model: SemanticModel, expr: ast.AST, depth: int) -> bool:
+    kind, holder, arg = cst_parent(model, expr)
+    if kind == "Arg" and arg.keyword is None and arg.star != "**" and _is_nn_container_call(model, holder):
+        return registers_module(model, holder)  # nn.Sequential(*layers), nn.ModuleList(layers)
+    if (
+        kind == "Arg" and not arg.star and arg.keyword is None and isinstance(holder.func, ast.Attribute)
+        and holder.func.attr == "extend" and _into_kept_container(model, holder.func)
+    ):
+        return True  # self.blocks.extend(layers) into an nn.ModuleList
+    if kind == "Arg" and not arg.star and arg.keyword is None and is_iterating_builtin(model, holder):
+        if holder.func.id in ("list", "tuple") and len(holder.args) == 1:
+            return _collection_registered(model, holder, depth)  # a copy holds the same modules
+    if kind == "Assign" and len(holder.targets) == 1 and isinstance(holder.targets[0], ast.Name):
+        return elements_registered(model, holder.targets[0], depth + 1)  # a local name for it
+    if kind == "Subscript" and holder.value is expr and isinstance(holder.ctx, ast.Load):
+        if isinstance(holder.slice, ast.Slice):
+            return _collection_registered(model, holder, depth)
+        return registers_module(model, holder)
+    element = _loop_element(model, expr)
+    if element is not None:
+        return any(registers_module(model, read) for read in _name_reads(model, element))
+    return False
+
+
+def registered_elsewhere(model: SemanticModel, expr: ast.AST, collection: bool) -> bool:
+    """The module ``expr`` (``collection``: the modules it holds), handed in by the caller, is
+    registered through another path too: itself, or the collection it is an element of."""
+    if collection:
+        if isinstance(expr, ast.Call) and len(expr.args) == 1 and is_iterating_builtin(model, expr):
+            expr = expr.args[0]  # list(layers)
+        return elements_registered(model, expr)
+    if not isinstance(expr, ast.Name):
+        return False
+    if any(registers_module(model, read) for read in _name_reads(model, expr) if read is not expr):
+        return True
+    bindings = model.scope(expr).resolve(expr.id)
+    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+        return False
+    target = bindings[0].node
+    loop = model.parent(target)
+    if isinstance(loop, ast.Tuple):
+        loop = model.parent(loop)  # for i, layer in enumerate(layers)
+    if isinstance(loop, (ast.For, ast.AsyncFor, ast.comprehension)):
+        iterated = loop.iter
+        if isinstance(iterated, ast.Call) and is_iterating_builtin(model, iterated) and iterated.args:
+            iterated = iterated.args[0] if iterated.func.id in ("enumerate", "list", "tuple") else None
+        return isinstance(iterated, ast.Name) and elements_registered(model, iterated)
+    return False
+
+
 # -- sites -----------------------------------------------------------------------
 
 
@@ -710,9 +865,11 @@ class ContainerUses:
         self.module_value = module_value  # (expr) -> bool
         self.reason = ""
         self.dict_keys: list[ast.expr] = []
+        self._properties: set[str] = set()  # properties whose reads are being checked
 
     def check(self, attr: str) -> str:
         self.dict_keys = []
+        self._properties = set()
         verdict = Verdict.OK
         for node in self.model.attributes.get(attr, ()):
             result = self._use(node)
@@ -721,6 +878,26 @@ class ContainerUses:
             if result == Verdict.UNSUPPORTED:
                 verdict = result
         return verdict
+
+    def _property_reads(self, name: str) -> str:
+        """``return self.x`` is the whole getter of the property ``name``: each ``obj.<name>`` of
+        the file reads the container itself, so the property's reads count as uses of the
+        attribute only when they pass the same checks; otherwise the property hands the list out
+        in ways the nn container may not support (``[a] + obj.<name>`` and
+        ``obj.<name>.reverse()`` raise on it): the finding stands, without a fix."""
+        if name in self._properties:
+            return Verdict.OK  # already being checked (a property returning itself)
+        self._properties.add(name)
+        reason, failed = self.reason, ""
+        for node in self.model.attributes.get(name, ()):
+            self.reason = ""
+            result = self._use(node)
+            if result != Verdict.OK and not failed:
+                failed = self.reason or "something that may not be an nn.Module is added to it"
+        self.reason = reason
+        if failed:
+            return self._fail(f"{failed}, read through the property `{name}`")
+        return Verdict.OK
 
     def _fail(self, reason: str) -> str:
         self.reason = self.reason or reason
@@ -788,7 +965,7 @@ class ContainerUses:
         if kind == "Expr":
             return Verdict.OK
         if kind == "Return" and _property_of(model, parent):
-            return Verdict.OK  # read through a property: as reading the attribute itself
+            return self._property_reads(model.parent(parent).name)
         if kind in ("Return", "Assign", "Element", "DictElement", "Yield", "Lambda", "StarredElement"):
             self.reason = "it is handed to other code"
             return Verdict.ELSEWHERE
@@ -1100,9 +1277,10 @@ class ContainerRule(Rule):
             return True
         return found
 
-    def from_outside(self, expr: ast.AST) -> None:
-        """``expr`` is a module the program proves or declares, built or chosen by other code."""
-        self._outside.append(expr)
+    def from_outside(self, expr: ast.AST, collection: bool = False) -> None:
+        """``expr`` is a module the program proves or declares, built or chosen by other code
+        (``collection``: a list or tuple of such modules)."""
+        self._outside.append((expr, collection))
         self._doubts.append("the modules come from the caller: nn.ModuleList raises TypeError on anything that is "
                             "not an nn.Module, and a caller may keep them out of training on purpose")
 
@@ -1191,6 +1369,8 @@ class ContainerRule(Rule):
             return  # instances of a class defined elsewhere, not run as layers here: no evidence
         if self._outside and not self._run_as_layers(site, methods=True):
             return  # modules handed in and kept, not used here: perhaps kept apart on purpose
+        if any(registered_elsewhere(model, expr, collection) for expr, collection in self._outside):
+            return  # also registered through another path (self.body = nn.Sequential(*layers)): nothing is lost
         verdict = uses.check(site.attr)
         if verdict in (Verdict.ELSEWHERE, Verdict.NOT_MODULES):
             return  # registered by the code it is handed to, or not a container of modules

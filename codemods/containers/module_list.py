@@ -10,6 +10,7 @@ from torchfix_mod.codemods.containers._containers import (
     SelfAssignment,
     call_args,
     declared_modules,
+    elements_registered,
     local_references,
     start,
 )
@@ -59,9 +60,13 @@ class ModuleListRule(ContainerRule):
     modules passed in from outside, such as a frozen teacher, and existing
     attributes like `[self.a, self.b]`, which are registered already); lists
     handed to other code (`nn.Sequential(*self.layers)`, `isinstance(self.layers,
-    list)`, an element stored as another attribute); files that register
+    list)`, an element stored as another attribute); layers the class also
+    registers another way (`layers` handed in or built locally, and also given to
+    `self.body = nn.Sequential(*layers)`, an nn container's `append`/`extend`, or
+    stored as `self.first = layers[0]`); files that register
     modules by name (`add_module`, `setattr`); classes with `__getattr__`,
     `__setattr__` or `__dict__` access. Reported without a fix: lists that use
+    (themselves or through a `@property` returning them)
     what `nn.ModuleList` lacks (`sort`, `remove`, `index`, `count`, `reverse`,
     `clear`, `copy`, `pop()` without an index, `insert` at a computed or
     negative index, `other + self.layers`, `==`), lists assigned more than once,
@@ -211,6 +216,35 @@ class ModuleListRule(ContainerRule):
                 "        return stage.forward(h) + stage(h)\n"
             ),
         ),
+        # read through a property only in ways nn.ModuleList supports too
+        FixCase(
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+                "    @property\n"
+                "    def blocks(self):\n"
+                "        return self._blocks\n"
+                "    def forward(self, x):\n"
+                "        for b in self.blocks:\n"
+                "            x = b(x)\n"
+                "        return self.blocks[-1](x)\n"
+            ),
+            _case(
+                "class Net(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__()\n"
+                "        self._blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])\n"
+                "    @property\n"
+                "    def blocks(self):\n"
+                "        return self._blocks\n"
+                "    def forward(self, x):\n"
+                "        for b in self.blocks:\n"
+                "            x = b(x)\n"
+                "        return self.blocks[-1](x)\n"
+            ),
+        ),
     )
     keeps = (
         # registered by name already: converting would add a second set of state_dict keys
@@ -303,6 +337,7 @@ class ModuleListRule(ContainerRule):
             "    def __init__(self):\n"
             "        self.layers = [nn.Linear()]\n"
         ),
+        # the local list's layers are registered through the kept nn.Sequential: nothing is lost
         KeepCase(_case(
             "class Net(nn.Module):\n"
             "    def __init__(self):\n"
@@ -310,6 +345,15 @@ class ModuleListRule(ContainerRule):
             "        layers = [nn.Linear(2, 2)]\n"
             "        self.layers = layers\n"
             "        self.head = nn.Sequential(*layers)\n"
+        )),
+        # the nn.Sequential is not kept: the layers stay unregistered
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        layers = [nn.Linear(2, 2)]\n"
+            "        self.layers = layers\n"
+            "        head = nn.Sequential(*layers)\n"
         ), reported=True),
         # instances of a class imported from elsewhere, run as layers in forward: reported, never
         # wrapped (nn.ModuleList raises TypeError if they are not modules after all)
@@ -383,6 +427,74 @@ class ModuleListRule(ContainerRule):
             "        first = self.stages[0]\n"
             "        self.head = first.float()\n"
         )),
+        # modules handed in and also registered another way: nothing is lost
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = list(layers)\n        self.body = nn.Sequential(*layers)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, layers: list[nn.Module]):\n        super().__init__()\n"
+            "        self.layers = []\n        self.blocks = nn.ModuleList()\n"
+            "        for layer in layers:\n            self.layers.append(layer)\n            self.blocks.append(layer)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = layers\n        for i, layer in enumerate(layers):\n            if i == 0:\n"
+            "                self.first = layer\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        )),
+        # the nn.Sequential built from them is dropped: still unregistered
+        KeepCase(_case(
+            "class Chain(nn.Module):\n    def __init__(self, *layers: nn.Module):\n        super().__init__()\n"
+            "        self.layers = list(layers)\n        body = nn.Sequential(*layers)\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+        ), reported=True),
+        # read through a property in ways nn.ModuleList does not support: a list on the left of
+        # `+`, `.reverse()` from a function of the file; the fix would make them raise
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.stem = nn.Linear(4, 4)\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n"
+            "    def forward(self, x):\n"
+            "        for b in [self.stem] + self.blocks:\n"
+            "            x = b(x)\n"
+            "        return x\n"
+        ), reported=True),
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n"
+            "    def forward(self, x):\n"
+            "        for b in self.blocks:\n"
+            "            x = b(x)\n"
+            "        return x\n\n"
+            "def flip(net):\n"
+            "    net.blocks.reverse()\n"
+        ), reported=True),
+        # read through a property and handed to other code: not registered on Net, and the
+        # other code may need a list
+        KeepCase(_case(
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+            "    @property\n"
+            "    def blocks(self):\n"
+            "        return self._blocks\n\n"
+            "def wrap(net):\n"
+            "    return nn.Sequential(*net.blocks)\n"
+        ), reported=True),
     )
 
     def check_site(self, site: SelfAssignment) -> None:
@@ -406,7 +518,7 @@ class ModuleListRule(ContainerRule):
             self.conclude(site, uses, message, "empty")
         elif self._lenient and self.holds_modules and self._handed_in(value):
             # `self.layers = layers` / `list(layers)` of parameters declared to hold modules
-            self.from_outside(value)
+            self.from_outside(value, collection=True)
             self.conclude(site, uses, message, "call")
         elif isinstance(value, ast.Name):
             verdict = self._local_list(site, value)
@@ -533,4 +645,6 @@ class ModuleListRule(ContainerRule):
             fine = False
         if not has_module:
             return None
+        if not fine and elements_registered(model, name):
+            return None  # also registered through another path (nn.Sequential(*layers) kept on self)
         return fine

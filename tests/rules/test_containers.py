@@ -691,3 +691,108 @@ def test_tfm101_checked_layers_appended_to_a_none_started_list_are_reported():
     assert len(list(naive.parameters())) == 4  # what registering them gives
     naive.to(torch.float64)
     assert naive.layers[0].weight.dtype == torch.float64
+
+
+# -- TFM101: a list read through a @property ------------------------------------------------
+
+# a small replica: the property hands out the list itself, and its readers use it as a list
+BLOCKS = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]
+
+    @property
+    def blocks(self):
+        return self._blocks
+
+    def forward(self, x):
+        for b in [self.stem] + self.blocks:
+            x = b(x)
+        return x
+
+
+def flip(net):
+    net.blocks.reverse()
+'''
+
+
+def test_tfm101_list_read_through_a_property_as_a_list_is_reported_not_wrapped():
+    """The property's readers count as uses of the attribute: `[a] + net.blocks` and
+    `net.blocks.reverse()` work on the list and raise on nn.ModuleList, so the finding (the
+    blocks are missing from parameters()) comes without a fix."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(BLOCKS, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == BLOCKS
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "property `blocks`" in finding.message
+
+    before = run(BLOCKS, "tfm101_blocks_before")
+    net = before["Net"]()
+    assert net(torch.ones(2, 4)).shape == (2, 4)
+    before["flip"](net)
+    assert len(list(net.parameters())) == 2  # the bug: only the stem is registered
+    naive = run(BLOCKS.replace("self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]",
+                               "self._blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])"), "tfm101_blocks_naive")
+    wrapped = naive["Net"]()
+    assert len(list(wrapped.parameters())) == 6
+    with pytest.raises(TypeError):
+        wrapped(torch.ones(2, 4))  # list + ModuleList
+    with pytest.raises(AttributeError):
+        naive["flip"](wrapped)  # ModuleList has no reverse()
+
+
+# -- TFM101: modules handed in and also registered another way ----------------------------
+
+# a small replica: the layers are kept in a Python list for the loop and registered by the
+# nn.Sequential built from the same parameter
+CHAIN = '''
+import torch
+import torch.nn as nn
+
+
+class Chain(nn.Module):
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.layers = list(layers)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+'''
+
+
+def test_tfm101_modules_also_registered_through_another_path_are_not_reported():
+    """Nothing is lost: state_dict() holds the layers under body.*, and .double() reaches them;
+    registering the list too would only add a second set of keys a strict load of an existing
+    checkpoint rejects."""
+    from conftest import ALL_RULES
+    from rule_helpers import run
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM101")
+    result = transform_source(CHAIN, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == CHAIN and result.diagnostics == []
+
+    chain = run(CHAIN, "tfm101_chain_before")["Chain"](nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert set(chain.state_dict()) == {"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
+    assert len(list(chain.parameters())) == 4
+    chain.double()
+    assert chain.layers[0].weight.dtype == torch.float64
+    assert chain(torch.ones(5, 3, dtype=torch.float64)).shape == (5, 2)
+    naive = run(CHAIN.replace("self.layers = list(layers)", "self.layers = nn.ModuleList(layers)"), "tfm101_chain_naive")
+    wrapped = naive["Chain"](nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert "layers.0.weight" in wrapped.state_dict()
+    with pytest.raises(RuntimeError):
+        wrapped.load_state_dict(chain.state_dict())  # an existing checkpoint lacks layers.*
