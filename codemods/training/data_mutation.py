@@ -196,6 +196,14 @@ class DataMutationRule(Rule):
             "def fill(m):\n"
             "    torch.nn.init.zeros_(m.bias)\n",
         ),
+        FixCase(  # either test of an `or` shows a module class
+            "import torch\n\n\ndef init_weights(m):\n"
+            "    if isinstance(m, torch.nn.BatchNorm1d) or isinstance(m, torch.nn.BatchNorm2d):\n"
+            "        m.weight.data.fill_(1.0)\n",
+            "import torch\n\n\ndef init_weights(m):\n"
+            "    if isinstance(m, torch.nn.BatchNorm1d) or isinstance(m, torch.nn.BatchNorm2d):\n"
+            "        torch.nn.init.constant_(m.weight, 1.0)\n",
+        ),
     )
     keeps = (
         # a training step: a graph may hold the weight, the fix could make backward() raise
@@ -629,16 +637,30 @@ class DataMutationRule(Rule):
             if not inside:
                 continue
             test_node = ancestor.test
-            conjuncts = test_node.values if isinstance(test_node, ast.BoolOp) and isinstance(test_node.op, ast.And) else [test_node]
-            for test in conjuncts:
-                if (
-                    isinstance(test, ast.Call)
-                    and isinstance(test.func, ast.Name)
-                    and test.func.id == "isinstance"
-                    and len(test.args) == 2
-                    and dotted(test.args[0]) == text
-                ):
-                    return test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
+            if isinstance(test_node, ast.BoolOp) and isinstance(test_node.op, ast.Or):
+                # `isinstance(m, A) or isinstance(m, B)`: in the body, m is one of them
+                parts = [self._isinstance_of(part, text) for part in test_node.values]
+                if all(part is not None for part in parts):
+                    return [c for part in parts for c in part]
+                continue
+            conjuncts = test_node.values if isinstance(test_node, ast.BoolOp) else [test_node]
+            for test in conjuncts:  # what holds in the body: the test, or each part of an `and`
+                classes = self._isinstance_of(test, text)
+                if classes is not None:
+                    return classes
+        return None
+
+    @staticmethod
+    def _isinstance_of(test: ast.expr, text: str | None) -> list[ast.expr] | None:
+        """The classes of ``isinstance(<text>, C)`` / ``isinstance(<text>, (A, B))``."""
+        if (
+            isinstance(test, ast.Call)
+            and isinstance(test.func, ast.Name)
+            and test.func.id == "isinstance"
+            and len(test.args) == 2
+            and dotted(test.args[0]) == text
+        ):
+            return test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
         return None
 
     def _container_of_modules(self, owner: ast.expr) -> bool:
