@@ -1361,14 +1361,14 @@ def test_project_fixes_written_in_each_user_file(project_runs):
             assert after[path] == before.encode(), path
 
 
-def test_class_from_another_file_is_unknown_when_that_file_is_not_in_the_run(project_runs):
-    """Without the file that defines the class, its instances may not be modules: the list the
-    class runs as layers is reported, never wrapped (nn.ModuleList would raise on a non-module)."""
-    alone = project_runs["alone"]
+def test_a_file_run_alone_knows_the_classes_it_imports_from_its_package(project_runs):
+    """A run on one file (as a pre-commit hook makes) reads the files it imports from its own
+    package: the class defined there is known, so the finding is the whole run's, fix included."""
+    alone, check = project_runs["alone"], project_runs["check"]
     assert alone.returncode == 1, show(alone)
     found = findings(out(alone))
-    assert found and all(code == "TFM101" and not fixable for _, _, _, code, fixable in found)
-    assert "their class is defined where the analysis cannot see" in out(alone)
+    assert found and found == [f for f in findings(out(check)) if f[0] == "pkg/from_relative.py"], show(alone)
+    assert all(code == "TFM101" and fixable for _, _, _, code, fixable in found)
 
 
 def test_dotted_import_does_not_block_a_list_attribute_of_the_same_name(tmp_path):

@@ -191,12 +191,41 @@ def test_runtime_a_list_of_modules_defined_in_another_file_gets_registered(tmp_p
     assert after.c[1].fc.weight.dtype == torch.float64
 
 
-def test_without_the_other_files_the_class_is_unknown_and_not_fixed(tmp_path):
+def test_a_single_file_run_reads_the_files_it_imports(tmp_path):
+    """A pre-commit run names one file: the classes it imports from its own package are read
+    (never checked, never changed), so the fix is as safe as on a whole-repository run."""
     write(tmp_path, PACKAGE)
+    blocks_before = (tmp_path / "pkg" / "blocks.py").read_bytes()
+    reports = run([tmp_path / "pkg" / "net.py"], ALL_RULES, RunOptions(mode="write"), cwd=tmp_path)
+    assert [r.display for r in reports] == ["pkg/net.py"]
+    assert [(d.code, d.fixed) for d in reports[0].diagnostics] == [("TFM101", True)] * 3
+    assert (tmp_path / "pkg" / "blocks.py").read_bytes() == blocks_before
+    assert (tmp_path / "pkg" / "net.py").read_text().count("nn.ModuleList(") == 3
+
+
+def test_a_class_from_outside_the_project_stays_unknown_and_is_not_fixed(tmp_path):
+    net = PACKAGE["pkg/net.py"].replace("from pkg import Block", "from elsewhere import Block")
+    net = net.replace("from .blocks import Block as Same", "from elsewhere import Block as Same")
+    net = net.replace("import pkg.blocks as blocks", "import elsewhere as blocks")
+    write(tmp_path, PACKAGE | {"pkg/net.py": net})
     reports = run([tmp_path / "pkg" / "net.py"], ALL_RULES, RunOptions(mode="diff"), cwd=tmp_path)
     found = [d for r in reports for d in r.diagnostics]
     # reported where the class runs the elements as layers, but never wrapped: their class is unknown
     assert found and all(d.code == "TFM101" and not d.fix_available for d in found)
+
+
+def test_a_cached_run_is_not_reused_when_a_file_it_imports_changes(tmp_path):
+    from torchfix_mod.cache import Cache
+
+    write(tmp_path, PACKAGE)
+    net = tmp_path / "pkg" / "net.py"
+    first = run([net], ALL_RULES, RunOptions(mode="diff"), cwd=tmp_path, jobs=1, cache=Cache(tmp_path / "cache", "salt"))
+    assert [d.fix_available for d in first[0].diagnostics] == [True] * 3
+    # Block stops being a module: nn.ModuleList would now raise TypeError on it
+    blocks = tmp_path / "pkg" / "blocks.py"
+    blocks.write_text(blocks.read_text().replace("class Block(nn.Module):", "class Block:").replace("super().__init__()", "pass"))
+    second = run([net], ALL_RULES, RunOptions(mode="diff"), cwd=tmp_path, jobs=1, cache=Cache(tmp_path / "cache", "salt"))
+    assert second[0].diagnostics == [] or not any(d.fix_available for d in second[0].diagnostics)
 
 
 def test_a_class_reaching_into_dict_through_a_normalised_spelling_is_seen(tmp_path):

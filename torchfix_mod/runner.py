@@ -502,7 +502,7 @@ def _run_files(files: list[Path], state: _Worker, cwd: Path, jobs: int, progress
         _init_worker(state)
         run_key = _run_key(cache, files, displays)
         hit = cache.get(run_key) if run_key is not None else None
-        if hit is not None and len(hit["reports"]) == len(files):
+        if hit is not None and len(hit["reports"]) == len(files) and _imported_unchanged(hit):
             return [_report_from_json(path, data) for path, data in zip(files, hit["reports"])]
     state.packages = frozenset(
         module_name(path)[0].split(".", 1)[0] for path in files if path.suffix == ".py"
@@ -511,7 +511,9 @@ def _run_files(files: list[Path], state: _Worker, cwd: Path, jobs: int, progress
     first = _map(_index_file, list(zip(files, displays)), jobs, state, progress, "Indexing")
     if cache is not None:
         cache.flush()
-    state.project = build_index([summary for summary, _, _ in first if summary is not None])
+    summaries = [summary for summary, _, _ in first if summary is not None]
+    imported = _imported_summaries(files, summaries)
+    state.project = build_index(summaries + [summary for _, _, summary in imported])
     if cache is not None:  # results depend on the classes of the other files
         state.cache = cache.salted(state.project.fingerprint)
     finished = {i: report for i, (_, _, report) in enumerate(first) if report is not None}
@@ -519,8 +521,100 @@ def _run_files(files: list[Path], state: _Worker, cwd: Path, jobs: int, progress
     rest = iter(_map(_process_task, pending, jobs, state, progress, "Checking"))
     done = [finished[i] if i in finished else next(rest) for i in range(len(files))]
     if run_key is not None and (options.mode != "write" or not any(r.changed for r in done)):
-        cache.put(run_key, {"reports": [_report_to_json(r) for r in done]})
+        read = {str(path): digest for path, digest, _ in imported}
+        cache.put(run_key, {"reports": [_report_to_json(r) for r in done], "imported": read})
     return done
+
+
+# -- the files the run imports ---------------------------------------------------------------
+
+IMPORTED_FILES_LIMIT = 2000
+
+
+def _imported_summaries(files: list[Path], summaries: list[FileSummary]) -> list[tuple[Path, str, FileSummary]]:
+    """The files of the run's projects that the run imports from, directly or through other
+    such files, that are not part of the run: their classes are known too (a pre-commit run on
+    one file sees the ``Block`` it imports from ``.blocks``). Found through each import's
+    dotted target under the directories the run's packages sit in; read, never imported, and
+    never checked or changed. Returns (path, sha256 of its bytes, summary) for each."""
+    roots: set[Path] = set()
+    for path in files:
+        if path.suffix != ".py":
+            continue
+        module, is_package = module_name(path)
+        depth = len(module.split(".")) - (0 if is_package else 1)
+        resolved = path.resolve()
+        if depth < len(resolved.parents):
+            roots.add(resolved.parents[depth])
+    if not roots:
+        return []
+    known = {path.resolve() for path in files}
+    found: list[tuple[Path, str, FileSummary]] = []
+    queue = list(summaries)
+    seen_targets: set[str] = set()
+    while queue and len(found) < IMPORTED_FILES_LIMIT:
+        summary = queue.pop()
+        for target in summary.imports.values():
+            if target in seen_targets:
+                continue
+            seen_targets.add(target)
+            path = _module_file(target, roots)
+            if path is None or path in known:
+                continue
+            known.add(path)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            imported = _index_only(path, data)
+            if imported is None:
+                continue
+            found.append((path, hashlib.sha256(data).hexdigest(), imported))
+            queue.append(imported)
+    return found
+
+
+def _module_file(target: str, roots: set[Path]) -> Path | None:
+    """The file that defines the longest importable prefix of ``target`` under ``roots``:
+    ``pkg.layers.Attention`` -> ``<root>/pkg/layers.py`` (or ``pkg/layers/__init__.py``)."""
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        relative = Path(*parts[:cut])
+        for root in roots:
+            for candidate in (root / relative.with_suffix(".py"), root / relative / "__init__.py"):
+                if candidate.is_file():
+                    return candidate.resolve()
+    return None
+
+
+def _index_only(path: Path, data: bytes) -> FileSummary | None:
+    """The project-index summary of a file outside the run (cached as the run's own are)."""
+    module, is_package = module_name(path)
+    cache, key = _state.base_cache or _state.cache, None
+    if cache is not None:
+        key = cache.key("index", data, module, str(is_package))
+        hit = cache.get(key)
+        if hit is not None:
+            return _summary_from_json(hit["summary"]) if hit["summary"] is not None else None
+    try:
+        text, _ = decode(data)
+        summary = summarize(ast.parse(text), path, text)
+    except (SourceReadError, SyntaxError, ValueError, RecursionError, MemoryError):
+        summary = None
+    if cache is not None and key is not None:
+        cache.put(key, {"summary": _summary_to_json(summary) if summary else None})
+    return summary
+
+
+def _imported_unchanged(hit: dict) -> bool:
+    """Every file the cached run read through imports still has the bytes it had."""
+    for name, digest in (hit.get("imported") or {}).items():
+        try:
+            if hashlib.sha256(Path(name).read_bytes()).hexdigest() != digest:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 # -- the whole run at once ------------------------------------------------------------------
