@@ -290,3 +290,14 @@ def test_a_class_combined_with_other_bases_in_another_file_gets_no_super_init(tm
             del sys.modules[name]
     alone = {r.display: r for r in run([Path("mixpkg/flags.py")], rule, RunOptions(mode="diff"))}
     assert alone["mixpkg/flags.py"].changed  # nothing in this run combines it
+
+
+def test_import_targets_that_are_not_module_paths_are_skipped(tmp_path):
+    from torchfix_mod.runner import _module_file
+
+    write(tmp_path, PACKAGE)
+    roots = {tmp_path}
+    assert _module_file("pkg.blocks.Block", roots) == (tmp_path / "pkg" / "blocks.py").resolve()
+    assert _module_file("pkg.Block", roots) == (tmp_path / "pkg" / "__init__.py").resolve()
+    for target in ("", "pkg..blocks", "..pkg", "pkg.blocks.", "pkg/blocks", "elsewhere.Block"):
+        assert _module_file(target, roots) is None, target

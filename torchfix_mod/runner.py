@@ -578,6 +578,8 @@ def _module_file(target: str, roots: set[Path]) -> Path | None:
     """The file that defines the longest importable prefix of ``target`` under ``roots``:
     ``pkg.layers.Attention`` -> ``<root>/pkg/layers.py`` (or ``pkg/layers/__init__.py``)."""
     parts = target.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None  # not a module path (a relative name beyond the top package, a typo)
     for cut in range(len(parts), 0, -1):
         relative = Path(*parts[:cut])
         for root in roots:
