@@ -407,6 +407,17 @@ def declared_modules(model: SemanticModel, expr: ast.AST) -> bool:
     return _declares_modules(model, arg.annotation, True)
 
 
+def _single_binding(model: SemanticModel, name: ast.Name) -> tuple[ast.Name | None, ast.AST | None]:
+    """The one place ``name`` is bound as a plain name, and the node around that binding (the
+    ``for`` or comprehension it is the variable of, a tuple target, an assignment); (None,
+    None) when it is bound more than once or otherwise."""
+    bindings = model.scope(name).resolve(name.id)
+    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+        return None, None
+    target = bindings[0].node
+    return target, model.parent(target)
+
+
 def declared_module_element(model: SemanticModel, expr: ast.AST) -> bool:
     """``expr`` is the loop variable of ``for layer in layers`` over parameters declared to hold
     nn.Modules, or a name tested with ``isinstance(name, nn.Module)`` around it."""
@@ -414,11 +425,9 @@ def declared_module_element(model: SemanticModel, expr: ast.AST) -> bool:
         return False
     if _isinstance_guarded(model, expr):
         return True
-    bindings = model.scope(expr).resolve(expr.id)
-    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+    target, loop = _single_binding(model, expr)
+    if target is None:
         return False
-    target = bindings[0].node
-    loop = model.parent(target)
     return (
         isinstance(loop, (ast.For, ast.comprehension)) and loop.target is target and declared_modules(model, loop.iter)
     )
@@ -736,11 +745,9 @@ def registered_elsewhere(model: SemanticModel, expr: ast.AST, collection: bool) 
         return False
     if any(registers_module(model, read) for read in _name_reads(model, expr) if read is not expr):
         return True
-    bindings = model.scope(expr).resolve(expr.id)
-    if len(bindings) != 1 or not isinstance(bindings[0].node, ast.Name):
+    target, loop = _single_binding(model, expr)
+    if target is None:
         return False
-    target = bindings[0].node
-    loop = model.parent(target)
     if isinstance(loop, ast.Tuple):
         loop = model.parent(loop)  # for i, layer in enumerate(layers)
     if isinstance(loop, (ast.For, ast.AsyncFor, ast.comprehension)):

@@ -19,6 +19,22 @@ from torchfix_mod.rule import FixCase, KeepCase
 HEADER = "import torch\nimport torch.nn as nn\n\n"
 
 
+# a list of layers read through a property (every read of `.blocks` is a read of `_blocks`)
+PROPERTY_NET = (
+    "class Net(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
+    "    @property\n"
+    "    def blocks(self):\n"
+    "        return self._blocks\n"
+    "    def forward(self, x):\n"
+    "        for b in self.blocks:\n"
+    "            x = b(x)\n"
+    "        return self.blocks[-1](x)\n"
+)
+
+
 def _case(body: str) -> str:
     return HEADER + body
 
@@ -218,32 +234,8 @@ class ModuleListRule(ContainerRule):
         ),
         # read through a property only in ways nn.ModuleList supports too
         FixCase(
-            _case(
-                "class Net(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        super().__init__()\n"
-                "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
-                "    @property\n"
-                "    def blocks(self):\n"
-                "        return self._blocks\n"
-                "    def forward(self, x):\n"
-                "        for b in self.blocks:\n"
-                "            x = b(x)\n"
-                "        return self.blocks[-1](x)\n"
-            ),
-            _case(
-                "class Net(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        super().__init__()\n"
-                "        self._blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])\n"
-                "    @property\n"
-                "    def blocks(self):\n"
-                "        return self._blocks\n"
-                "    def forward(self, x):\n"
-                "        for b in self.blocks:\n"
-                "            x = b(x)\n"
-                "        return self.blocks[-1](x)\n"
-            ),
+            _case(PROPERTY_NET),
+            _case(PROPERTY_NET.replace("[nn.Linear(4, 4), nn.Linear(4, 4)]", "nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])")),
         ),
     )
     keeps = (
@@ -454,47 +446,13 @@ class ModuleListRule(ContainerRule):
         # read through a property in ways nn.ModuleList does not support: a list on the left of
         # `+`, `.reverse()` from a function of the file; the fix would make them raise
         KeepCase(_case(
-            "class Net(nn.Module):\n"
-            "    def __init__(self):\n"
-            "        super().__init__()\n"
-            "        self.stem = nn.Linear(4, 4)\n"
-            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
-            "    @property\n"
-            "    def blocks(self):\n"
-            "        return self._blocks\n"
-            "    def forward(self, x):\n"
-            "        for b in [self.stem] + self.blocks:\n"
-            "            x = b(x)\n"
-            "        return x\n"
+            PROPERTY_NET.replace("        super().__init__()\n", "        super().__init__()\n        self.stem = nn.Linear(4, 4)\n")
+            .replace("for b in self.blocks:", "for b in [self.stem] + self.blocks:")
         ), reported=True),
-        KeepCase(_case(
-            "class Net(nn.Module):\n"
-            "    def __init__(self):\n"
-            "        super().__init__()\n"
-            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
-            "    @property\n"
-            "    def blocks(self):\n"
-            "        return self._blocks\n"
-            "    def forward(self, x):\n"
-            "        for b in self.blocks:\n"
-            "            x = b(x)\n"
-            "        return x\n\n"
-            "def flip(net):\n"
-            "    net.blocks.reverse()\n"
-        ), reported=True),
+        KeepCase(_case(PROPERTY_NET + "\ndef flip(net):\n    net.blocks.reverse()\n"), reported=True),
         # read through a property and handed to other code: not registered on Net, and the
         # other code may need a list
-        KeepCase(_case(
-            "class Net(nn.Module):\n"
-            "    def __init__(self):\n"
-            "        super().__init__()\n"
-            "        self._blocks = [nn.Linear(4, 4), nn.Linear(4, 4)]\n"
-            "    @property\n"
-            "    def blocks(self):\n"
-            "        return self._blocks\n\n"
-            "def wrap(net):\n"
-            "    return nn.Sequential(*net.blocks)\n"
-        ), reported=True),
+        KeepCase(_case(PROPERTY_NET + "\ndef wrap(net):\n    return nn.Sequential(*net.blocks)\n"), reported=True),
     )
 
     def check_site(self, site: SelfAssignment) -> None:

@@ -183,6 +183,17 @@ class MissingSuperInitRule(Rule):
         # a number stored first is fine: only layers, parameters and buffers need the registries
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self, n):\n        self.n = n\n        super().__init__()\n"),
         # a class disabled on purpose: its `__init__` only raises
+        # the base's own initialiser runs Module.__init__ (torch.ao's quantized convolutions)
+        KeepCase(
+            HEADER + "class _ConvNd(nn.Module):\n    def _init(self, c):\n        super().__init__()\n"
+            "        self.c = c\n\n"
+            "class Conv1d(_ConvNd):\n    def __init__(self, c):\n        super()._init(c)\n"
+        ),
+        # an initialiser of a base class the file does not show
+        KeepCase(
+            HEADER + "from elsewhere import Base\n\n\nclass Head(Base, nn.Module):\n"
+            "    def __init__(self, c):\n        self.setup(c)\n"
+        ),
         KeepCase(HEADER + "class Old(nn.Module):\n    def __init__(self, *args):\n        raise RuntimeError('use New')\n"),
         KeepCase("class Plain:\n    def __init__(self):\n        self.x = 1\n"),
         KeepCase(HEADER + "class A(nn.Module):\n    def __init__(self): self.x = 1\n", reported=True),
@@ -207,6 +218,8 @@ class MissingSuperInitRule(Rule):
             return
         if always_raises(init):
             return  # a disabled class (`raise RuntimeError("use X instead")`): no instance is ever made
+        if self._delegates_init(node, init):
+            return  # `super()._init(...)`: a base's method that may call `__init__` itself
         unbound = [
             (call, sup)
             for call in self.model.nodes(ast.Call, init)
@@ -232,6 +245,34 @@ class MissingSuperInitRule(Rule):
             return
         edit = self.edit(init, "FunctionDef", _insert_super_init)
         self.report(init, message, Fix([edit]))
+
+    def _delegates_init(self, node: ast.ClassDef, init) -> bool:
+        """``__init__`` calls a base class's method (``super()._init(...)``, or ``self.setup()``
+        defined in a base) that calls an ``__init__``, or one the file cannot see (a base from
+        elsewhere): whether the module gets initialised is then not known to be missing.
+        torch's ``torch.nn.Module`` methods never initialise it."""
+        self_arg = self_name(init)
+        own = {m.name for m in class_methods(node)}
+        bases = [c for c in self.model.class_family_up(node) if c is not node]
+        unknown_base = any(
+            not isinstance(b, ast.ClassDef) and not (isinstance(b, str) and b.startswith("torch."))
+            for c in [node, *bases] for b in self.model.base_classes(c)
+        )
+        for call in self.model.nodes(ast.Call, init):
+            func = call.func
+            if not isinstance(func, ast.Attribute) or func.attr == "__init__":
+                continue
+            receiver = func.value
+            through_super = isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and receiver.func.id == "super"
+            through_self = isinstance(receiver, ast.Name) and receiver.id == self_arg and func.attr not in own
+            if not (through_super or through_self):
+                continue
+            found = [m for c in bases for m in class_methods(c) if m.name == func.attr]
+            if any(calls_an_init(self.model, m) for m in found):
+                return True
+            if not found and unknown_base:
+                return True
+        return False
 
     def check_late_init(self, node: ast.ClassDef, init) -> None:
         """A layer stored on ``self`` before the base ``__init__`` runs: nn.Module's

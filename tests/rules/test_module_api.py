@@ -709,3 +709,20 @@ def test_tfm201_the_modules_own_parameters_buffers_and_numbers_keep_the_fix_safe
         else:
             assert out.dtype == torch.float64  # the out-of-place form promotes a float32 module
         torch.testing.assert_close(out.detach(), kept.to(out.dtype))
+
+
+def test_tfm401_an_init_that_runs_a_bases_initialiser_is_left_alone_and_the_module_works():
+    """torch.ao's quantized convolutions call `super()._init(...)`, the base's own initialiser,
+    which runs Module.__init__: nothing is missing. Left alone, and the module works."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM401")
+    source = next(c.source for c in rule.keeps if "super()._init(c)" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    assert result.new_source == source and not result.diagnostics
+    namespace: dict = {"__name__": "tfm401_delegated"}
+    exec(compile(source, "keep.py", "exec"), namespace)
+    conv = namespace["Conv1d"](3)
+    conv.head = nn.Linear(2, 2)  # raises before Module.__init__ has run
+    assert conv.c == 3 and [name for name, _ in conv.named_parameters()] == ["head.weight", "head.bias"]
