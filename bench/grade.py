@@ -4,15 +4,21 @@ Each manifest row names a location in a public repository (repository, commit, p
 rule it concerns, and a label: ``bug`` (a real defect the rule should report there) or ``ok`` (a
 look-alike the rule must leave alone). The files themselves are not part of this repository:
 ``--fetch`` downloads each one from raw.githubusercontent.com into the cases folder, laid out as
-``<cases>/<owner>+<name>/<commit>/<path>``.
+``<cases>/<owner>+<name>/<commit>/<path>``. ``--from-git CLONES`` instead writes every Python file
+of each row's repository at the row's commit there, read from local clones named
+``CLONES/<owner>+<name>`` (plain or bare).
 
-Every file is checked alone (as a pre-commit hook would), with the default rule selection. A
+Every file is checked as the only path of the run, with the default rule selection: alone when
+the cases folder holds only the manifest's files, and with the rest of its repository beside it
+(the files it imports from its own package are read, as in a pre-commit run in a checkout)
+when the folder holds whole trees. A
 row counts as reported when a finding of its rule starts inside the innermost statement that
 holds the row's line (for ``def __init__`` rows, inside that function's header line). For each
 rule the script prints true and false positives, misses, precision and recall, and the fixes
 offered on look-alikes; ``--json`` writes the per-row outcomes.
 
     python -m bench.grade --cases ~/.cache/torchfix-mod/cases [--fetch] [--json out.json]
+    python -m bench.grade --cases ~/.cache/torchfix-mod/repos --from-git ~/clones
 """
 
 from __future__ import annotations
@@ -48,6 +54,38 @@ def fetch(cases: Path, row: dict) -> Path:
         tmp.write_bytes(data)
         tmp.replace(target)
     return target
+
+
+def checkout(cases: Path, clones: Path, repo: str, commit: str) -> int:
+    """Every ``.py`` file of ``repo`` at ``commit``, from the local clone, under the cases folder
+    (blobs the clone lacks, such as large files kept elsewhere, are skipped). Returns the count."""
+    name = repo.replace("/", "+")
+    target = cases / name / commit
+    if target.exists():
+        return 0
+    clone = clones / name
+    git_dir = clone / ".git" if (clone / ".git").exists() else clone
+    listing = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "ls-tree", "-r", "-z", commit], capture_output=True, check=True
+    ).stdout
+    staging = target.with_name(target.name + ".part")
+    written = 0
+    for entry in filter(None, listing.split(b"\0")):
+        meta, _, raw_path = entry.partition(b"\t")
+        _, kind, sha = meta.split()
+        path = raw_path.decode("utf-8", "surrogateescape")
+        if kind != b"blob" or not path.endswith(".py") or ".." in Path(path).parts:
+            continue
+        blob = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "blob", sha.decode()], capture_output=True)
+        if blob.returncode:
+            continue
+        out = staging / path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(blob.stdout)
+        written += 1
+    staging.mkdir(parents=True, exist_ok=True)
+    staging.replace(target)
+    return written
 
 
 def statement_span(source: str, line: int) -> tuple[int, int]:
@@ -132,10 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=Path, required=True, help="folder holding the manifest's files")
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     parser.add_argument("--fetch", action="store_true", help="download missing files from GitHub first")
+    parser.add_argument("--from-git", type=Path, metavar="CLONES", help="write each repository's Python files from local clones first")
     parser.add_argument("--tool", default=f"{sys.executable} -m torchfix_mod", help="command that runs torchfix-mod")
     parser.add_argument("--json", type=Path, help="write the per-row outcomes here")
     args = parser.parse_args(argv)
     rows = load_manifest(args.manifest)
+    if args.from_git:
+        for repo, commit in sorted({(row["repo"], row["commit"]) for row in rows}):
+            checkout(args.cases, args.from_git, repo, commit)
     if args.fetch:
         for row in rows:
             fetch(args.cases, row)

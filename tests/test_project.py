@@ -301,3 +301,118 @@ def test_import_targets_that_are_not_module_paths_are_skipped(tmp_path):
     assert _module_file("pkg.Block", roots) == (tmp_path / "pkg" / "__init__.py").resolve()
     for target in ("", "pkg..blocks", "..pkg", "pkg.blocks.", "pkg/blocks", "elsewhere.Block"):
         assert _module_file(target, roots) is None, target
+
+
+CALLPKG = {
+    "callpkg/__init__.py": "",
+    "callpkg/base.py": """\
+        from abc import ABC
+        from typing import Generic, TypeVar
+
+        import torch.nn as nn
+
+        T = TypeVar("T")
+
+
+        class Model(Generic[T], ABC, nn.Module):
+            def describe(self):
+                return type(self).__name__
+
+
+        class Wrapped(nn.Module):
+            def __call__(self, *args):
+                return ("wrapped", super().__call__(*args))
+        """,
+    "callpkg/seq.py": """\
+        import torch.nn as nn
+
+        from callpkg.base import Model, Wrapped
+
+
+        class Stepper(Model[int]):
+            def __init__(self):
+                super().__init__()
+                self.cell = nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.cell(x)
+
+            def run_sequence(self, xs):
+                return [self.forward(x) for x in xs]
+
+
+        class Special(Wrapped):
+            def forward(self, x):
+                return x
+
+            def run_sequence(self, xs):
+                return [self.forward(x) for x in xs]
+        """,
+}
+
+
+def test_calls_reach_forward_only_through_bases_known_to_keep_nn_modules_call(tmp_path):
+    """A generic base (``Model[int]``) is its class; ``Generic`` and ``ABC`` add no ``__call__``,
+    so ``Stepper`` keeps nn.Module's; ``Wrapped`` defines its own, and so do its subclasses."""
+    write(tmp_path, CALLPKG)
+    index = index_of(tmp_path)
+    assert index.classes["callpkg.base.Model"].plain_call and index.classes["callpkg.base.Model"].module_subclass
+    assert index.classes["callpkg.seq.Stepper"].plain_call
+    assert not index.classes["callpkg.base.Wrapped"].plain_call
+    assert not index.classes["callpkg.seq.Special"].plain_call
+
+
+def test_runtime_own_forward_through_a_base_of_another_file_runs_hooks_only_after_the_fix(tmp_path):
+    """cogitare's SequentialModel steps itself with ``self.forward`` from a method forward never
+    reaches; its base is in another file. A single-file run reads that base, fixes the call in
+    ``Stepper``, and leaves ``Special`` (whose base gives ``__call__`` a meaning) alone."""
+    torch = pytest.importorskip("torch")
+    write(tmp_path, CALLPKG)
+
+    def load():
+        sys.path.insert(0, str(tmp_path))
+        try:
+            for name in [m for m in sys.modules if m == "callpkg" or m.startswith("callpkg.")]:
+                del sys.modules[name]
+            return importlib.import_module("callpkg.seq")
+        finally:
+            sys.path.remove(str(tmp_path))
+
+    def hook_calls(module) -> int:
+        torch.manual_seed(0)
+        model = module.Stepper()
+        seen = []
+        model.register_forward_hook(lambda mod, inp, out: seen.append(out))
+        outputs = model.run_sequence([torch.randn(1, 2) for _ in range(3)])
+        assert len(outputs) == 3
+        return len(seen)
+
+    assert hook_calls(load()) == 0  # the bug: hooks on the model never run while stepping
+    reports = run([tmp_path / "callpkg" / "seq.py"], ALL_RULES, RunOptions(mode="write"), cwd=tmp_path)
+    assert [(d.code, d.line, d.fixed) for r in reports for d in r.diagnostics] == [("TFM402", 15, True)]
+    after = load()
+    assert hook_calls(after) == 3
+    assert after.Special().run_sequence([1]) == [1]  # untouched: `self(...)` would wrap the result
+
+
+def test_a_class_on_a_generic_base_of_the_file_is_a_module_class():
+    from torchfix_mod.semantic import SemanticModel
+
+    source = textwrap.dedent("""\
+        from typing import Generic, TypeVar
+        import torch.nn as nn
+
+        T = TypeVar("T")
+
+        class Base(nn.Module, Generic[T]):
+            pass
+
+        class Op(Base[int]):
+            pass
+
+        class Plain(Generic[T]):
+            pass
+        """)
+    model = SemanticModel(ast.parse(source), source)
+    verdict = {cls.name: model.is_module_class(cls) for cls in model.module_classes}
+    assert verdict == {"Base": True, "Op": True, "Plain": False}

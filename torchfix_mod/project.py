@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchfix_mod.syntax import dotted, nodes, walk
+from torchfix_mod.syntax import dotted, generic_origin, nodes, walk
 from torchfix_mod.torch_facts import NN_MODULE_CLASSES
 
 ACCESS_HOOKS = frozenset(
@@ -39,12 +39,16 @@ class ProjectClass:
     # it, or a class derived from it, is one of several bases of a class of the run: what
     # `super()` reaches from it then depends on that class's MRO
     mixed: bool = False
+    # every class above it is of the run or of torch.nn, and none defines `__call__`: calling
+    # an instance runs nn.Module's `__call__`, hence `forward` with its hooks
+    plain_call: bool = False
 
 
 @dataclass
 class ClassSummary:
     bases: list[str | None]  # each base as a dotted name in the file's own spelling (None: not a name)
     customizes_access: bool
+    defines_call: bool = False
 
 
 @dataclass
@@ -105,6 +109,15 @@ def _customizes_access(cls: ast.ClassDef, mentions_dict: bool) -> bool:
     return mentions_dict and any(n.attr == "__dict__" for n in nodes(cls, ast.Attribute))
 
 
+def _defines_call(cls: ast.ClassDef) -> bool:
+    """The class body binds ``__call__`` (a method, or any other top-level binding of it)."""
+    return any(
+        (isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__call__")
+        or any(isinstance(t, ast.Name) and t.id == "__call__" for t in getattr(item, "targets", [getattr(item, "target", None)]))
+        for item in cls.body
+    )
+
+
 def _mentions_dict(source: str | None) -> bool:
     """Whether ``__dict__`` may be spelled in the file. Identifiers are NFKC-normalised
     (``__ｄict__`` is ``__dict__``), so text that is not ASCII is looked at normalised."""
@@ -127,7 +140,9 @@ def summarize(tree: ast.Module, path: Path, source: str | None = None) -> FileSu
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):
             bind(stmt.name)
-            summary.classes[stmt.name] = ClassSummary([_dotted(b) for b in stmt.bases], _customizes_access(stmt, mentions_dict))
+            summary.classes[stmt.name] = ClassSummary(
+                [_dotted(generic_origin(b)) for b in stmt.bases], _customizes_access(stmt, mentions_dict), _defines_call(stmt)
+            )
             if stmt.keywords and any(k.arg == "metaclass" for k in stmt.keywords):
                 summary.classes[stmt.name].bases.append(None)  # a metaclass may change anything
         elif isinstance(stmt, ast.Import):
@@ -177,6 +192,10 @@ def _bindings(stmt: ast.stmt) -> Iterable[str]:
 PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 
 
+# bases that add neither attribute access hooks nor a `__call__` for instances
+NEUTRAL_BASES = frozenset({"typing.Generic", "typing.Protocol", "abc.ABC", "object", "builtins.object"})
+
+
 def is_torch_module_class(qname: str) -> bool:
     """``torch.nn.X`` / ``torch.nn.modules.<file>.X`` naming an nn.Module subclass."""
     parts = qname.split(".")
@@ -196,7 +215,7 @@ class ProjectIndex:
         digest = hashlib.sha256()
         for name in sorted(classes):
             info = classes[name]
-            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}\n".encode())
+            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}{int(info.plain_call)}\n".encode())
         for name in sorted(modules):
             digest.update(f"module {name}\n".encode())
         self.fingerprint = digest.hexdigest()
@@ -269,10 +288,13 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
             return None
         cls = modules[key[0]].classes[key[1]]
         module_subclass, customizes, known = False, cls.customizes_access, True
+        plain_call = not cls.defines_call
         for base in cls.bases:
             if base == "object":
                 continue
             target = base_target(modules[key[0]], base)
+            if target in NEUTRAL_BASES:
+                continue
             if isinstance(target, tuple):
                 base_info = info(target, stack | {key})
                 if base_info is None:
@@ -280,11 +302,13 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
                     continue
                 module_subclass |= base_info.module_subclass
                 customizes |= base_info.customizes_access
+                plain_call &= base_info.plain_call
             elif isinstance(target, str) and is_torch_module_class(target):
                 module_subclass = True
             elif target != "object":
                 known = False  # an outside base could customize attribute access
-        result = ProjectClass(module_subclass, customizes or not known) if (module_subclass or known) else None
+        plain_call &= known
+        result = ProjectClass(module_subclass, customizes or not known, plain_call=plain_call) if (module_subclass or known) else None
         verdict[key] = result
         return result
 
@@ -306,7 +330,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
         found = info(key)
         if found is None or not found.module_subclass:
             return None
-        return ProjectClass(found.module_subclass, found.customizes_access, key in mixed)
+        return ProjectClass(found.module_subclass, found.customizes_access, key in mixed, found.plain_call)
 
     table: dict[str, ProjectClass] = {}
     for summary in modules.values():

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from torchfix_mod.project import ProjectClass, absolute, is_torch_module_class
-from torchfix_mod.syntax import _CHILD_FIELDS, SHARED_NODE_TYPES, TreeIndex, child_fields, dotted, walk
+from torchfix_mod.syntax import _CHILD_FIELDS, SHARED_NODE_TYPES, TreeIndex, child_fields, dotted, generic_origin, walk
 from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 TORCH_MODULE_BASE = "torch.nn.Module"
@@ -395,6 +395,29 @@ class SemanticModel:
             yield parent
             parent = self.parents.get(parent)
 
+    def exclusive_branches(self, first: ast.AST, second: ast.AST) -> bool:
+        """``first`` and ``second`` lie in the two branches of one ``if``/``else`` (or of one
+        conditional expression): one run never reaches both, unless a loop around them does."""
+        chain = {id(a): child for child, a in zip((first, *self.ancestors(first)), self.ancestors(first))}
+        child = second
+        for ancestor in self.ancestors(second):
+            if id(ancestor) in chain:
+                if not isinstance(ancestor, (ast.If, ast.IfExp)):
+                    return False
+                mine, theirs = chain[id(ancestor)], child
+
+                def branch(node: ast.AST) -> str | None:
+                    if isinstance(ancestor, ast.IfExp):
+                        return "body" if node is ancestor.body else "orelse" if node is ancestor.orelse else None
+                    return "body" if any(s is node for s in ancestor.body) else "orelse" if any(s is node for s in ancestor.orelse) else None
+
+                sides = {branch(mine), branch(theirs)}
+                if sides != {"body", "orelse"}:
+                    return False
+                return not any(isinstance(a, (ast.For, ast.While, ast.AsyncFor)) for a in self.ancestors(ancestor))
+            child = ancestor
+        return False
+
     def nodes(self, kind, root: ast.AST | None = None) -> list:
         """Every node of one kind under ``root`` (the module by default; root included), in
         pre-order, from the file's one index."""
@@ -695,7 +718,7 @@ class SemanticModel:
         if self._module_classes is None:
             self._module_classes = {}
             for cls in sorted(self.nodes(ast.ClassDef), key=lambda c: (c.lineno, c.col_offset)):
-                self._module_classes[cls] = any(self.is_module_class_expr(base) for base in cls.bases)
+                self._module_classes[cls] = any(self.is_module_class_expr(generic_origin(base)) for base in cls.bases)
         return self._module_classes
 
     def is_module_class(self, cls: ast.ClassDef) -> bool:
@@ -723,7 +746,7 @@ class SemanticModel:
     def base_classes(self, cls: ast.ClassDef) -> list[ast.ClassDef | str]:
         """Each base as a local ClassDef, or as its qualified name when not local ("?": unknown)."""
         result: list[ast.ClassDef | str] = []
-        for base in cls.bases:
+        for base in map(generic_origin, cls.bases):
             classes = self.local_classes(base)
             if classes and len(classes) == 1:
                 result.append(classes[0])

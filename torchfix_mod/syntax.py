@@ -199,3 +199,10 @@ def dotted(node: ast.AST) -> str | None:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
+
+
+def generic_origin(base: ast.expr) -> ast.expr:
+    """A base class as written, without the type arguments of a generic class: in
+    ``class Op(Operator[Tensor, Tensor])`` the base is ``Operator`` (what ``__mro_entries__``
+    of the alias gives)."""
+    return base.value if isinstance(base, ast.Subscript) else base

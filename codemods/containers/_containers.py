@@ -379,6 +379,11 @@ def _declares_modules(model: SemanticModel, annotation: ast.AST | None, sequence
     return not sequence and model.is_module_class_expr(annotation)
 
 
+def declares_module(model: SemanticModel, annotation: ast.AST | None) -> bool:
+    """``annotation`` names one nn.Module class (``Optional[...]`` allowed)."""
+    return _declares_modules(model, annotation, False)
+
+
 def _only_param(model: SemanticModel, name: ast.Name) -> tuple[ast.arg, ast.arguments] | None:
     """The parameter ``name`` reads, when it is its only binding."""
     bindings = model.scope(name).resolve(name.id)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import ast
 
 from torchfix_mod.codemods._shared._attributes import is_display_element, self_assignments
+from torchfix_mod.codemods.containers._containers import declares_module
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import class_methods, self_name
 
 HEADER = "import torch.nn as nn\n\n"
 CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential"})
+# nn.Module methods that return the module itself
+RETURNS_SELF = frozenset({"cuda", "cpu", "to", "float", "double", "half", "bfloat16", "train", "eval", "requires_grad_", "type", "xpu", "to_empty"})
 
 
 class DirectForwardRule(Rule):
@@ -52,7 +55,13 @@ class DirectForwardRule(Rule):
     handed out as a value, as a hook is), are rewritten: a hook may call
     `.forward` to skip hooks on purpose. Reported without a fix: `.forward` on
     an attribute stored only from arguments of `__init__` (if it is not an
-    nn.Module, calling it raises). Never touched: `super().forward(...)`,
+    nn.Module, calling it raises), and, in any class (a trainer too), on an
+    attribute stored only from an `__init__` argument annotated with an
+    nn.Module class (`model: Model`, `Optional[Model]`), or that module moved
+    with `.cuda()`/`.to()`: the object may be of a subclass that gives
+    `__call__` a meaning of its own. `self.forward(...)` is fixed in a class
+    whose bases come from other files of the project only when each of them,
+    and what it derives from, is known and none defines `__call__`. Never touched: `super().forward(...)`,
     `Base.forward(self, ...)`, and `.forward` on other objects not known to be
     modules (function arguments, attributes assigned anything but a module).
     """
@@ -127,6 +136,40 @@ class DirectForwardRule(Rule):
             "    def _hook(self, mod, inp, out):\n"
             "        self.ref = self.enc.forward(inp[0] * 2)\n"
         ),
+        # a trainer (any class) holding a model declared as an nn.Module class, and moving it
+        # with `.cuda()`: reported (allennlp's Trainer._batch_loss); the object may be of a
+        # subclass with a `__call__` of its own, so not fixed
+        KeepCase(
+            HEADER + "from typing import Optional\n\n"
+            "class Trainer:\n"
+            "    def __init__(self, model: Optional[nn.Linear], device=None):\n"
+            "        self._model = model\n"
+            "        if device is not None:\n"
+            "            self._model = self._model.cuda(device)\n"
+            "    def _batch_loss(self, batch):\n"
+            "        return self._model.forward(**batch).sum()\n"
+            "    def train_epoch(self, data):\n"
+            "        return [self._batch_loss(b) for b in data]\n",
+            reported=True,
+        ),
+        # declared a module but also given another value, or handed out as a hook: left alone
+        KeepCase(
+            HEADER + "class Trainer:\n"
+            "    def __init__(self, model: nn.Module, fallback):\n"
+            "        self._model = model\n"
+            "        if fallback:\n"
+            "            self._model = fallback\n"
+            "    def step(self, x):\n"
+            "        return self._model.forward(x)\n"
+        ),
+        KeepCase(
+            HEADER + "class Probe:\n"
+            "    def __init__(self, model: nn.Module):\n"
+            "        self.model = model\n"
+            "        model.register_forward_hook(self.capture)\n"
+            "    def capture(self, mod, inp, out):\n"
+            "        self.plain = self.model.forward(inp[0])\n"
+        ),
     )
 
     def check(self) -> None:
@@ -136,15 +179,21 @@ class DirectForwardRule(Rule):
             if not (isinstance(call, ast.Call) and call.func is attribute):
                 continue
             method = model.enclosing_function(call)
-            # a hook that calls `.forward` skips hooks on purpose (calling the module there would
-            # run the hook again, forever): only `forward` and methods never handed out as values
-            if method is None or not (method.name == "forward" or self._plain_method(method)):
+            if method is None:
                 continue
             message = (
                 "calling `.forward()` directly skips the module's forward/backward hooks and pre-hooks; "
                 "call the module instead"
             )
             receiver = attribute.value
+            if self._declared_module(receiver, method):
+                self.report(call, f"{message} (not fixed: `{model.text(receiver)}` is handed in, and its class "
+                            "may give `__call__` a meaning of its own)")
+                continue
+            # a hook that calls `.forward` skips hooks on purpose (calling the module there would
+            # run the hook again, forever): only `forward` and methods never handed out as values
+            if not (method.name == "forward" or self._plain_method(method)):
+                continue
             if self._own_forward(receiver, method):
                 self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
             elif self._is_module(receiver, call):
@@ -156,15 +205,10 @@ class DirectForwardRule(Rule):
     def _plain_method(self, method) -> bool:
         """A method of an nn.Module class that is only ever called (never handed out as a value,
         as a hook is), and that ``forward`` cannot reach."""
-        model = self.model
         cls = self._enclosing_class(method)
-        if cls is None or method.name.startswith("__") or model.enclosing_function(method) is not None:
+        if cls is None or self.model.enclosing_function(method) is not None:
             return False
-        for use in model.attributes.get(method.name, ()):
-            holder = model.parent(use)
-            if not (isinstance(holder, ast.Call) and holder.func is use):
-                return False  # `register_forward_hook(self.method)`, `partial(self.method)`
-        return method not in model.methods_reached(cls)
+        return self._only_called(method, cls)
 
     def _own_forward(self, receiver: ast.expr, method) -> bool:
         """``self.forward(...)`` in a method forward never reaches, of an nn.Module class that
@@ -189,7 +233,12 @@ class DirectForwardRule(Rule):
             return False
         for member in self.model.class_family_up(cls):
             for base in self.model.base_classes(member):
-                if not isinstance(base, ast.ClassDef) and not (isinstance(base, str) and base.startswith("torch.nn.")):
+                if isinstance(base, ast.ClassDef) or (isinstance(base, str) and base.startswith("torch.nn.")):
+                    continue
+                # a class of another file of the project, whose bases are all known and none
+                # of which defines `__call__`
+                found = self.model.project_class(base) if isinstance(base, str) and base != "?" else None
+                if found is None or not found.plain_call:
                     return False
         return True
 
@@ -207,6 +256,51 @@ class DirectForwardRule(Rule):
             if not (site.method.name == "__init__" and isinstance(site.value, ast.Name) and site.value.id in params):
                 return False
         return True
+
+    def _declared_module(self, receiver: ast.expr, method) -> bool:
+        """``self.<x>`` of any class, stored only from parameters of ``__init__`` annotated with
+        an nn.Module class (``model: Model``, ``Optional[Model]``) and from module methods that
+        return the module itself (``self.x = self.x.cuda()``), read in ``forward`` or in a
+        method that is only ever called. The object may be of a subclass that overrides
+        ``__call__``: reported, never fixed."""
+        model = self.model
+        cls = model.enclosing_class(method)
+        if cls is None or not (isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name)):
+            return False
+        if receiver.value.id != self_name(method) or model.enclosing_function(method) is not None:
+            return False
+        if not (method.name == "forward" or self._only_called(method, cls)):
+            return False
+        sites = [site for member in model.class_family(cls) for site in self_assignments(model, member) if site.attr == receiver.attr]
+        if not sites or self._hidden_store(receiver.attr):
+            return False
+        declared = False
+        for site in sites:
+            value = site.value
+            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in RETURNS_SELF
+                    and isinstance(value.func.value, ast.Attribute) and value.func.value.attr == receiver.attr
+                    and isinstance(value.func.value.value, ast.Name) and value.func.value.value.id == site.self_arg):
+                continue
+            if site.method.name != "__init__" or not isinstance(value, ast.Name):
+                return False
+            args = site.method.args
+            arg = next((a for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg == value.id), None)
+            if arg is None or not declares_module(model, arg.annotation) or len(model.scope(value).resolve(value.id)) != 1:
+                return False
+            declared = True
+        return declared
+
+    def _only_called(self, method, cls: ast.ClassDef) -> bool:
+        """Every use of the method's name in the file calls it (it is never handed out as a
+        hook or a callback), and ``forward`` of the class cannot reach it."""
+        model = self.model
+        if method.name.startswith("__"):
+            return False
+        for use in model.attributes.get(method.name, ()):
+            holder = model.parent(use)
+            if not (isinstance(holder, ast.Call) and holder.func is use):
+                return False
+        return method not in model.methods_reached(cls)
 
     # -- evidence ---------------------------------------------------------------
     def _is_module(self, receiver: ast.expr, at: ast.AST) -> bool:
@@ -232,13 +326,18 @@ class DirectForwardRule(Rule):
         values = []
         for member in model.class_family(cls):
             values += [site.value for site in self_assignments(model, member) if site.attr == attr]
+        if self._hidden_store(attr) or model.customizes_attribute_access(cls):
+            return []
+        return values
+
+    def _hidden_store(self, attr: str) -> bool:
+        """Some store to ``.<attr>`` is one whose value the analysis does not see."""
+        model = self.model
         for use in model.attributes.get(attr, ()):
             holder = model.parent(use)
             if is_display_element(model, use) or (isinstance(holder, (ast.AugAssign, ast.AnnAssign)) and holder.target is use):
-                return []
-        if model.customizes_attribute_access(cls) or "setattr" in model.called:
-            return []
-        return values
+                return True
+        return "setattr" in model.called
 
     def _local_is_module(self, name: ast.Name, cls: ast.ClassDef | None) -> bool:
         """A local bound only to module constructions, or a loop over a ModuleList/Sequential attribute."""
