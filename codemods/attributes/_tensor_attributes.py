@@ -26,6 +26,7 @@ from torchfix_mod.semantic import (
     statements_after_super_init,
     top_statement,
 )
+from torchfix_mod.project import PARAMETER_CLASSES
 from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 # torch functions that return a tensor when given one.
@@ -422,15 +423,21 @@ class TensorAttributeRule(Rule):
             return
         after = statements_after_super_init(model, init) or set()
         stored_in_init = {site.attr for site in sites}
-        seen: set[str] = set()
+        seen: dict[str, list[ast.Attribute]] = {}
         for method, call in [(init, None), *helpers]:
             tensors = TensorExpressions(model, self._local_tensors(method))
             for site in self_assignments(model, cls):
-                if site.method is not method or site.attr in seen:
+                if site.method is not method:
+                    continue
+                # only the first store can register the name, or one in the other branch of the
+                # `if` that holds the first (`if learnable: Parameter(...)` / `else: tensor`)
+                earlier = seen.setdefault(site.attr, [])
+                first = all(model.exclusive_branches(target, site.target) for target in earlier)
+                earlier.append(site.target)
+                if not first:
                     continue
                 if call is not None and site.attr in stored_in_init:
                     continue
-                seen.add(site.attr)  # only the first store can register the name
                 if self.wants(site, tensors):
                     self._check_site(cls, init, site, tensors, after, call)
 
@@ -538,6 +545,8 @@ class TensorAttributeRule(Rule):
                 return stop is None or (node.lineno, node.col_offset) < stop
             for node in model.nodes(ast.Attribute, code):
                 if node.attr == site.attr and not isinstance(node.ctx, ast.Load) and node is not site.target and before(node):
+                    if model.exclusive_branches(node, site.target):
+                        continue  # the other branch of the same `if`: never both
                     where = model.enclosing_function(node)
                     name = f"`{where.name}`" if where is not None else "the code before it"
                     return f"`{site.self_arg}.{site.attr}` may already be set when this line runs (in {name})"
@@ -668,6 +677,8 @@ class TensorAttributeRule(Rule):
                 continue
             if value is None or is_constant(value, None):
                 continue
+            if self._parameter_instead(value, use, site):
+                continue
             found = self.store_verdict(value, use, site, tensors)
             if found == "refuse":
                 return "refuse"
@@ -677,6 +688,15 @@ class TensorAttributeRule(Rule):
 
     def store_verdict(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment, tensors: TensorExpressions) -> str:
         return "ok" if self.other_store_ok(value, site, tensors) else "refuse"
+
+    def _parameter_instead(self, value: ast.expr, target: ast.Attribute, site: SelfAssignment) -> bool:
+        """``if learnable: self.w = nn.Parameter(t)`` / ``else: self.w = t``: the other branch of
+        the same ``if`` in the same method makes the attribute a parameter on the instances that
+        take it; the fixed store never runs on those."""
+        model = self.model
+        if model.enclosing_function(target) is not site.method or not model.exclusive_branches(site.target, target):
+            return False
+        return isinstance(value, ast.Call) and bool(model.qualified_names(value.func)) and model.qualified_names(value.func) <= PARAMETER_CLASSES
 
     def gets_requires_grad(self, node: ast.AST) -> bool:
         return gets_requires_grad(self.model, node)

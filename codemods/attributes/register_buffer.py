@@ -39,6 +39,9 @@ WITH_BOUNDARY = (
 )
 
 
+ADD_BIAS = "\n    def forward(self, x):\n        return x + self.bias\n"
+
+
 def _init(*lines: str, extra: str = "") -> str:
     """A module whose ``__init__`` runs ``lines``; unless ``extra`` brings a ``forward``, one
     that adds every attribute the lines store to its input (where a plain tensor would meet a
@@ -186,6 +189,18 @@ class RegisterBufferRule(TensorAttributeRule):
             _init("self.mask = subsequent_mask(n)").replace("class Net", SUBSEQUENT + "class Net"),
             _init('self.register_buffer("mask", subsequent_mask(n), persistent=False)').replace("class Net", SUBSEQUENT + "class Net"),
         ),
+        # learnable in one branch, a constant in the other (External-Attention's AFT_FULL): the
+        # constant is what does not follow the module
+        FixCase(
+            _init("if n > 1:", "    self.bias = torch.zeros(n)", "else:", "    self.bias = nn.Parameter(torch.ones(n))", extra=ADD_BIAS),
+            _init("if n > 1:", '    self.register_buffer("bias", torch.zeros(n), persistent=False)', "else:",
+                  "    self.bias = nn.Parameter(torch.ones(n))", extra=ADD_BIAS),
+        ),
+        FixCase(
+            _init("if n > 1:", "    self.bias = nn.Parameter(torch.ones(n))", "else:", "    self.bias = torch.zeros(n)", extra=ADD_BIAS),
+            _init("if n > 1:", "    self.bias = nn.Parameter(torch.ones(n))", "else:",
+                  '    self.register_buffer("bias", torch.zeros(n), persistent=False)', extra=ADD_BIAS),
+        ),
     )
     keeps = (
         # kept plain on purpose: every read moves it where it is used (a buffer would also
@@ -308,6 +323,9 @@ class RegisterBufferRule(TensorAttributeRule):
                        "        return x * freqs\n")),
         KeepCase(HEADER + "class Net(nn.Linear):\n    def __init__(self, n):\n        super().__init__(n, n)\n        self.mask = torch.ones(n)\n"),
         KeepCase(HEADER + "class Plain:\n    def __init__(self, n):\n        self.mask = torch.ones(n)\n"),
+        # a parameter in a branch that may run too (not the other side of the same `if`)
+        KeepCase(_init("self.bias = torch.zeros(n)", "if n > 1:", "    self.bias = nn.Parameter(torch.ones(n))")),
+        KeepCase(_init("if n > 1:", "    self.bias = torch.zeros(n)", "if n > 2:", "    self.bias = nn.Parameter(torch.ones(n))")),
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:

@@ -597,3 +597,47 @@ def test_tfm301_a_tensor_compared_with_lengths_the_code_requires_on_the_cpu_is_l
     moved = run(_buffer_instead(CPU_LENGTHS, "steps"))["Tagger"](3).to("meta")
     with pytest.raises((RuntimeError, NotImplementedError)):
         moved(x, lengths)
+
+
+# Modelled on xmu-xiaoma666/External-Attention-pytorch model/attention/AFT.py
+# @ d75848e40233ed56fa503c888472bab8b17c568c line 17 (AFT_FULL with simple=True).
+LEARNABLE_OR_FIXED = '''
+import torch
+from torch import nn
+
+
+class AFT(nn.Module):
+    def __init__(self, d_model, n=4, simple=False):
+        super().__init__()
+        self.fc_k = nn.Linear(d_model, d_model)
+        if simple:
+            self.position_biases = torch.zeros((n, n))
+        else:
+            self.position_biases = nn.Parameter(torch.ones((n, n)))
+
+    def forward(self, x):
+        bs, n, dim = x.shape
+        k = self.fc_k(x).view(1, bs, n, dim)
+        return torch.exp(k + self.position_biases.view(n, 1, -1, 1)).sum(dim=2)
+'''
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_tfm301_a_constant_kept_where_the_other_branch_learns_follows_the_module_only_after_the_fix(dtype):
+    """With ``simple=True`` the biases are a plain tensor: ``.to(dtype)`` leaves them float32
+    and the forward mixes dtypes (on a GPU, devices). After the fix they are a buffer; with
+    ``simple=False`` they are the same parameter before and after."""
+    after_source = fixed(LEARNABLE_OR_FIXED, "TFM301")
+    assert 'self.register_buffer("position_biases", torch.zeros((n, n)), persistent=False)' in after_source
+    before, after = run(LEARNABLE_OR_FIXED)["AFT"], run(after_source)["AFT"]
+    old, new = before(8, simple=True).to(dtype), after(8, simple=True).to(dtype)
+    assert old.position_biases.dtype == torch.float32 and new.position_biases.dtype == dtype
+    assert "position_biases" in dict(new.named_buffers())
+    x = torch.randn(2, 4, 8, dtype=dtype)
+    assert new(x).dtype == dtype
+    if dtype == torch.bfloat16:  # float32 biases promote the bf16 activations: the output changes type
+        assert old(x).dtype == torch.float32
+    learnable_before, learnable_after = before(8), after(8)
+    assert [n for n, _ in learnable_before.named_parameters()] == [n for n, _ in learnable_after.named_parameters()]
+    assert "position_biases" in dict(learnable_after.named_parameters())
+    assert list(learnable_before.state_dict()) == list(learnable_after.state_dict())
