@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import ast
 
+from torchfix_mod.codemods.attributes._tensor_attributes import TENSOR_METHODS
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import TORCH_MODULE_BASE, SemanticModel, class_methods, self_name
+
+# what only an nn.Module (not a tensor, a function or a transform) is asked for
+MODULE_ONLY_METHODS = frozenset({
+    "parameters", "named_parameters", "buffers", "named_buffers", "children", "named_children", "modules",
+    "named_modules", "state_dict", "load_state_dict", "train", "eval", "apply", "zero_grad",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook", "reset_parameters",
+})
 
 HEADER = "import torch.nn as nn\n\n"
 MIXIN = (
@@ -201,6 +209,14 @@ class MissingSuperInitRule(Rule):
         KeepCase(HEADER + "class Wide(nn.Linear):\n    def __init__(self):\n        self.extra = 1\n", reported=True),
         # used as a mixin: `super()` in it reaches `Trunk.__init__`, which needs `width`
         KeepCase(MIXIN, reported=True),
+        # a callable handed in and stored before the base `__init__`, applied to images (a
+        # torchvision `Compose` is no nn.Module): nothing says it is a layer (flair's
+        # IdentityImageEmbeddings)
+        KeepCase(
+            HEADER + "class Base(nn.Module):\n    def __init__(self):\n        super().__init__()\n\n"
+            "class Images(Base):\n    def __init__(self, transforms):\n        self.transforms = transforms\n"
+            "        super().__init__()\n\n    def embed(self, image):\n        return self.transforms(image.load())\n"
+        ),
     )
 
     def check(self) -> None:
@@ -307,16 +323,40 @@ class MissingSuperInitRule(Rule):
                 ))
 
     def _called_as_module(self, cls: ast.ClassDef, attr: str) -> bool:
-        """``self.<attr>(...)`` is called somewhere in the class family, or handed to a function
-        with the other layers (``reset(self.<attr>)``): it is used as a layer."""
+        """``self.<attr>`` is used as a layer somewhere in the class family: called on tensors,
+        or asked for what only modules have (``self.<attr>.parameters()``,
+        ``.reset_parameters()``)."""
+        for node in self.model.attributes.get(attr, ()):
+            holder = self.model.parent(node)
+            if (isinstance(node.value, ast.Name) and isinstance(holder, ast.Attribute) and holder.value is node
+                    and holder.attr in MODULE_ONLY_METHODS
+                    and self.model.enclosing_class(node) in self.model.class_family(cls)):
+                return True
         for member in self.model.class_family(cls):
             for call in self.model.nodes(ast.Call, member):
                 func = call.func
                 if not (isinstance(func, ast.Attribute) and func.attr == attr and isinstance(func.value, ast.Name)):
                     continue
                 method = self.model.enclosing_function(call)
-                if method is not None and self_name(method) == func.value.id:
+                if method is not None and self_name(method) == func.value.id and self._on_tensors(call):
                     return True  # `self.<attr>(...)`, not some other object's method of that name
+        return False
+
+    def _on_tensors(self, call: ast.Call) -> bool:
+        """The call is handed a tensor made by torch (``f(torch.randn_like(z))``, ``f(z.detach())``)
+        or its result goes straight to torch (``torch.sigmoid(f(z))``): a layer's call, not a
+        transform of images or text, which any callable may be."""
+        model = self.model
+        holder = model.parent(call)
+        if isinstance(holder, ast.Call) and call in holder.args and model.torch_qualified(holder.func):
+            return True
+        for arg in call.args:
+            if isinstance(arg, ast.Call) and (
+                model.torch_qualified(arg.func)
+                or (isinstance(arg.func, ast.Attribute) and arg.func.attr in TENSOR_METHODS and model.torch_qualified(arg.func) is None
+                    and not isinstance(arg.func.value, ast.Constant))
+            ):
+                return True
         return False
 
     def check_unbound(self, node: ast.ClassDef, init, unbound) -> None:
