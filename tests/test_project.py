@@ -416,3 +416,86 @@ def test_a_class_on_a_generic_base_of_the_file_is_a_module_class():
     model = SemanticModel(ast.parse(source), source)
     verdict = {cls.name: model.is_module_class(cls) for cls in model.module_classes}
     assert verdict == {"Base": True, "Op": True, "Plain": False}
+
+
+DISPATCH = {
+    "mm/__init__.py": "",
+    "mm/base_model.py": """\
+        import torch.nn as nn
+
+
+        class BaseModel(nn.Module):
+            def forward(self, inputs, mode="tensor"):
+                if mode == "loss":
+                    return self.loss(inputs)
+                return self._forward(inputs)
+
+
+        class HookedBase(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_forward_hook(lambda mod, inp, out: self.after_forward(inp, out))
+
+            def after_forward(self, inp, out):
+                pass
+        """,
+    "mm/models.py": """\
+        import torch
+        import torch.nn as nn
+
+        from .base_model import BaseModel, HookedBase
+
+
+        class Classifier(BaseModel):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 3)
+
+            def _forward(self, inputs):
+                return self.fc(inputs)
+
+            def loss(self, inputs):
+                return self.forward(inputs, mode="tensor").pow(2).mean()
+
+
+        class Consistent(HookedBase):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.fc(x)
+
+            def after_forward(self, inp, out):
+                with torch.no_grad():
+                    self.extra = (self.forward(inp[0] + 0.01) - out).pow(2).mean()
+        """,
+}
+
+
+def test_a_method_a_base_of_another_file_runs_from_its_forward_or_hooks_keeps_its_forward_call(tmp_path):
+    """mmengine's BaseModel.forward dispatches to ``self.loss``; a base that runs
+    ``self.after_forward`` from a hook it installs. ``self(...)`` in those methods would run the
+    hooks twice, or recurse forever: the index records the names the bases call on their
+    instance, and the calls are left as they are."""
+    torch = pytest.importorskip("torch")
+    write(tmp_path, DISPATCH)
+    index = index_of(tmp_path)
+    assert {"loss", "after_forward"} <= index.classes["mm.models.Classifier"].names | index.classes["mm.models.Consistent"].names
+    reports = run([tmp_path / "mm" / "models.py"], ALL_RULES, RunOptions(mode="write"), cwd=tmp_path)
+    assert [d for r in reports for d in r.diagnostics if d.code == "TFM402"] == []
+    sys.path.insert(0, str(tmp_path))
+    try:
+        models = importlib.import_module("mm.models")
+        calls = []
+        classifier = models.Classifier()
+        classifier.register_forward_hook(lambda mod, inp, out: calls.append(1))
+        classifier(torch.randn(2, 4), mode="loss")
+        assert calls == [1]  # as written: one call, one hook
+        consistent = models.Consistent()
+        consistent(torch.ones(1, 2))
+        assert consistent.extra.item() >= 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m == "mm" or m.startswith("mm.")]:
+            del sys.modules[name]

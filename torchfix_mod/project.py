@@ -42,6 +42,9 @@ class ProjectClass:
     # every class above it is of the run or of torch.nn, and none defines `__call__`: calling
     # an instance runs nn.Module's `__call__`, hence `forward` with its hooks
     plain_call: bool = False
+    # methods defined and names called on the instance by it and the classes of the run above
+    # it: a subclass method of such a name may run from their `forward` or hooks
+    names: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ClassSummary:
     bases: list[str | None]  # each base as a dotted name in the file's own spelling (None: not a name)
     customizes_access: bool
     defines_call: bool = False
+    names: frozenset[str] = frozenset()  # `self_names`: what a subclass method may be reached by
 
 
 @dataclass
@@ -109,13 +113,64 @@ def _customizes_access(cls: ast.ClassDef, mentions_dict: bool) -> bool:
     return mentions_dict and any(n.attr == "__dict__" for n in nodes(cls, ast.Attribute))
 
 
-def _defines_call(cls: ast.ClassDef) -> bool:
-    """The class body binds ``__call__`` (a method, or any other top-level binding of it)."""
-    return any(
-        (isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__call__")
-        or any(isinstance(t, ast.Name) and t.id == "__call__" for t in getattr(item, "targets", [getattr(item, "target", None)]))
-        for item in cls.body
-    )
+# names through which a class can make calling an instance mean something else than nn.Module's
+# `__call__` (`__init_subclass__` may set them on every subclass)
+CALL_HOOKS = frozenset({"__call__", "_call_impl", "_wrapped_call_impl", "__init_subclass__"})
+# torch.nn classes whose instances refuse to be called (they raise instead of running forward)
+UNCALLABLE_TORCH_CLASSES = frozenset({"ParameterList", "ParameterDict"})
+
+
+def binds_call(cls: ast.ClassDef, tree: ast.Module | None = None) -> bool:
+    """The class may give calling an instance a meaning of its own: a binding of a name of
+    ``CALL_HOOKS`` anywhere in its body (under ``if``/``try`` too), or a decorator defined in
+    ``tree`` (its file) that mentions one (``cls.__call__ = ...``). An imported decorator (a
+    registry's ``register``, ``six.add_metaclass``) is taken to hand the class back."""
+    if cls.decorator_list and tree is not None:
+        local = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        for decorator in cls.decorator_list:
+            root = decorator.func if isinstance(decorator, ast.Call) else decorator
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            definition = local.get(root.id) if isinstance(root, ast.Name) else None
+            if definition is not None and any(
+                (isinstance(n, ast.Attribute) and n.attr in CALL_HOOKS) or (isinstance(n, ast.Name) and n.id in CALL_HOOKS)
+                or (isinstance(n, ast.Constant) and n.value in CALL_HOOKS)
+                for n in walk(definition)
+            ):
+                return True
+    stack: list[ast.stmt] = list(cls.body)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if item.name in CALL_HOOKS:
+                return True
+            continue
+        for node in walk(item):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in CALL_HOOKS:
+                return True
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CALL_HOOKS:
+                return True
+    return False
+
+
+def patched_call_classes(tree: ast.Module) -> set[str]:
+    """Names ``X`` whose call hook the file sets from outside the class (``X.__call__ = f``)."""
+    return {
+        node.value.id for node in nodes(tree, ast.Attribute)
+        if node.attr in CALL_HOOKS and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
+    }
+
+
+def self_names(cls: ast.ClassDef) -> frozenset[str]:
+    """The methods the class defines and the names it calls on its instance (``self.loss(...)``,
+    in any method): a subclass method of one of these names may be reached by the class's
+    own ``forward`` or hooks."""
+    found = {item.name for item in cls.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in nodes(cls, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            found.add(func.attr)
+    return frozenset(found)
 
 
 def _mentions_dict(source: str | None) -> bool:
@@ -137,11 +192,13 @@ def summarize(tree: ast.Module, path: Path, source: str | None = None) -> FileSu
     def bind(name: str) -> None:
         bound[name] = bound.get(name, 0) + 1
 
+    patched = patched_call_classes(tree)
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):
             bind(stmt.name)
             summary.classes[stmt.name] = ClassSummary(
-                [_dotted(generic_origin(b)) for b in stmt.bases], _customizes_access(stmt, mentions_dict), _defines_call(stmt)
+                [_dotted(generic_origin(b)) for b in stmt.bases], _customizes_access(stmt, mentions_dict),
+                binds_call(stmt, tree) or stmt.name in patched, self_names(stmt),
             )
             if stmt.keywords and any(k.arg == "metaclass" for k in stmt.keywords):
                 summary.classes[stmt.name].bases.append(None)  # a metaclass may change anything
@@ -215,7 +272,10 @@ class ProjectIndex:
         digest = hashlib.sha256()
         for name in sorted(classes):
             info = classes[name]
-            digest.update(f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}{int(info.plain_call)}\n".encode())
+            digest.update(
+                f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}{int(info.plain_call)}"
+                f"{','.join(sorted(info.names))}\n".encode()
+            )
         for name in sorted(modules):
             digest.update(f"module {name}\n".encode())
         self.fingerprint = digest.hexdigest()
@@ -289,6 +349,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
         cls = modules[key[0]].classes[key[1]]
         module_subclass, customizes, known = False, cls.customizes_access, True
         plain_call = not cls.defines_call
+        names = set(cls.names)
         for base in cls.bases:
             if base == "object":
                 continue
@@ -303,12 +364,17 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
                 module_subclass |= base_info.module_subclass
                 customizes |= base_info.customizes_access
                 plain_call &= base_info.plain_call
+                names |= base_info.names
             elif isinstance(target, str) and is_torch_module_class(target):
                 module_subclass = True
+                plain_call &= target.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
             elif target != "object":
                 known = False  # an outside base could customize attribute access
         plain_call &= known
-        result = ProjectClass(module_subclass, customizes or not known, plain_call=plain_call) if (module_subclass or known) else None
+        result = (
+            ProjectClass(module_subclass, customizes or not known, plain_call=plain_call, names=frozenset(names))
+            if (module_subclass or known) else None
+        )
         verdict[key] = result
         return result
 
@@ -330,7 +396,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
         found = info(key)
         if found is None or not found.module_subclass:
             return None
-        return ProjectClass(found.module_subclass, found.customizes_access, key in mixed, found.plain_call)
+        return ProjectClass(found.module_subclass, found.customizes_access, key in mixed, found.plain_call, found.names)
 
     table: dict[str, ProjectClass] = {}
     for summary in modules.values():

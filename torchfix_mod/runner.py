@@ -140,14 +140,15 @@ def _summary_to_json(summary: FileSummary) -> dict:
     return {
         "module": summary.module,
         "is_package": summary.is_package,
-        "classes": {name: [c.bases, c.customizes_access, c.defines_call] for name, c in summary.classes.items()},
+        "classes": {name: [c.bases, c.customizes_access, c.defines_call, sorted(c.names)] for name, c in summary.classes.items()},
         "imports": summary.imports,
     }
 
 
 def _summary_from_json(data: dict) -> FileSummary:
     classes = {
-        name: ClassSummary(list(bases), bool(custom), bool(call)) for name, (bases, custom, call) in data["classes"].items()
+        name: ClassSummary(list(bases), bool(custom), bool(call), frozenset(names))
+        for name, (bases, custom, call, names) in data["classes"].items()
     }
     return FileSummary(data["module"], data["is_package"], classes, dict(data["imports"]))
 

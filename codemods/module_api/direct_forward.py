@@ -6,11 +6,17 @@ import ast
 
 from torchfix_mod.codemods._shared._attributes import is_display_element, self_assignments
 from torchfix_mod.codemods.containers._containers import declares_module
+from torchfix_mod.codemods.attributes._tensor_attributes import class_body_names
+from torchfix_mod.project import UNCALLABLE_TORCH_CLASSES, binds_call, patched_call_classes
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import class_methods, self_name
 
 HEADER = "import torch.nn as nn\n\n"
 CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential"})
+HOOK_REGISTRATIONS = frozenset({
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_backward_hook", "register_module_forward_hook",
+})
 # nn.Module methods that return the module itself
 RETURNS_SELF = frozenset({"cuda", "cpu", "to", "float", "double", "half", "bfloat16", "train", "eval", "requires_grad_", "type", "xpu", "to_empty"})
 
@@ -170,6 +176,51 @@ class DirectForwardRule(Rule):
             "    def capture(self, mod, inp, out):\n"
             "        self.plain = self.model.forward(inp[0])\n"
         ),
+        # `self(...)` would not run nn.Module's `__call__` alone, or not once: a base that sets
+        # `__call__` from outside its body, under an `if`, through a decorator; nn.ParameterList,
+        # which raises when called; a method the base runs from a hook it installs
+        KeepCase(
+            HEADER + "class Base(nn.Module):\n    pass\n\n\ndef _call(self, batch):\n    return self.forward(**batch)\n\n\n"
+            "Base.__call__ = _call\n\n\nclass Model(Base):\n    def forward(self, x, y):\n        return x + y\n"
+            "    def predict(self, x, y):\n        return self.forward(x, y).argmax(-1)\n"
+        ),
+        KeepCase(
+            HEADER + "import os\n\n\nclass Base(nn.Module):\n    if os.environ.get('BATCHED'):\n"
+            "        def __call__(self, batch):\n            return self.forward(**batch)\n\n"
+            "class Model(Base):\n    def forward(self, x, y):\n        return x + y\n"
+            "    def predict(self, x, y):\n        return self.forward(x, y).argmax(-1)\n"
+        ),
+        KeepCase(
+            HEADER + "def batched(cls):\n    cls.__call__ = lambda self, batch: cls.forward(self, **batch)\n    return cls\n\n"
+            "@batched\nclass Model(nn.Module):\n    def forward(self, x, y):\n        return x + y\n"
+            "    def predict(self, x, y):\n        return self.forward(x, y).argmax(-1)\n"
+        ),
+        KeepCase(
+            HEADER + "import torch\n\n\nclass Mix(nn.ParameterList):\n    def forward(self, xs):\n"
+            "        return sum(w * x for w, x in zip(self, xs))\n"
+            "    def mix_detached(self, xs):\n        return self.forward([x.detach() for x in xs])\n"
+        ),
+        KeepCase(
+            HEADER + "import torch\n\n\nclass Base(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.register_forward_hook(lambda mod, inp, out: self.after_forward(inp, out))\n"
+            "    def after_forward(self, inp, out):\n        pass\n\n"
+            "class Model(Base):\n    def forward(self, x):\n        return x * 2\n"
+            "    def after_forward(self, inp, out):\n        self.extra = self._recompute(inp[0])\n"
+            "    def _recompute(self, x):\n        return self.forward(x + 0.01)\n"
+        ),
+        # outside a module: a method nothing in the file calls may be a hook; a recorder that
+        # installs hooks runs the model without them on purpose
+        KeepCase(
+            HEADER + "class Probe:\n    def __init__(self, model: nn.Linear):\n        self.model = model\n"
+            "    def capture(self, mod, inp, out):\n        return self.model.forward(inp[0])\n"
+        ),
+        KeepCase(
+            HEADER + "class Recorder:\n    def __init__(self, model: nn.Module):\n        self.model = model\n"
+            "        self.records = []\n        model.register_forward_hook(self._record)\n"
+            "    def _record(self, mod, inp, out):\n        self.records.append(out)\n"
+            "    def reference(self, x):\n        return self.model.forward(x)\n"
+            "    def run(self, x):\n        return self.model(x), self.reference(x)\n"
+        ),
     )
 
     def check(self) -> None:
@@ -219,26 +270,36 @@ class DirectForwardRule(Rule):
         cls = self._enclosing_class(method)
         if cls is None or not self._plain_method(method):
             return False
-        if any(m.name == "__call__" for member in model.class_family(cls) for m in class_methods(member)):
+        patched = patched_call_classes(model.tree)
+        if any(binds_call(member, self.model.tree) or member.name in patched for member in model.class_family(cls)):
             return False
         # every base is a class of this file or of torch.nn: a base from elsewhere may define a
         # `__call__` of its own (gpytorch's modules wrap what forward returns)
-        return self._plain_torch_family(cls)
+        return self._plain_torch_family(cls, method.name)
 
-    def _plain_torch_family(self, cls: ast.ClassDef | None) -> bool:
-        """Every base of the class is of this file or of torch.nn: a class built on another
-        library's modules (gpytorch kernels, torchmetrics metrics) may hold objects whose
-        ``__call__`` means something else than ``forward``."""
+    def _plain_torch_family(self, cls: ast.ClassDef | None, method_name: str | None = None) -> bool:
+        """Every base of the class is of this file, of torch.nn (one whose instances can be
+        called), or of another file of the project that the index clears: a class built on
+        another library's modules (gpytorch kernels, torchmetrics metrics) may hold objects whose
+        ``__call__`` means something else than ``forward``. With ``method_name``, a base of
+        another file must also neither define a method of that name nor call one on its
+        instance: its ``forward`` or a hook it installs may run the method (mmengine's
+        ``BaseModel.forward`` dispatches to ``self.loss``)."""
         if cls is None:
             return False
+        patched = patched_call_classes(self.model.tree)
         for member in self.model.class_family_up(cls):
+            if binds_call(member, self.model.tree) or member.name in patched:
+                return False
             for base in self.model.base_classes(member):
-                if isinstance(base, ast.ClassDef) or (isinstance(base, str) and base.startswith("torch.nn.")):
+                if isinstance(base, ast.ClassDef):
                     continue
-                # a class of another file of the project, whose bases are all known and none
-                # of which defines `__call__`
+                if isinstance(base, str) and base.startswith("torch.nn."):
+                    if base.rsplit(".", 1)[-1] in UNCALLABLE_TORCH_CLASSES:
+                        return False  # nn.ParameterList/ParameterDict raise when called
+                    continue
                 found = self.model.project_class(base) if isinstance(base, str) and base != "?" else None
-                if found is None or not found.plain_call:
+                if found is None or not found.plain_call or (method_name is not None and method_name in found.names):
                     return False
         return True
 
@@ -269,8 +330,22 @@ class DirectForwardRule(Rule):
             return False
         if receiver.value.id != self_name(method) or model.enclosing_function(method) is not None:
             return False
-        if not (method.name == "forward" or self._only_called(method, cls)):
-            return False
+        if model.is_module_class(cls):
+            if not (method.name == "forward" or self._only_called(method, cls)):
+                return False
+        elif not (self._only_called(method, cls) and any(
+            isinstance(model.parent(use), ast.Call) for use in model.attributes.get(method.name, ())
+        )):
+            return False  # outside a module, `forward` is a name like any other; one call at least
+        if model.customizes_attribute_access(cls) or any(
+            receiver.attr in class_body_names(member) for member in model.class_family(cls)
+        ):
+            return False  # a property or `__setattr__` may hand back something else
+        if any(
+            isinstance(call.func, ast.Attribute) and call.func.attr in HOOK_REGISTRATIONS
+            for member in model.class_family(cls) for call in model.nodes(ast.Call, member)
+        ):
+            return False  # the class installs hooks itself: running the module without them may be the point
         sites = [site for member in model.class_family(cls) for site in self_assignments(model, member) if site.attr == receiver.attr]
         if not sites or self._hidden_store(receiver.attr):
             return False
@@ -287,18 +362,57 @@ class DirectForwardRule(Rule):
             arg = next((a for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg == value.id), None)
             if arg is None or not declares_module(model, arg.annotation) or len(model.scope(value).resolve(value.id)) != 1:
                 return False
+            if not self._keeps_module_call(arg.annotation):
+                return False  # gpytorch's kernels: `__call__` means something else, `.forward` is on purpose
             declared = True
         return declared
 
-    def _only_called(self, method, cls: ast.ClassDef) -> bool:
+    def _keeps_module_call(self, annotation: ast.expr) -> bool:
+        """The declared class (``Optional[...]`` unwrapped) is known to keep nn.Module's
+        ``__call__``: a torch.nn class, a class of the file whose family defines none and whose
+        bases are all known, or a class of the project that the index clears."""
+        model = self.model
+        if isinstance(annotation, ast.Subscript):
+            annotation = annotation.slice
+        classes = model.local_classes(annotation)
+        if classes:
+            return all(self._plain_torch_family(c) for c in classes)
+        qnames = model.qualified_names(annotation)
+        if not qnames:
+            return False
+        for qname in qnames:
+            found = model.project_class(qname)
+            torch_plain = qname.startswith("torch.nn.") and qname.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
+            if not (torch_plain or (found is not None and found.plain_call)):
+                return False
+        return True
+
+    def _only_called(self, method, cls: ast.ClassDef, seen: frozenset = frozenset()) -> bool:
         """Every use of the method's name in the file calls it (it is never handed out as a
-        hook or a callback), and ``forward`` of the class cannot reach it."""
+        hook or a callback), ``forward`` of the class cannot reach it, and each call on the
+        instance is made by a method that is itself only ever called (not by a hook, a lambda
+        or a function nested in a method)."""
         model = self.model
         if method.name.startswith("__"):
             return False
+        family = model.class_family(cls)
         for use in model.attributes.get(method.name, ()):
             holder = model.parent(use)
             if not (isinstance(holder, ast.Call) and holder.func is use):
+                return False
+            caller = model.enclosing_function(holder)
+            if caller is None:
+                if model.enclosing_class(holder) in family and any(isinstance(a, ast.Lambda) for a in model.ancestors(holder)):
+                    return False  # a lambda of the class: handed out, as a hook is
+                continue
+            if caller is method or caller in seen:
+                continue
+            outer = model.enclosing_function(caller)
+            if model.enclosing_class(caller) in family and outer is not None:
+                return False  # a function nested in a method: handed out, as a hook is
+            if (outer is None and model.enclosing_class(caller) in family and isinstance(use.value, ast.Name)
+                    and use.value.id == self_name(caller) and caller.name != "forward"
+                    and not self._only_called(caller, cls, seen | {method})):
                 return False
         return method not in model.methods_reached(cls)
 
