@@ -26,7 +26,7 @@ from torchfix_mod.semantic import (
     statements_after_super_init,
     top_statement,
 )
-from torchfix_mod.project import PARAMETER_CLASSES
+from torchfix_mod.project import NEUTRAL_BASES, PARAMETER_CLASSES
 from torchfix_mod.torch_facts import MODULE_ATTRIBUTES
 
 # torch functions that return a tensor when given one.
@@ -643,8 +643,8 @@ class TensorAttributeRule(Rule):
         visiting = visiting | {cls}
         taken = set().union(*(class_body_names(member) for member in model.class_family(cls)))
         for base in model.base_classes(cls):
-            if base == TORCH_MODULE_BASE:
-                continue
+            if base == TORCH_MODULE_BASE or base in NEUTRAL_BASES:
+                continue  # `ABC`, `Generic[T]`: no instance attributes of their own
             if not isinstance(base, ast.ClassDef) or base in visiting:
                 return None  # unknown, or a cycle only a NameError at run time could make
             inherited = self._names_taken(base, visiting)

@@ -326,10 +326,41 @@ class RegisterBufferRule(TensorAttributeRule):
         # a parameter in a branch that may run too (not the other side of the same `if`)
         KeepCase(_init("self.bias = torch.zeros(n)", "if n > 1:", "    self.bias = nn.Parameter(torch.ones(n))")),
         KeepCase(_init("if n > 1:", "    self.bias = torch.zeros(n)", "if n > 2:", "    self.bias = nn.Parameter(torch.ones(n))")),
+        # the caller's tensor, declared `Tensor`, combined with the input (botorch's AppendFeatures):
+        # reported; not fixed, the caller may keep it on the CPU on purpose or hand in a parameter
+        KeepCase(
+            HEADER + "from abc import ABC\nfrom torch import Tensor\n\n\nclass Transform(ABC):\n"
+            "    def forward(self, x):\n        return self.transform(x)\n\n"
+            "class Append(Transform, nn.Module):\n    def __init__(self, features: Tensor):\n        super().__init__()\n"
+            "        self.features = features\n\n    def transform(self, x):\n"
+            "        return torch.cat([x, self.features.expand(x.shape[0], -1)], dim=-1)\n",
+            reported=True,
+        ),
+        # declared only maybe a tensor, or not declared: nothing says what the caller hands in
+        KeepCase(
+            HEADER + "from typing import Optional\nfrom torch import Tensor\n\n\n"
+            "class Append(nn.Module):\n    def __init__(self, features: Optional[Tensor], other):\n        super().__init__()\n"
+            "        self.features = features\n        self.other = other\n\n    def forward(self, x):\n"
+            "        return x + self.features + self.other\n"
+        ),
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
-        return tensors.is_tensor(site.value) or self._factory_by_argument(site) is not None
+        return tensors.is_tensor(site.value) or self._factory_by_argument(site) is not None or self._handed_in_tensor(site)
+
+    def _handed_in_tensor(self, site: SelfAssignment) -> bool:
+        """``self.x = x`` in ``__init__``, ``x`` a parameter annotated ``Tensor`` (not
+        ``Optional``) and never rebound: the caller's tensor (botorch's AppendFeatures)."""
+        value = site.value
+        if site.method.name != "__init__" or not isinstance(value, ast.Name):
+            return False
+        bindings = self.model.scope(value).resolve(value.id)
+        if len(bindings) != 1 or bindings[0].kind != "param" or not isinstance(bindings[0].node, ast.arg):
+            return False
+        annotation = bindings[0].node.annotation
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            return annotation.value in ("Tensor", "torch.Tensor")
+        return annotation is not None and self.model.qualified_names(annotation) == {"torch.Tensor"}
 
     def _factory_by_argument(self, site: SelfAssignment) -> str | None:
         """``getattr(torch, window)(n)`` where ``window`` is a parameter of the method whose
@@ -578,6 +609,8 @@ class RegisterBufferRule(TensorAttributeRule):
             return f"the factory is named by the argument `{chooser}`, which a caller may set to something that is not a tensor"
         if attr.startswith("__") and not attr.endswith("__"):
             return "a private name, which Python mangles"
+        if self._handed_in_tensor(site):
+            return "the tensor is the caller's, who may keep it where it is on purpose or hand in a parameter"
         for use in model.attributes.get(attr, ()):
             if use is site.target:
                 continue

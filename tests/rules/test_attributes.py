@@ -641,3 +641,15 @@ def test_tfm301_a_constant_kept_where_the_other_branch_learns_follows_the_module
     assert [n for n, _ in learnable_before.named_parameters()] == [n for n, _ in learnable_after.named_parameters()]
     assert "position_biases" in dict(learnable_after.named_parameters())
     assert list(learnable_before.state_dict()) == list(learnable_after.state_dict())
+
+
+def test_tfm301_a_tensor_handed_in_is_reported_and_indeed_does_not_follow_the_module():
+    """botorch's AppendFeatures keeps the caller's ``feature_set``: the module's ``.to()`` never
+    moves it, so appended features stay on the old device and dtype. Reported, not fixed."""
+    rule = next(r for r in ALL_RULES if r.code == "TFM301")
+    source = next(c.source for c in rule.keeps if "class Append(Transform, nn.Module)" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    [finding] = result.diagnostics
+    assert not finding.fix_available and "caller's" in finding.message
+    module = run(source)["Append"](torch.zeros(1, 2)).to(torch.float64)
+    assert module.features.dtype == torch.float32 and list(module.buffers()) == []
