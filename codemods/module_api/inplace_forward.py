@@ -86,6 +86,23 @@ CONTAINER_BUILTINS = frozenset({"tuple", "list", "map", "filter", "zip", "revers
 NON_TENSOR_LITERALS = (ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
 
 
+# in-place tensor methods (each has an out-of-place twin without the underscore)
+INPLACE_TENSOR_METHODS = frozenset({
+    "add_", "sub_", "mul_", "div_", "pow_", "neg_", "abs_", "clamp_", "clamp_min_", "clamp_max_", "masked_fill_",
+    "fill_", "zero_", "exp_", "log_", "sqrt_", "sigmoid_", "tanh_", "relu_", "mul_", "addcmul_", "addcdiv_",
+    "unsqueeze_", "squeeze_", "t_", "transpose_", "copy_", "index_fill_", "scatter_", "div_", "floor_", "round_",
+})
+# the in-place methods that only change the shape: their twins return the same values and dtype
+SHAPE_INPLACE_METHODS = frozenset({"unsqueeze_", "squeeze_", "t_", "transpose_"})
+
+
+def _out_of_place_method(call):
+    """``t.unsqueeze_(1)`` -> ``t.unsqueeze(1)`` (a LibCST ``Call``)."""
+    import libcst as cst
+
+    return call.with_changes(func=call.func.with_changes(attr=cst.Name(call.func.attr.value[:-1])))
+
+
 def out_of_place(aug):
     """``x op= y`` as ``x = x op y`` (a LibCST ``AugAssign``), parenthesizing ``y`` where
     precedence needs it."""
@@ -614,6 +631,8 @@ def _kept_module_construction(model: SemanticModel, value: ast.expr, depth: int)
     qnames = qualified_names(model, value.func)
     if qnames and all(q.startswith("torch.nn.") and q.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES for q in qnames):
         return True
+    if qnames and qnames <= SEQUENTIAL and value.args and not value.keywords and not isinstance(value.args[-1], ast.Starred):
+        return depth < 3 and _kept_module_construction(model, value.args[-1], depth + 1)  # what its last layer returns
     classes = model.local_classes(value.func)
     return bool(classes) and len(classes) == 1 and returns_kept_result(model, classes[0], depth + 1, value)
 
@@ -1082,6 +1101,13 @@ OWN_STATE = (
 )
 
 
+KEPT_RESHAPE = (
+    "import torch.nn as nn\n\nclass Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.ReLU())])\n\n"
+    "    def forward(self, x):\n        for block in self.blocks:\n            x = block(x).unsqueeze_(1)\n        return x\n"
+)
+
+
 class InplaceForwardRule(Rule):
     """
     ## What it does
@@ -1141,6 +1167,15 @@ class InplaceForwardRule(Rule):
     `forward`. Module-level tensors read in `forward` are not followed.
     Autograd keeps `h` for `h * y` only when `y` needs grad; the rule cannot
     know that and reports `h` as kept whenever `y` is not a number.
+
+    In-place tensor methods are followed on what a call has just returned,
+    where that call keeps its result (`layer(x).unsqueeze_(1)` with a layer
+    ending in a ReLU, an `nn.Sequential` whose last layer keeps its result, or a
+    loop over a `ModuleList` one of whose layers does): the shape-only ones
+    (`unsqueeze_`, `squeeze_`, `t_`, `transpose_`) become their out-of-place
+    twins, which return the same values; arithmetic ones (`add_`, `mul_`, ...)
+    are reported without a fix. In-place methods called on names are not
+    followed.
     """
 
     code = "TFM201"
@@ -1326,6 +1361,8 @@ class InplaceForwardRule(Rule):
         FixCase(CHAINED_POOL, CHAINED_POOL.replace("            x += path\n", "            x = x + path\n")),
         # an in-place layer right after one that keeps its output, in a Sequential
         FixCase(HEAD, HEAD.replace("inplace=True", "inplace=False")),
+        # an in-place reshape of what a layer ending in a ReLU returned (zero-restore's SKConv)
+        FixCase(KEPT_RESHAPE, KEPT_RESHAPE.replace(".unsqueeze_(1)", ".unsqueeze(1)")),
     )
     keeps = (
         # a layer of the file that sums its input before anything keeps it (speechbrain's
@@ -1498,6 +1535,10 @@ class InplaceForwardRule(Rule):
             "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.Dropout(0.1))\n\n"
             "    def forward(self, x):\n        return self.body(x)\n"
         ),
+        # arithmetic in place on it: reported, not fixed (`add` may promote the dtype `add_` keeps)
+        KeepCase(KEPT_RESHAPE.replace(".unsqueeze_(1)", ".add_(1)"), reported=True),
+        # a linear layer's output is not kept: reshaping it in place is fine
+        KeepCase(KEPT_RESHAPE.replace("nn.Sequential(nn.Linear(4, 4), nn.ReLU())", "nn.Linear(4, 4)")),
     )
 
 
@@ -1585,6 +1626,7 @@ class _ForwardAnalysis:
         self.self_arg = self_arg
         self.decisions: dict[ast.AugAssign, tuple[str, bool, bool] | None] = {}  # (reason, fix unsafe, fixable)
         self.kept_attributes = self._result_kept_attributes()
+        self.method_findings: list[tuple[ast.Call, str, Fix | None]] = []
         self.input_free = self._input_free_attributes()
         self.methods = {method.name for member in self.model.class_family(cls) for method in class_methods(member)}
         self.method_names = frozenset(self.methods)
@@ -1653,6 +1695,11 @@ class _ForwardAnalysis:
             reason, unsafe, fixable = decision
             fix = Fix([self.rule.edit(aug, "AugAssign", out_of_place)], unsafe=unsafe) if fixable else None
             self.rule.report(aug, reason, fix)
+        seen: set[ast.Call] = set()
+        for call, reason, fix in self.method_findings:
+            if call not in seen:  # a loop body is walked twice
+                seen.add(call)
+                self.rule.report(call, reason, fix)
 
     def _range_arguments(self) -> set[str]:
         """Names ``forward`` passes to ``range()``: integers (``for i in range(steps)``)."""
@@ -1679,6 +1726,8 @@ class _ForwardAnalysis:
         return state
 
     def statement(self, stmt: ast.stmt, state: State, no_grad: bool) -> State:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Return)) and not no_grad:
+            self.inplace_on_temporaries(stmt, state)
         if isinstance(stmt, ast.If):
             self.read(stmt.test, state)
             taken = self.block(stmt.body, dict(state), no_grad)
@@ -1784,6 +1833,35 @@ class _ForwardAnalysis:
         if stmt.orelse:
             result = self.block(stmt.orelse, result, no_grad)
         return result
+
+    def inplace_on_temporaries(self, stmt: ast.stmt, state: State) -> None:
+        """``layer(x).unsqueeze_(1)``: an in-place method on what a call just returned, where that
+        call keeps its result for backward (a layer ending in relu/sigmoid/tanh/softmax, such an
+        op itself, a loop over layers one of which does). The in-place op bumps the kept
+        tensor's version and backward() fails. A shape-only method (``unsqueeze_``,
+        ``squeeze_``, ``t_``, ``transpose_``) becomes its out-of-place twin, which returns the
+        same values; an arithmetic one is reported (its out-of-place twin may promote the
+        dtype)."""
+        for call in self.model.nodes(ast.Call, stmt):
+            func = call.func
+            if not (isinstance(func, ast.Attribute) and func.attr in INPLACE_TENSOR_METHODS and isinstance(func.value, ast.Call)):
+                continue
+            if any(isinstance(a, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.comprehension))
+                   for a in self.model.ancestors(call) if a is not stmt and stmt in self.model.ancestors(a)):
+                continue
+            if self.classify(func.value, state) != KEPT and not self._kept_by_a_listed_layer(func.value):
+                continue
+            shown = self.model.text(func.value)
+            if len(shown) > 40:
+                shown = shown[:37] + "..."
+            reason = (
+                f"`.{func.attr}()` changes in place the tensor `{shown}` returned, which autograd keeps for its "
+                f"backward: backward() fails with 'modified by an inplace operation'; use `.{func.attr[:-1]}()`"
+            )
+            if func.attr in SHAPE_INPLACE_METHODS:
+                self.method_findings.append((call, reason, Fix([self.rule.edit(call, "Call", _out_of_place_method)])))
+            else:
+                self.method_findings.append((call, f"{reason} (not fixed: the out-of-place op may promote the dtype)", None))
 
     def augmented(self, aug: ast.AugAssign, state: State, no_grad: bool) -> None:
         value_own_dtype = self.own_dtype(aug.value, state)
@@ -2053,23 +2131,75 @@ class _ForwardAnalysis:
         if not bindings:
             return False
         for binding in bindings:
-            loop = self.model.parent(binding.node)
-            if not (isinstance(loop, ast.For) and loop.target is binding.node):
-                return False
-            iterable = loop.iter
-            if not (
-                isinstance(iterable, ast.Attribute)
-                and isinstance(iterable.value, ast.Name)
-                and iterable.value.id == self.self_arg
-            ):
+            attr = self._loop_container(binding.node)
+            if attr is None:
                 return False
             stores = [
                 site.value for member in self.model.class_family(self.cls) for site in self_assignments(self.model, member)
-                if site.attr == iterable.attr
+                if site.attr == attr
             ]
             if not stores or not all(self.model.is_module_construction(v) for v in stores):
                 return False
         return True
+
+    def _kept_by_a_listed_layer(self, call: ast.Call) -> bool:
+        """``block(x)`` for ``block`` iterating a container of layers one of which keeps its
+        result, outside any ``isinstance`` test of ``block`` (which may pick the others)."""
+        func = call.func
+        if not (isinstance(func, ast.Name) and self._submodule_loop_variable(func) and self._kept_loop_element(func)):
+            return False
+        for ancestor in self.model.ancestors(call):
+            if ancestor is self.func:
+                break
+            if isinstance(ancestor, (ast.If, ast.IfExp, ast.While)) and any(
+                isinstance(n, ast.Name) and n.id == func.id for n in walk(ancestor.test)
+            ):
+                return False  # a test of the layer itself: which layers reach here is not followed
+        return True
+
+    def _loop_container(self, target: ast.AST) -> str | None:
+        """``<attr>`` when ``target`` is bound by ``for target in self.<attr>`` or by
+        ``for i, target in enumerate(self.<attr>)``."""
+        model = self.model
+        loop = model.parent(target)
+        iterable = loop.iter if isinstance(loop, ast.For) and loop.target is target else None
+        if iterable is None and isinstance(loop, ast.Tuple) and len(loop.elts) == 2 and loop.elts[1] is target:
+            outer = model.parent(loop)
+            if (isinstance(outer, ast.For) and outer.target is loop and isinstance(outer.iter, ast.Call)
+                    and model.qualified_names(outer.iter.func) == {"builtins.enumerate"} and len(outer.iter.args) == 1
+                    and not outer.iter.keywords):
+                iterable = outer.iter.args[0]
+        if isinstance(iterable, ast.Attribute) and isinstance(iterable.value, ast.Name) and iterable.value.id == self.self_arg:
+            return iterable.attr
+        return None
+
+    def _kept_loop_element(self, name: ast.Name) -> bool:
+        """``name`` iterates ``self.<attr>``, and some layer put in that container (in its
+        constructor list or by ``self.<attr>.append(...)``, directly or through a local bound
+        once to a construction) keeps its result for backward."""
+        model = self.model
+        attr = self._loop_container(model.scope(name).resolve(name.id)[0].node)
+        elements: list[ast.expr] = []
+        for member in model.class_family(self.cls):
+            for site in self_assignments(model, member):
+                if site.attr == attr and isinstance(site.value, ast.Call):
+                    for arg in site.value.args:
+                        elements.extend(arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [])
+            for call in model.nodes(ast.Call, member):
+                func = call.func
+                if (isinstance(func, ast.Attribute) and func.attr == "append" and isinstance(func.value, ast.Attribute)
+                        and func.value.attr == attr and isinstance(func.value.value, ast.Name) and len(call.args) == 1):
+                    elements.append(call.args[0])
+        for element in elements:
+            if isinstance(element, ast.Name):
+                bound = model.scope(element).resolve(element.id)
+                holder = model.parent(bound[0].node) if len(bound) == 1 else None
+                if not (isinstance(holder, ast.Assign) and len(holder.targets) == 1):
+                    continue
+                element = holder.value
+            if _kept_module_construction(model, element, 0):
+                return True
+        return False
 
     def classify_call(self, call: ast.Call, state: State) -> str:
         func = call.func

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rule_helpers import build, load
+from rule_helpers import build, fixed, load
+from rule_helpers import run as run_source
 
 INPLACE_ERROR = "modified by an inplace operation"
 
@@ -726,3 +727,54 @@ def test_tfm401_an_init_that_runs_a_bases_initialiser_is_left_alone_and_the_modu
     conv = namespace["Conv1d"](3)
     conv.head = nn.Linear(2, 2)  # raises before Module.__init__ has run
     assert conv.c == 3 and [name for name, _ in conv.named_parameters()] == ["head.weight", "head.bias"]
+
+
+# Modelled on aupendu/zero-restore model/watermodel.py @ 7d2f44eb008ef47042a3a5b0e0a2654731e22f53
+# line 91 (SKConv.forward: `conv(x).unsqueeze_(dim=1)` over a ModuleList whose first branch ends in ReLU).
+BRANCHES = '''
+import torch
+import torch.nn as nn
+
+
+class InConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class SKConv(nn.Module):
+    def __init__(self, M=3):
+        super().__init__()
+        self.convs = nn.ModuleList([])
+        in_conv = InConv()
+        for i in range(M):
+            if i == 0:
+                self.convs.append(in_conv)
+            else:
+                self.convs.append(nn.Sequential(nn.AvgPool2d(2 ** i), in_conv, nn.Upsample(scale_factor=2 ** i)))
+
+    def forward(self, x):
+        for i, conv in enumerate(self.convs):
+            fea = conv(x).unsqueeze_(dim=1)
+            feas = fea if i == 0 else torch.cat([feas, fea], dim=1)
+        return feas.sum(dim=1)
+'''
+
+
+def test_tfm201_an_in_place_reshape_of_a_kept_layer_output_fails_backward_and_the_twin_trains_the_same():
+    after_source = fixed(BRANCHES, "TFM201")
+    assert "fea = conv(x).unsqueeze(dim=1)" in after_source
+    torch.manual_seed(0)
+    before = run_source(BRANCHES)["SKConv"]()
+    after = run_source(after_source)["SKConv"]()
+    after.load_state_dict(before.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        before(x).sum().backward()
+    out = after(x)
+    out.sum().backward()
+    assert torch.allclose(out, before(x).detach())
+    assert all(p.grad is not None for p in after.parameters())
