@@ -596,6 +596,11 @@ def returns_kept_result(model: SemanticModel, cls: ast.ClassDef, depth: int = 0,
     forward = next((m for m in class_methods(cls) if m.name == "forward"), None)
     if forward is None:
         return False
+    if any(qualified_names(model, d.func if isinstance(d, ast.Call) else d) & NO_GRAD for d in forward.decorator_list) or any(
+        qualified_names(model, item.context_expr.func if isinstance(item.context_expr, ast.Call) else item.context_expr) & NO_GRAD
+        for w in model.nodes((ast.With, ast.AsyncWith), forward) for item in w.items
+    ):
+        return False  # computed without a graph: nothing is kept
     self_arg = self_name(forward)
     settings = constructed_settings(model, cls, construction) if construction is not None else {}
     returns = [
@@ -1168,14 +1173,16 @@ class InplaceForwardRule(Rule):
     Autograd keeps `h` for `h * y` only when `y` needs grad; the rule cannot
     know that and reports `h` as kept whenever `y` is not a number.
 
-    In-place tensor methods are followed on what a call has just returned,
-    where that call keeps its result (`layer(x).unsqueeze_(1)` with a layer
-    ending in a ReLU, an `nn.Sequential` whose last layer keeps its result, or a
-    loop over a `ModuleList` one of whose layers does): the shape-only ones
-    (`unsqueeze_`, `squeeze_`, `t_`, `transpose_`) become their out-of-place
-    twins, which return the same values; arithmetic ones (`add_`, `mul_`, ...)
-    are reported without a fix. In-place methods called on names are not
-    followed.
+    In-place tensor methods are followed on what a call has just returned (or
+    a view of it), where that call keeps its result and a gradient can flow
+    through it (`layer(x).unsqueeze_(1)` with a layer ending in a ReLU, an
+    `nn.Sequential` whose last layer keeps its result, or a loop over a
+    `ModuleList` every build of which holds such a layer, in a loop body with no
+    `break` and no test or `continue` around or before the call). They are
+    reported without a fix: the call may
+    return a tensor the code still holds (an in-place ReLU returns its input),
+    which the in-place method changes too and its out-of-place twin would not.
+    In-place methods called on names are not followed.
     """
 
     code = "TFM201"
@@ -1361,8 +1368,6 @@ class InplaceForwardRule(Rule):
         FixCase(CHAINED_POOL, CHAINED_POOL.replace("            x += path\n", "            x = x + path\n")),
         # an in-place layer right after one that keeps its output, in a Sequential
         FixCase(HEAD, HEAD.replace("inplace=True", "inplace=False")),
-        # an in-place reshape of what a layer ending in a ReLU returned (zero-restore's SKConv)
-        FixCase(KEPT_RESHAPE, KEPT_RESHAPE.replace(".unsqueeze_(1)", ".unsqueeze(1)")),
     )
     keeps = (
         # a layer of the file that sums its input before anything keeps it (speechbrain's
@@ -1535,8 +1540,16 @@ class InplaceForwardRule(Rule):
             "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.Dropout(0.1))\n\n"
             "    def forward(self, x):\n        return self.body(x)\n"
         ),
-        # arithmetic in place on it: reported, not fixed (`add` may promote the dtype `add_` keeps)
+        # an in-place method on what a layer ending in a ReLU returned (zero-restore's SKConv):
+        # reported, not fixed (an in-place ReLU returns its input, which the method changes too)
+        KeepCase(KEPT_RESHAPE, reported=True),
         KeepCase(KEPT_RESHAPE.replace(".unsqueeze_(1)", ".add_(1)"), reported=True),
+        # a loop that picks among its layers, or a graph-free input: left alone
+        KeepCase(KEPT_RESHAPE.replace("            x = block(x).unsqueeze_(1)\n",
+                                      "            if isinstance(block, nn.Linear):\n                continue\n"
+                                      "            x = block(x).unsqueeze_(1)\n")),
+        KeepCase(KEPT_RESHAPE.replace("block(x).unsqueeze_(1)", "torch.sigmoid(torch.arange(4.0)).unsqueeze_(1)")
+                 .replace("import torch.nn as nn", "import torch\nimport torch.nn as nn")),
         # a linear layer's output is not kept: reshaping it in place is fine
         KeepCase(KEPT_RESHAPE.replace("nn.Sequential(nn.Linear(4, 4), nn.ReLU())", "nn.Linear(4, 4)")),
     )
@@ -1666,6 +1679,8 @@ class _ForwardAnalysis:
                 if not is_kept and isinstance(value, ast.Call):
                     classes = self.model.local_classes(value.func)
                     is_kept = bool(classes) and len(classes) == 1 and returns_kept_result(self.model, classes[0], construction=value)
+                if not is_kept and isinstance(value, ast.Call) and qualified_names(self.model, value.func) <= SEQUENTIAL:
+                    is_kept = _kept_module_construction(self.model, value, 0)  # a Sequential ending in such a layer
                 kept[target.attr] = kept.get(target.attr, True) and is_kept
         return {name for name, ok in kept.items() if ok}
 
@@ -1835,33 +1850,41 @@ class _ForwardAnalysis:
         return result
 
     def inplace_on_temporaries(self, stmt: ast.stmt, state: State) -> None:
-        """``layer(x).unsqueeze_(1)``: an in-place method on what a call just returned, where that
-        call keeps its result for backward (a layer ending in relu/sigmoid/tanh/softmax, such an
-        op itself, a loop over layers one of which does). The in-place op bumps the kept
-        tensor's version and backward() fails. A shape-only method (``unsqueeze_``,
-        ``squeeze_``, ``t_``, ``transpose_``) becomes its out-of-place twin, which returns the
-        same values; an arithmetic one is reported (its out-of-place twin may promote the
-        dtype)."""
+        """``layer(x).unsqueeze_(1)``: an in-place method on what a call just returned (or on a
+        view of it that never copies), where that call keeps its result for backward (a layer
+        ending in relu/sigmoid/tanh/softmax, such an op itself, a loop over layers one of which
+        does) and a gradient can flow through it. The in-place op bumps the kept tensor's
+        version and backward() fails. Reported without a fix: the call may return a tensor the
+        code still holds (an in-place ReLU returns its input), which the in-place method changes
+        too and its out-of-place twin would not."""
         for call in self.model.nodes(ast.Call, stmt):
             func = call.func
-            if not (isinstance(func, ast.Attribute) and func.attr in INPLACE_TENSOR_METHODS and isinstance(func.value, ast.Call)):
+            if not (isinstance(func, ast.Attribute) and func.attr in INPLACE_TENSOR_METHODS):
                 continue
             if any(isinstance(a, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.comprehension))
                    for a in self.model.ancestors(call) if a is not stmt and stmt in self.model.ancestors(a)):
                 continue
-            if self.classify(func.value, state) != KEPT and not self._kept_by_a_listed_layer(func.value):
+            receiver = func.value
+            while (isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Attribute)
+                   and receiver.func.attr in ALWAYS_VIEWS | {"detach"}):
+                receiver = receiver.func.value  # a view shares the version counter of its base
+            if not isinstance(receiver, ast.Call) or self._grad_free(receiver, state):
                 continue
-            shown = self.model.text(func.value)
+            if isinstance(receiver.func, ast.Attribute) and receiver.func.attr in VIEW_METHODS:
+                continue  # `.double()`, `.contiguous()`, `.reshape()` may copy: the kept tensor is not touched
+            if self._parameter_free_layer(receiver.func) and all(self._grad_free(a, state) for a in receiver.args):
+                continue  # `self.gate(mask)`: nn.Sigmoid on a tensor without a graph builds none
+            if self.classify_call(receiver, state) != KEPT and not self._kept_by_a_listed_layer(receiver):
+                continue
+            shown = self.model.text(receiver)
             if len(shown) > 40:
                 shown = shown[:37] + "..."
             reason = (
                 f"`.{func.attr}()` changes in place the tensor `{shown}` returned, which autograd keeps for its "
-                f"backward: backward() fails with 'modified by an inplace operation'; use `.{func.attr[:-1]}()`"
+                f"backward: backward() fails with 'modified by an inplace operation'; use `.{func.attr[:-1]}()` "
+                "(not fixed: the call may return a tensor the code still holds, which the in-place method changes too)"
             )
-            if func.attr in SHAPE_INPLACE_METHODS:
-                self.method_findings.append((call, reason, Fix([self.rule.edit(call, "Call", _out_of_place_method)])))
-            else:
-                self.method_findings.append((call, f"{reason} (not fixed: the out-of-place op may promote the dtype)", None))
+            self.method_findings.append((call, reason, None))
 
     def augmented(self, aug: ast.AugAssign, state: State, no_grad: bool) -> None:
         value_own_dtype = self.own_dtype(aug.value, state)
@@ -2142,19 +2165,36 @@ class _ForwardAnalysis:
                 return False
         return True
 
+    def _parameter_free_layer(self, func: ast.expr) -> bool:
+        """``self.<attr>`` stored only as torch's activations (nn.Sigmoid, nn.ReLU, ...)."""
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == self.self_arg):
+            return False
+        stores = [site.value for member in self.model.class_family(self.cls) for site in self_assignments(self.model, member)
+                  if site.attr == func.attr]
+        return bool(stores) and all(
+            isinstance(v, ast.Call) and bool(q := qualified_names(self.model, v.func))
+            and all(n.startswith("torch.nn.") and n.rsplit(".", 1)[-1] in RESULT_KEPT_MODULES for n in q)
+            for v in stores
+        )
+
     def _kept_by_a_listed_layer(self, call: ast.Call) -> bool:
         """``block(x)`` for ``block`` iterating a container of layers one of which keeps its
-        result, outside any ``isinstance`` test of ``block`` (which may pick the others)."""
+        result, in a loop body that never picks among the layers: no ``break``, and no test or
+        ``continue`` around or before the call (an ``isinstance`` test or an index test may leave
+        the kept layer out)."""
         func = call.func
         if not (isinstance(func, ast.Name) and self._submodule_loop_variable(func) and self._kept_loop_element(func)):
             return False
-        for ancestor in self.model.ancestors(call):
-            if ancestor is self.func:
-                break
-            if isinstance(ancestor, (ast.If, ast.IfExp, ast.While)) and any(
-                isinstance(n, ast.Name) and n.id == func.id for n in walk(ancestor.test)
-            ):
-                return False  # a test of the layer itself: which layers reach here is not followed
+        loop = next((a for a in self.model.ancestors(call) if isinstance(a, (ast.For, ast.AsyncFor))), None)
+        if loop is None:
+            return False
+        here = (call.lineno, call.col_offset)
+        enclosing = set(self.model.ancestors(call))
+        for node in walk(loop):
+            if node is loop or not isinstance(node, (ast.If, ast.IfExp, ast.While, ast.Continue, ast.Break, ast.Match, ast.Try)):
+                continue
+            if isinstance(node, ast.Break) or node in enclosing or (node.lineno, node.col_offset) < here:
+                return False  # it may pick which layers reach the call, or stop before the kept one
         return True
 
     def _loop_container(self, target: ast.AST) -> str | None:
@@ -2179,27 +2219,34 @@ class _ForwardAnalysis:
         once to a construction) keeps its result for backward."""
         model = self.model
         attr = self._loop_container(model.scope(name).resolve(name.id)[0].node)
-        elements: list[ast.expr] = []
+        appended: list[ast.expr] = []
+        stores: list[list[ast.expr]] = []
         for member in model.class_family(self.cls):
             for site in self_assignments(model, member):
                 if site.attr == attr and isinstance(site.value, ast.Call):
+                    listed = []
                     for arg in site.value.args:
-                        elements.extend(arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [])
+                        listed.extend(arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [])
+                    stores.append(listed)
             for call in model.nodes(ast.Call, member):
                 func = call.func
                 if (isinstance(func, ast.Attribute) and func.attr == "append" and isinstance(func.value, ast.Attribute)
                         and func.value.attr == attr and isinstance(func.value.value, ast.Name) and len(call.args) == 1):
-                    elements.append(call.args[0])
-        for element in elements:
-            if isinstance(element, ast.Name):
-                bound = model.scope(element).resolve(element.id)
-                holder = model.parent(bound[0].node) if len(bound) == 1 else None
-                if not (isinstance(holder, ast.Assign) and len(holder.targets) == 1):
-                    continue
-                element = holder.value
-            if _kept_module_construction(model, element, 0):
-                return True
-        return False
+                    method = model.enclosing_function(call)
+                    if method is not None and func.value.value.id == self_name(method):
+                        appended.append(call.args[0])
+        # every way the container is built holds a kept layer (a config may build it without one)
+        return bool(stores) and all(any(self._kept_element(e) for e in listed + appended) for listed in stores)
+
+    def _kept_element(self, element: ast.expr) -> bool:
+        model = self.model
+        if isinstance(element, ast.Name):
+            bound = model.scope(element).resolve(element.id)
+            holder = model.parent(bound[0].node) if len(bound) == 1 else None
+            if not (isinstance(holder, ast.Assign) and len(holder.targets) == 1):
+                return False
+            element = holder.value
+        return _kept_module_construction(model, element, 0)
 
     def classify_call(self, call: ast.Call, state: State) -> str:
         func = call.func

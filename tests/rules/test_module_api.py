@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rule_helpers import build, fixed, load
+from rule_helpers import build, load
 from rule_helpers import run as run_source
 
 INPLACE_ERROR = "modified by an inplace operation"
@@ -765,8 +765,17 @@ class SKConv(nn.Module):
 
 
 def test_tfm201_an_in_place_reshape_of_a_kept_layer_output_fails_backward_and_the_twin_trains_the_same():
-    after_source = fixed(BRANCHES, "TFM201")
-    assert "fea = conv(x).unsqueeze(dim=1)" in after_source
+    """Reported without a fix (the in-place ReLU returns the tensor it was given, so the code
+    may hold it elsewhere); the out-of-place twin the message names trains, with the same output."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM201")
+    result = transform_source(BRANCHES, Settings(rules=(rule,), unsafe_fixes=True))
+    [finding] = result.diagnostics
+    assert finding.line == BRANCHES.splitlines().index("            fea = conv(x).unsqueeze_(dim=1)") + 1
+    assert not finding.fix_available and "`.unsqueeze()`" in finding.message
+    after_source = BRANCHES.replace("conv(x).unsqueeze_(dim=1)", "conv(x).unsqueeze(dim=1)")
     torch.manual_seed(0)
     before = run_source(BRANCHES)["SKConv"]()
     after = run_source(after_source)["SKConv"]()
