@@ -358,6 +358,10 @@ class RegisterBufferRule(TensorAttributeRule):
         if len(bindings) != 1 or bindings[0].kind != "param" or not isinstance(bindings[0].node, ast.arg):
             return False
         annotation = bindings[0].node.annotation
+        args = site.method.args
+        defaults = dict(zip([*args.posonlyargs, *args.args][::-1], args.defaults[::-1])) | dict(zip(args.kwonlyargs, args.kw_defaults))
+        if defaults.get(bindings[0].node) is not None:
+            return False  # `w: Tensor = None` is Optional in all but name
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             return annotation.value in ("Tensor", "torch.Tensor")
         return annotation is not None and self.model.qualified_names(annotation) == {"torch.Tensor"}
@@ -405,7 +409,23 @@ class RegisterBufferRule(TensorAttributeRule):
         return bool(reads) and all(self._moved_or_read_back(use) for use in reads)
 
     def _moved_or_read_back(self, use: ast.Attribute) -> bool:
-        parent = self.model.parent(use)
+        model = self.model
+        parent = model.parent(use)
+        if isinstance(parent, ast.Call) and use in parent.args and (
+            any(k.arg == "device" for k in parent.keywords)
+            or (isinstance(parent.func, ast.Attribute) and parent.func.attr == "new_tensor")
+        ):
+            return True  # `torch.as_tensor(self.w, device=x.device)`, `x.new_tensor(self.w)`
+        # a shape-only view first, then moved: `self.w.expand(n, -1).to(x)`
+        node = use
+        while (isinstance(parent, ast.Attribute) and parent.value is node and parent.attr in SHAPE_VIEWS
+               and isinstance(model.parent(parent), ast.Call) and model.parent(parent).func is parent):
+            node = model.parent(parent)
+            parent = model.parent(node)
+        if node is not use and isinstance(parent, ast.Attribute) and parent.value is node and parent.attr in MOVES:
+            call = model.parent(parent)
+            return isinstance(call, ast.Call) and call.func is parent and bool(call.args or call.keywords or parent.attr == "cuda")
+        parent = model.parent(use)
         if not isinstance(parent, ast.Attribute) or parent.value is not use:
             return False
         if parent.attr in READ_BACK:
@@ -728,6 +748,8 @@ def _register(assign, self_arg: str, attr: str, persistent: str):
     return cst.Expr(call, semicolon=assign.semicolon)
 
 
+# views that only change the shape (the tensor stays where it is)
+SHAPE_VIEWS = frozenset({"view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze", "transpose", "permute", "t", "flatten"})
 # builtins that read a tensor back to Python (or only look at it)
 _PYTHON_READS = frozenset({"len", "int", "float", "bool", "str", "repr", "print", "isinstance", "type", "id", "range", "hasattr"})
 # builtins that iterate the tensor: its elements are one-element picks, which meet tensors on any device
