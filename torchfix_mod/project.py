@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,9 +44,13 @@ class ProjectClass:
     # every class above it is of the run or of torch.nn, and none defines `__call__`: calling
     # an instance runs nn.Module's `__call__`, hence `forward` with its hooks
     plain_call: bool = False
-    # methods defined and names called on the instance by it and the classes of the run above
-    # it: a subclass method of such a name may run from their `forward` or hooks
-    names: frozenset[str] = frozenset()
+    # for it and each class of the run above it, the methods it defines and the names it calls
+    # as methods (`self_names`): a subclass method of such a name may run from their `forward`
+    # or hooks. The classes' own sets, shared, not merged.
+    names: tuple[frozenset[str], ...] = ()
+
+    def knows_name(self, name: str) -> bool:
+        return any(name in group for group in self.names)
 
 
 @dataclass
@@ -153,19 +159,32 @@ def binds_call(cls: ast.ClassDef, tree: ast.Module | None = None) -> bool:
     return False
 
 
-def patched_call_classes(tree: ast.Module) -> set[str]:
-    """Names ``X`` whose call hook the file sets from outside the class (``X.__call__ = f``)."""
+_PATCHED_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\.\s*(?:" + "|".join(sorted(CALL_HOOKS)) + r")\s*=(?!=)")
+_METHOD_CALL = re.compile(r"\.\s*([A-Za-z_]\w*)\s*\(")
+
+
+def patched_call_classes(tree: ast.Module, source: str | None = None) -> set[str]:
+    """Names ``X`` whose call hook the file sets from outside the class (``X.__call__ = f``);
+    read from the text when it is given (a superset: comments and strings count too)."""
+    if source is not None:
+        if not any(name in source for name in ("__call__", "_call_impl", "__init_subclass__")):
+            return set()  # the common case, without running the pattern over the whole text
+        return set(_PATCHED_CALL.findall(source))
     return {
         node.value.id for node in nodes(tree, ast.Attribute)
         if node.attr in CALL_HOOKS and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
     }
 
 
-def self_names(cls: ast.ClassDef) -> frozenset[str]:
-    """The methods the class defines and the names it calls on its instance (``self.loss(...)``,
-    in any method): a subclass method of one of these names may be reached by the class's
-    own ``forward`` or hooks."""
+def self_names(cls: ast.ClassDef, lines: list[str] | None = None) -> frozenset[str]:
+    """The methods the class defines and the names it calls as methods (``self.loss(...)``): a
+    subclass method of one of these names may be reached by the class's own ``forward`` or
+    hooks. From the class's text when its ``lines`` are given: every ``.name(`` there, a
+    superset of the calls on the instance."""
     found = {item.name for item in cls.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    if lines is not None:
+        found.update(_METHOD_CALL.findall("\n".join(lines[cls.lineno - 1 : cls.end_lineno])))
+        return frozenset(map(sys.intern, found))  # the same few hundred names recur in every class
     for node in nodes(cls, ast.Call):
         func = node.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
@@ -192,13 +211,14 @@ def summarize(tree: ast.Module, path: Path, source: str | None = None) -> FileSu
     def bind(name: str) -> None:
         bound[name] = bound.get(name, 0) + 1
 
-    patched = patched_call_classes(tree)
+    patched = patched_call_classes(tree, source)
+    lines = source.splitlines() if source is not None else None
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):
             bind(stmt.name)
             summary.classes[stmt.name] = ClassSummary(
                 [_dotted(generic_origin(b)) for b in stmt.bases], _customizes_access(stmt, mentions_dict),
-                binds_call(stmt, tree) or stmt.name in patched, self_names(stmt),
+                binds_call(stmt, tree) or stmt.name in patched, self_names(stmt, lines),
             )
             if stmt.keywords and any(k.arg == "metaclass" for k in stmt.keywords):
                 summary.classes[stmt.name].bases.append(None)  # a metaclass may change anything
@@ -274,7 +294,7 @@ class ProjectIndex:
             info = classes[name]
             digest.update(
                 f"{name}:{int(info.module_subclass)}{int(info.customizes_access)}{int(info.mixed)}{int(info.plain_call)}"
-                f"{','.join(sorted(info.names))}\n".encode()
+                f"{','.join(sorted(info.names[0])) if info.names else ''}\n".encode()
             )
         for name in sorted(modules):
             digest.update(f"module {name}\n".encode())
@@ -349,7 +369,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
         cls = modules[key[0]].classes[key[1]]
         module_subclass, customizes, known = False, cls.customizes_access, True
         plain_call = not cls.defines_call
-        names = set(cls.names)
+        names: list[frozenset[str]] = [cls.names]
         for base in cls.bases:
             if base == "object":
                 continue
@@ -364,7 +384,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
                 module_subclass |= base_info.module_subclass
                 customizes |= base_info.customizes_access
                 plain_call &= base_info.plain_call
-                names |= base_info.names
+                names.extend(group for group in base_info.names if not any(group is seen for seen in names))
             elif isinstance(target, str) and is_torch_module_class(target):
                 module_subclass = True
                 plain_call &= target.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
@@ -372,7 +392,7 @@ def build_index(summaries: Sequence[FileSummary]) -> ProjectIndex:
                 known = False  # an outside base could customize attribute access
         plain_call &= known
         result = (
-            ProjectClass(module_subclass, customizes or not known, plain_call=plain_call, names=frozenset(names))
+            ProjectClass(module_subclass, customizes or not known, plain_call=plain_call, names=tuple(names))
             if (module_subclass or known) else None
         )
         verdict[key] = result

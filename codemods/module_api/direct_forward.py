@@ -7,7 +7,7 @@ import ast
 from torchfix_mod.codemods._shared._attributes import is_display_element, self_assignments
 from torchfix_mod.codemods.containers._containers import declares_module
 from torchfix_mod.codemods.attributes._tensor_attributes import class_body_names
-from torchfix_mod.project import UNCALLABLE_TORCH_CLASSES, binds_call, patched_call_classes
+from torchfix_mod.project import CALL_HOOKS, UNCALLABLE_TORCH_CLASSES, binds_call
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
 from torchfix_mod.semantic import class_methods, self_name
 
@@ -270,12 +270,23 @@ class DirectForwardRule(Rule):
         cls = self._enclosing_class(method)
         if cls is None or not self._plain_method(method):
             return False
-        patched = patched_call_classes(model.tree)
+        patched = self._patched()
         if any(binds_call(member, self.model.tree) or member.name in patched for member in model.class_family(cls)):
             return False
         # every base is a class of this file or of torch.nn: a base from elsewhere may define a
         # `__call__` of its own (gpytorch's modules wrap what forward returns)
         return self._plain_torch_family(cls, method.name)
+
+    def _patched(self) -> set[str]:
+        """Classes whose call hook the file sets from outside them (``X.__call__ = f``)."""
+        model = self.model
+        key = ("direct_forward", "patched")
+        if key not in model.memo:
+            model.memo[key] = {
+                node.value.id for name in CALL_HOOKS for node in model.attributes.get(name, ())
+                if isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
+            }
+        return model.memo[key]
 
     def _plain_torch_family(self, cls: ast.ClassDef | None, method_name: str | None = None) -> bool:
         """Every base of the class is of this file, of torch.nn (one whose instances can be
@@ -287,7 +298,7 @@ class DirectForwardRule(Rule):
         ``BaseModel.forward`` dispatches to ``self.loss``)."""
         if cls is None:
             return False
-        patched = patched_call_classes(self.model.tree)
+        patched = self._patched()
         for member in self.model.class_family_up(cls):
             if binds_call(member, self.model.tree) or member.name in patched:
                 return False
@@ -299,7 +310,7 @@ class DirectForwardRule(Rule):
                         return False  # nn.ParameterList/ParameterDict raise when called
                     continue
                 found = self.model.project_class(base) if isinstance(base, str) and base != "?" else None
-                if found is None or not found.plain_call or (method_name is not None and method_name in found.names):
+                if found is None or not found.plain_call or (method_name is not None and found.knows_name(method_name)):
                     return False
         return True
 
