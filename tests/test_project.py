@@ -362,10 +362,11 @@ def test_calls_reach_forward_only_through_bases_known_to_keep_nn_modules_call(tm
     assert not index.classes["callpkg.seq.Special"].plain_call
 
 
-def test_runtime_own_forward_through_a_base_of_another_file_runs_hooks_only_after_the_fix(tmp_path):
+def test_runtime_own_forward_through_a_base_of_another_file_is_reported_and_the_call_runs_hooks(tmp_path):
     """cogitare's SequentialModel steps itself with ``self.forward`` from a method forward never
-    reaches; its base is in another file. A single-file run reads that base, fixes the call in
-    ``Stepper``, and leaves ``Special`` (whose base gives ``__call__`` a meaning) alone."""
+    reaches; its base is in another file. A single-file run reads that base and reports the call
+    in ``Stepper`` (without a fix: hooks and subclasses elsewhere may call it back); it leaves
+    ``Special`` (whose base gives ``__call__`` a meaning) alone. Calling the module runs hooks."""
     torch = pytest.importorskip("torch")
     write(tmp_path, CALLPKG)
 
@@ -388,8 +389,13 @@ def test_runtime_own_forward_through_a_base_of_another_file_runs_hooks_only_afte
         return len(seen)
 
     assert hook_calls(load()) == 0  # the bug: hooks on the model never run while stepping
-    reports = run([tmp_path / "callpkg" / "seq.py"], ALL_RULES, RunOptions(mode="write"), cwd=tmp_path)
-    assert [(d.code, d.line, d.fixed) for r in reports for d in r.diagnostics] == [("TFM402", 15, True)]
+    seq = tmp_path / "callpkg" / "seq.py"
+    source = seq.read_text()
+    reports = run([seq], ALL_RULES, RunOptions(mode="write", unsafe_fixes=True), cwd=tmp_path)
+    assert [(d.code, d.line, d.fix_available) for r in reports for d in r.diagnostics] == [("TFM402", 15, False)]
+    assert seq.read_text() == source
+    seq.write_text(source.replace("return [self.forward(x) for x in xs]\n\n\nclass Special",
+                                  "return [self(x) for x in xs]\n\n\nclass Special"))
     after = load()
     assert hook_calls(after) == 3
     assert after.Special().run_sequence([1]) == [1]  # untouched: `self(...)` would wrap the result

@@ -21,6 +21,12 @@ HOOK_REGISTRATIONS = frozenset({
 RETURNS_SELF = frozenset({"cuda", "cpu", "to", "float", "double", "half", "bfloat16", "train", "eval", "requires_grad_", "type", "xpu", "to_empty"})
 
 
+OWN_FORWARD = (
+    HEADER + "class Loss(nn.Module):\n    def forward(self, x):\n        return x * 2\n\n"
+    "    def evaluate(self, x):\n        loss = self.forward(x)\n        return loss.item()\n"
+)
+
+
 class DirectForwardRule(Rule):
     """
     ## What it does
@@ -48,13 +54,19 @@ class DirectForwardRule(Rule):
 
     ## Fix safety
     Safe: without hooks the two calls run the same code; with hooks, running
-    them is the point.
+    them is the point. Offered only where the module's class is known to keep
+    nn.Module's `__call__` (a torch.nn layer, a class of the file or of the
+    project none of whose classes binds `__call__`).
 
     `self.forward(...)` in a method that `forward` never reaches (a
-    `sample`, `inference` or `evaluate` method) becomes `self(...)` when the
-    class and its bases are of the file or torch.nn and none defines
-    `__call__`: a base from another library may give `__call__` a meaning of its
-    own (gpytorch's modules wrap what `forward` returns).
+    `sample`, `inference` or `evaluate` method) is reported without a fix:
+    `self(...)` would also run the instance's hooks and the `__call__` of its
+    class, and a hook registered elsewhere, a subclass in another file or a
+    dispatching base may call the method back (endless recursion) or expect
+    other arguments. It is reported only when the class and its bases are of
+    the file, of torch.nn or of the project, and none binds `__call__`: a base
+    from another library may give `__call__` a meaning of its own (gpytorch's
+    modules wrap what `forward` returns).
 
     ## Known problems
     Only calls inside `forward`, and in methods that are only ever called (never
@@ -106,16 +118,10 @@ class DirectForwardRule(Rule):
             "        return head(x)\n",
         ),
     )
-    fixes = fixes + (
-        # a method forward never reaches, running the module's own forward (pixyz's Loss.eval)
-        FixCase(
-            HEADER + "class Loss(nn.Module):\n    def forward(self, x):\n        return x * 2\n\n"
-            "    def evaluate(self, x):\n        loss = self.forward(x)\n        return loss.item()\n",
-            HEADER + "class Loss(nn.Module):\n    def forward(self, x):\n        return x * 2\n\n"
-            "    def evaluate(self, x):\n        loss = self(x)\n        return loss.item()\n",
-        ),
-    )
     keeps = (
+        # a method forward never reaches, running the module's own forward (pixyz's Loss.eval):
+        # reported; `self(...)` would run hooks and `__call__`s this file may not show
+        KeepCase(OWN_FORWARD, reported=True),
         KeepCase(
             HEADER + "class Base(nn.Module):\n    def forward(self, x):\n        return x\n\n"
             "class Child(Base):\n"
@@ -246,12 +252,53 @@ class DirectForwardRule(Rule):
             if not (method.name == "forward" or self._plain_method(method)):
                 continue
             if self._own_forward(receiver, method):
-                self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
+                # `self(...)` runs the instance's hooks and `__call__`: a hook registered anywhere
+                # (another file, a trainer) may call this method back, a subclass of another file
+                # may dispatch to it from its `forward` or give `__call__` other arguments; none
+                # of that can be ruled out from here
+                self.report(call, f"{message} (not fixed: `{receiver.id}(...)` would also run the hooks and `__call__` "
+                            "of subclasses and callers this file does not show, which may call this method again)")
             elif self._is_module(receiver, call):
-                self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
+                if self._constructed_plain(receiver, call):
+                    self.report(call, message, Fix([self.edit(call, "Call", _call_the_receiver)]))
+                else:
+                    self.report(call, f"{message} (not fixed: the module's class, or one above it, may give `__call__` "
+                                "a meaning of its own)")
             elif method.name == "forward" and self._handed_in(receiver, call) and self._plain_torch_family(self._enclosing_class(call)):
                 self.report(call, f"{message} (not fixed: `{model.text(receiver)}` is handed to the constructor, "
                             "and calling it raises if it is not an nn.Module)")
+
+    def _constructed_plain(self, receiver: ast.expr, at: ast.AST) -> bool:
+        """Every construction the receiver may hold is of a class known to keep nn.Module's
+        ``__call__`` (a torch.nn layer that can be called, a class of the file whose chain binds
+        no call hook, a class of the project the index clears)."""
+        model = self.model
+        if isinstance(receiver, ast.Call):
+            values = [receiver]
+        elif isinstance(receiver, ast.Attribute):
+            values = self._stores(self._enclosing_class(at), receiver.attr)
+        elif isinstance(receiver, ast.Name):
+            values = [b for binding in model.scope(receiver).bindings.get(receiver.id, [])
+                      for b in [getattr(model.parent(binding.node), "value", None)] if isinstance(b, ast.Call)]
+            if not values:
+                return True  # a loop over an nn.ModuleList/nn.Sequential: checked as a container of layers
+        else:
+            return False
+        for value in values:
+            if not isinstance(value, ast.Call):
+                return False
+            classes = model.local_classes(value.func)
+            if classes:
+                if not all(self._plain_torch_family(c) for c in classes):
+                    return False
+                continue
+            qnames = model.qualified_names(value.func)
+            for qname in qnames or {""}:
+                found = model.project_class(qname)
+                torch_plain = qname.startswith("torch.nn.") and qname.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
+                if not (torch_plain or (found is not None and found.plain_call)):
+                    return False
+        return True
 
     def _plain_method(self, method) -> bool:
         """A method of an nn.Module class that is only ever called (never handed out as a value,
