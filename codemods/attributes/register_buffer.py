@@ -7,6 +7,7 @@ import re
 
 from torchfix_mod.codemods._shared._attributes import SelfAssignment
 from torchfix_mod.codemods._shared._tensor_factories import TENSOR_FACTORIES
+from torchfix_mod.codemods.containers._containers import only_param
 from torchfix_mod.codemods.attributes._tensor_attributes import (
     TensorAttributeRule,
     TENSOR_METHODS,
@@ -343,6 +344,11 @@ class RegisterBufferRule(TensorAttributeRule):
             "        self.features = features\n        self.other = other\n\n    def forward(self, x):\n"
             "        return x + self.features + self.other\n"
         ),
+        KeepCase(
+            HEADER + "from torch import Tensor\n\n\nclass Append(nn.Module):\n    def __init__(self, *features: Tensor):\n"
+            "        super().__init__()\n        self.features = features\n\n    def forward(self, x):\n"
+            "        return torch.cat([x, *self.features], dim=-1)\n"
+        ),
     )
 
     def wants(self, site: SelfAssignment, tensors: TensorExpressions) -> bool:
@@ -354,13 +360,15 @@ class RegisterBufferRule(TensorAttributeRule):
         value = site.value
         if site.method.name != "__init__" or not isinstance(value, ast.Name):
             return False
-        bindings = self.model.scope(value).resolve(value.id)
-        if len(bindings) != 1 or bindings[0].kind != "param" or not isinstance(bindings[0].node, ast.arg):
+        found = only_param(self.model, value)
+        if found is None:
             return False
-        annotation = bindings[0].node.annotation
-        args = site.method.args
+        arg, args = found
+        if arg is args.vararg or arg is args.kwarg:
+            return False  # `*w: Tensor` is a tuple of them
+        annotation = arg.annotation
         defaults = dict(zip([*args.posonlyargs, *args.args][::-1], args.defaults[::-1])) | dict(zip(args.kwonlyargs, args.kw_defaults))
-        if defaults.get(bindings[0].node) is not None:
+        if defaults.get(arg) is not None:
             return False  # `w: Tensor = None` is Optional in all but name
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             return annotation.value in ("Tensor", "torch.Tensor")

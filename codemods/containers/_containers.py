@@ -384,7 +384,7 @@ def declares_module(model: SemanticModel, annotation: ast.AST | None) -> bool:
     return _declares_modules(model, annotation, False)
 
 
-def _only_param(model: SemanticModel, name: ast.Name) -> tuple[ast.arg, ast.arguments] | None:
+def only_param(model: SemanticModel, name: ast.Name) -> tuple[ast.arg, ast.arguments] | None:
     """The parameter ``name`` reads, when it is its only binding."""
     bindings = model.scope(name).resolve(name.id)
     if len(bindings) != 1 or bindings[0].kind != "param" or not isinstance(bindings[0].node, ast.arg):
@@ -401,7 +401,7 @@ def declared_modules(model: SemanticModel, expr: ast.AST) -> bool:
     ``layers: List[nn.Module]``."""
     if not isinstance(expr, ast.Name):
         return False
-    found = _only_param(model, expr)
+    found = only_param(model, expr)
     if found is None:
         return False
     arg, args = found

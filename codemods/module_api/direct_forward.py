@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from torchfix_mod.codemods._shared._attributes import is_display_element, self_assignments
-from torchfix_mod.codemods.containers._containers import declares_module
+from torchfix_mod.codemods.containers._containers import declares_module, only_param
 from torchfix_mod.codemods.attributes._tensor_attributes import class_body_names
 from torchfix_mod.project import CALL_HOOKS, UNCALLABLE_TORCH_CLASSES, binds_call
 from torchfix_mod.rule import Fix, FixCase, KeepCase, Rule
@@ -214,6 +214,15 @@ class DirectForwardRule(Rule):
             "    def after_forward(self, inp, out):\n        self.extra = self._recompute(inp[0])\n"
             "    def _recompute(self, x):\n        return self.forward(x + 0.01)\n"
         ),
+        # layers of a class with a `__call__` of its own, iterated: `layer(x)` would run it
+        KeepCase(
+            HEADER + "class Gate(nn.Module):\n    def __call__(self, x):\n        return super().__call__(x).clamp(0, 1)\n"
+            "    def forward(self, x):\n        return x * 2\n\n"
+            "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.layers = nn.ModuleList([nn.Linear(2, 2)])\n        self.layers.append(Gate())\n"
+            "    def forward(self, x):\n        for layer in self.layers:\n            x = layer.forward(x)\n        return x\n",
+            reported=True,
+        ),
         # outside a module: a method nothing in the file calls may be a hook; a recorder that
         # installs hooks runs the model without them on purpose
         KeepCase(
@@ -270,34 +279,79 @@ class DirectForwardRule(Rule):
 
     def _constructed_plain(self, receiver: ast.expr, at: ast.AST) -> bool:
         """Every construction the receiver may hold is of a class known to keep nn.Module's
-        ``__call__`` (a torch.nn layer that can be called, a class of the file whose chain binds
-        no call hook, a class of the project the index clears)."""
+        ``__call__``; for the variable of a loop over a container of the class, every layer
+        put in it (its constructor's arguments and what is appended on ``self``)."""
         model = self.model
         if isinstance(receiver, ast.Call):
             values = [receiver]
         elif isinstance(receiver, ast.Attribute):
             values = self._stores(self._enclosing_class(at), receiver.attr)
         elif isinstance(receiver, ast.Name):
-            values = [b for binding in model.scope(receiver).bindings.get(receiver.id, [])
-                      for b in [getattr(model.parent(binding.node), "value", None)] if isinstance(b, ast.Call)]
-            if not values:
-                return True  # a loop over an nn.ModuleList/nn.Sequential: checked as a container of layers
+            values = []
+            for binding in model.scope(receiver).bindings.get(receiver.id, []):
+                holder = model.parent(binding.node)
+                if isinstance(holder, (ast.For, ast.AsyncFor)) and holder.target is binding.node:
+                    values += self._container_layers(holder.iter, at)
+                else:
+                    values.append(getattr(holder, "value", None))
         else:
             return False
-        for value in values:
-            if not isinstance(value, ast.Call):
-                return False
-            classes = model.local_classes(value.func)
-            if classes:
-                if not all(self._plain_torch_family(c) for c in classes):
-                    return False
+        return bool(values) and all(isinstance(v, ast.Call) and self._class_keeps_call(v.func) for v in values)
+
+    def _container_layers(self, iterated: ast.expr, at: ast.AST) -> list[ast.expr | None]:
+        """The layers put in ``self.<attr>`` (an nn.ModuleList/nn.Sequential): its
+        constructors' arguments (list displays and comprehensions opened) and what is appended
+        to it on ``self``; a None stands for one the analysis cannot see."""
+        model = self.model
+        cls = self._enclosing_class(at)
+        if cls is None or not isinstance(iterated, ast.Attribute):
+            return [None]
+        found: list[ast.expr | None] = []
+        for store in self._stores(cls, iterated.attr):
+            for arg in getattr(store, "args", [None]):
+                if isinstance(arg, (ast.List, ast.Tuple)):
+                    found += arg.elts
+                elif isinstance(arg, (ast.ListComp, ast.GeneratorExp)):
+                    found.append(arg.elt)
+                else:
+                    found.append(arg)
+        family = model.class_family(cls)
+        for use in model.attributes.get(iterated.attr, ()):
+            holder = model.parent(use)
+            call = model.parent(holder)
+            if not (isinstance(use.value, ast.Name) and model.enclosing_class(use) in family
+                    and isinstance(holder, ast.Attribute) and holder.value is use
+                    and isinstance(call, ast.Call) and call.func is holder):
                 continue
-            qnames = model.qualified_names(value.func)
-            for qname in qnames or {""}:
-                found = model.project_class(qname)
-                torch_plain = qname.startswith("torch.nn.") and qname.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
-                if not (torch_plain or (found is not None and found.plain_call)):
-                    return False
+            if holder.attr == "append" and len(call.args) == 1:
+                found.append(call.args[0])
+            elif holder.attr in ("append", "extend", "insert", "add_module", "register_module", "__setitem__"):
+                found.append(None)  # filled another way
+        resolved: list[ast.expr | None] = []
+        for value in found:
+            if isinstance(value, ast.Name):  # `block = Block(); self.blocks.append(block)`
+                bound = model.scope(value).resolve(value.id)
+                holder = model.parent(bound[0].node) if len(bound) == 1 else None
+                value = holder.value if isinstance(holder, ast.Assign) and len(holder.targets) == 1 else None
+            resolved.append(value)
+        return resolved
+
+    def _class_keeps_call(self, expr: ast.expr) -> bool:
+        """``expr`` (a called or annotated class) is known to keep nn.Module's ``__call__``: a
+        torch.nn class that can be called, a class of the file whose chain binds no call hook
+        and is known, or a class of the project that the index clears."""
+        model = self.model
+        classes = model.local_classes(expr)
+        if classes:
+            return all(self._plain_torch_family(c) for c in classes)
+        qnames = model.qualified_names(expr)
+        if not qnames:
+            return False
+        for qname in qnames:
+            found = model.project_class(qname)
+            torch_plain = qname.startswith("torch.nn.") and qname.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
+            if not (torch_plain or (found is not None and found.plain_call)):
+                return False
         return True
 
     def _plain_method(self, method) -> bool:
@@ -416,34 +470,14 @@ class DirectForwardRule(Rule):
                 continue
             if site.method.name != "__init__" or not isinstance(value, ast.Name):
                 return False
-            args = site.method.args
-            arg = next((a for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg == value.id), None)
-            if arg is None or not declares_module(model, arg.annotation) or len(model.scope(value).resolve(value.id)) != 1:
+            found = only_param(model, value)
+            if found is None or found[0] in (found[1].vararg, found[1].kwarg) or not declares_module(model, found[0].annotation):
                 return False
-            if not self._keeps_module_call(arg.annotation):
+            annotation = found[0].annotation
+            if not self._class_keeps_call(annotation.slice if isinstance(annotation, ast.Subscript) else annotation):
                 return False  # gpytorch's kernels: `__call__` means something else, `.forward` is on purpose
             declared = True
         return declared
-
-    def _keeps_module_call(self, annotation: ast.expr) -> bool:
-        """The declared class (``Optional[...]`` unwrapped) is known to keep nn.Module's
-        ``__call__``: a torch.nn class, a class of the file whose family defines none and whose
-        bases are all known, or a class of the project that the index clears."""
-        model = self.model
-        if isinstance(annotation, ast.Subscript):
-            annotation = annotation.slice
-        classes = model.local_classes(annotation)
-        if classes:
-            return all(self._plain_torch_family(c) for c in classes)
-        qnames = model.qualified_names(annotation)
-        if not qnames:
-            return False
-        for qname in qnames:
-            found = model.project_class(qname)
-            torch_plain = qname.startswith("torch.nn.") and qname.rsplit(".", 1)[-1] not in UNCALLABLE_TORCH_CLASSES
-            if not (torch_plain or (found is not None and found.plain_call)):
-                return False
-        return True
 
     def _only_called(self, method, cls: ast.ClassDef, seen: frozenset = frozenset()) -> bool:
         """Every use of the method's name in the file calls it (it is never handed out as a

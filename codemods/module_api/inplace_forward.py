@@ -89,18 +89,9 @@ NON_TENSOR_LITERALS = (ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast
 # in-place tensor methods (each has an out-of-place twin without the underscore)
 INPLACE_TENSOR_METHODS = frozenset({
     "add_", "sub_", "mul_", "div_", "pow_", "neg_", "abs_", "clamp_", "clamp_min_", "clamp_max_", "masked_fill_",
-    "fill_", "zero_", "exp_", "log_", "sqrt_", "sigmoid_", "tanh_", "relu_", "mul_", "addcmul_", "addcdiv_",
-    "unsqueeze_", "squeeze_", "t_", "transpose_", "copy_", "index_fill_", "scatter_", "div_", "floor_", "round_",
+    "fill_", "zero_", "exp_", "log_", "sqrt_", "sigmoid_", "tanh_", "relu_", "addcmul_", "addcdiv_",
+    "unsqueeze_", "squeeze_", "t_", "transpose_", "copy_", "index_fill_", "scatter_", "floor_", "round_",
 })
-# the in-place methods that only change the shape: their twins return the same values and dtype
-SHAPE_INPLACE_METHODS = frozenset({"unsqueeze_", "squeeze_", "t_", "transpose_"})
-
-
-def _out_of_place_method(call):
-    """``t.unsqueeze_(1)`` -> ``t.unsqueeze(1)`` (a LibCST ``Call``)."""
-    import libcst as cst
-
-    return call.with_changes(func=call.func.with_changes(attr=cst.Name(call.func.attr.value[:-1])))
 
 
 def out_of_place(aug):

@@ -792,3 +792,23 @@ def test_tfm201_an_in_place_reshape_of_a_kept_layer_output_fails_backward_and_th
     out.sum().backward()
     assert torch.allclose(out, before(x).detach())
     assert all(p.grad is not None for p in after.parameters())
+
+
+def test_tfm402_a_listed_layer_with_a_call_of_its_own_is_reported_and_calling_it_would_change_the_result():
+    """A ModuleList holding a layer whose class overrides ``__call__``: ``layer(x)`` would run
+    that override (here a clamp), not only ``forward`` with hooks. Reported, left as written."""
+    from conftest import ALL_RULES
+    from torchfix_mod.engine import Settings, transform_source
+
+    rule = next(r for r in ALL_RULES if r.code == "TFM402")
+    source = next(c.source for c in rule.keeps if "class Gate(nn.Module)" in c.source)
+    result = transform_source(source, Settings(rules=(rule,), unsafe_fixes=True))
+    [finding] = result.diagnostics
+    assert result.new_source == source and not finding.fix_available
+    torch.manual_seed(0)
+    net = run_source(source)["Net"]()
+    x = torch.randn(4, 2) * 10
+    torch.manual_seed(0)
+    called = run_source(source.replace("layer.forward(x)", "layer(x)"))["Net"]()
+    called.load_state_dict(net.state_dict())
+    assert not torch.allclose(net(x), called(x))  # the rewrite would have changed what forward returns
